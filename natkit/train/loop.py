@@ -1,0 +1,143 @@
+"""The one training loop every method uses, and evaluation."""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from natkit.errors import ConfigError, DivergedError
+from natkit.utils.seed import seed_everything
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: float = 1
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    optimizer: str = "sgd"  # sgd | adam | adamw
+    schedule: str = "cosine"  # cosine | constant
+    label_smoothing: float = 0.0
+    batch_size: int = 64
+    distill_weight: float = 0.0  # weight of the KL term towards ``teacher``'s soft labels
+    distill_temperature: float = 4.0
+    max_batches: int | None = None  # per epoch; caps work in quick modes
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def make_optimizer(params, cfg: TrainConfig):
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               nesterov=cfg.momentum > 0)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ConfigError(f"unknown optimizer {cfg.optimizer!r}: use sgd, adam or adamw")
+
+
+def distillation_loss(logits, teacher_logits, temperature):
+    t = temperature
+    return F.kl_div(F.log_softmax(logits / t, 1), F.softmax(teacher_logits / t, 1), reduction="batchmean") * t * t
+
+
+def train(model: nn.Module, task, cfg: TrainConfig = TrainConfig(), *, device="cpu", resolution=None,
+          channels=None, teacher: nn.Module | None = None, params=None, seed: int = 0, split: str = "train",
+          progress: bool | None = None, loss_hook=None) -> list[float]:
+    """Train ``model`` on ``task``; returns the mean loss per epoch.
+
+    ``params`` restricts the optimised parameters (others still run forward; freezing is the
+    caller's choice through ``requires_grad``). ``loss_hook(model, logits, y) -> extra loss`` lets a
+    method add a regulariser. Raises ``DivergedError`` on a non-finite loss.
+    """
+    seed_everything(seed)
+    model.to(device).train()
+    if teacher is not None:
+        teacher.to(device).eval()
+    params = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
+    if not params:
+        raise ConfigError("nothing to train: no parameter requires grad")
+    opt = make_optimizer(params, cfg)
+    n = len(task.split(split))
+    per_epoch = math.ceil(n / cfg.batch_size)
+    if cfg.max_batches:
+        per_epoch = min(per_epoch, cfg.max_batches)
+    total = max(1, int(round(per_epoch * cfg.epochs)))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total) if cfg.schedule == "cosine" else None
+    if progress is None:
+        progress = sys.stderr.isatty() and total > 200
+    bar = _bar(total, progress)
+    losses, step, epoch = [], 0, 0
+    while step < total:
+        running, count = 0.0, 0
+        for x, y in task.batches(split, cfg.batch_size, resolution=resolution, channels=channels,
+                                 shuffle=True, seed=seed * 1000 + epoch, device=device):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            if teacher is not None and cfg.distill_weight > 0:
+                with torch.no_grad():
+                    t_logits = teacher(x)
+                loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * distillation_loss(
+                    logits, t_logits, cfg.distill_temperature)
+            if loss_hook is not None:
+                loss = loss + loss_hook(model, logits, y)
+            if not torch.isfinite(loss):
+                bar.close()
+                raise DivergedError(f"loss became {loss.item()} at step {step} (lr={cfg.lr})")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            running += loss.item() * len(y)
+            count += len(y)
+            step += 1
+            bar.update(1)
+            if step >= total or (cfg.max_batches and count >= cfg.max_batches * cfg.batch_size):
+                break
+        losses.append(running / max(count, 1))
+        epoch += 1
+    bar.close()
+    return losses
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, task, split: str = "val", *, device="cpu", resolution=None, channels=None,
+             limit: int | None = None, batch_size: int = 256) -> dict:
+    """Top-1 ``error`` and mean cross-entropy ``loss`` on a split."""
+    was_training = model.training
+    model.to(device).eval()
+    correct, total, loss = 0, 0, 0.0
+    for x, y in task.batches(split, batch_size, resolution=resolution, channels=channels, limit=limit,
+                             device=device):
+        logits = model(x)
+        loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        total += len(y)
+    model.train(was_training)
+    if total == 0:
+        raise ValueError(f"split {split!r} is empty")
+    return {"error": 1.0 - correct / total, "loss": loss / total}
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def _bar(total, enabled):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, leave=False, unit="step")

@@ -1,0 +1,54 @@
+"""Source-task pretraining, cached on disk by all of its arguments."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch.nn as nn
+
+from natkit.nets import create_model
+from natkit.nets.io import load_state_dict_file
+from natkit.train.loop import TrainConfig, evaluate, train
+from natkit.utils.seed import derive_seed, seed_everything
+
+
+def cache_dir(override=None) -> Path:
+    d = Path(override or os.environ.get("NATKIT_CACHE") or Path.home() / ".cache" / "natkit")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def pretrained(model_name: str, task, *, epochs: float = 2, resolution: int | None = None, seed: int = 0,
+               device="cpu", cache=None, train_cfg: TrainConfig | None = None, in_channels: int | None = None,
+               **model_kw) -> nn.Module:
+    """A ``model_name`` network trained on ``task`` (the source); trained once, then loaded from cache.
+
+    The returned model carries ``natkit_source`` = {config, val_error, path}.
+    """
+    from safetensors.torch import save_file
+
+    cfg = train_cfg or TrainConfig(epochs=epochs, lr=0.05, batch_size=128)
+    in_channels = in_channels or task.in_channels
+    key = {"model": model_name, "task": task.spec, "n_train": len(task.train), "classes": task.num_classes,
+           "resolution": resolution, "in_channels": in_channels, "seed": seed, "train": cfg.to_dict(),
+           "model_kw": model_kw}
+    tag = f"{model_name}-{task.name}-{derive_seed(key):08x}"
+    path = cache_dir(cache) / f"{tag}.safetensors"
+    seed_everything(seed)
+    model = create_model(model_name, num_classes=task.num_classes, in_channels=in_channels, **model_kw)
+    meta_path = path.with_suffix(".json")
+    if path.is_file() and meta_path.is_file():
+        model.load_state_dict(load_state_dict_file(path))
+        meta = json.loads(meta_path.read_text())
+    else:
+        train(model, task, cfg, device=device, resolution=resolution, channels=in_channels, seed=seed)
+        val = evaluate(model, task, "val", device=device, resolution=resolution, channels=in_channels)
+        meta = {"config": key, "val_error": val["error"]}
+        tmp = path.with_suffix(".tmp")
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        os.replace(tmp, path)  # atomic: concurrent processes never read half a file
+        meta_path.write_text(json.dumps(meta, indent=2))
+    model.natkit_source = {**meta, "path": str(path)}
+    return model.to(device)
