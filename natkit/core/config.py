@@ -1,0 +1,40 @@
+"""TOML files for search spaces and budgets: found by name in ``search_spaces/`` or by path."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from natkit.errors import ConfigError
+
+SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+
+
+def resolve(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists() or "/" in str(name_or_path):
+        if not p.is_file():
+            raise ConfigError(f"TOML file not found: {p}")
+        return p
+    cand = SPACES_DIR / f"{name_or_path}.toml"
+    if not cand.is_file():
+        known = sorted(f.stem for f in SPACES_DIR.glob("*.toml"))
+        raise ConfigError(f"unknown search space or budget {name_or_path!r}; known: {', '.join(known)}")
+    return cand
+
+
+def read_toml(name_or_path: str) -> dict:
+    path = resolve(name_or_path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"malformed TOML in {path}: {exc}") from None
+    data["_path"] = str(path)
+    return data
+
+
+def check_keys(table: dict, allowed: set, where: str) -> None:
+    unknown = sorted(set(table) - set(allowed) - {"_path"})
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r} in {where}; allowed: {', '.join(sorted(allowed))}")
