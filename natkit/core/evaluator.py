@@ -17,10 +17,13 @@ class EvalResult:
     message: str = ""
     extra: dict = field(default_factory=dict)
     seconds: float = 0.0
+    model: object = None  # the trained candidate (nn.Module), kept on disk by the problem if asked
 
 
 class Evaluator:
-    """``evaluate`` validates and times; ``_evaluate(encoding) -> (metrics, arch, extra)`` implements."""
+    """``evaluate`` validates and times; ``_evaluate(encoding) -> (metrics, arch, extra[, model])``
+    implements. Returning the trained model lets the run keep it for ``natkit export`` and the final
+    test-split report."""
 
     def settings(self) -> dict:
         """Everything that makes two evaluations of one encoding comparable (feeds the eval key)."""
@@ -29,14 +32,16 @@ class Evaluator:
     def evaluate(self, encoding) -> EvalResult:
         t0 = time.perf_counter()
         try:
-            metrics, arch, extra = self._evaluate(list(encoding))
+            out = self._evaluate(list(encoding))
+            metrics, arch, extra = out[:3]
+            model = out[3] if len(out) > 3 else None
         except NatkitError as exc:
             return EvalResult({}, None, "failed", str(exc), {}, time.perf_counter() - t0)
         except (RuntimeError, ValueError, FloatingPointError) as exc:
             # a candidate that breaks (e.g. shapes collapse) must not end the search
             last = traceback.format_exception_only(type(exc), exc)[-1].strip()
             return EvalResult({}, None, "failed", last[:500], {}, time.perf_counter() - t0)
-        return EvalResult(dict(metrics), arch, "ok", "", dict(extra or {}), time.perf_counter() - t0)
+        return EvalResult(dict(metrics), arch, "ok", "", dict(extra or {}), time.perf_counter() - t0, model)
 
     def _evaluate(self, encoding):
         raise NotImplementedError

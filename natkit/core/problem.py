@@ -46,13 +46,14 @@ class ArchiveProblem(Problem):
     """
 
     def __init__(self, space, evaluator: Evaluator, objectives, budget: Budget, archive: Archive, run_id: int,
-                 method: str, eval_key: str, worst: dict | None = None, runner=None):
+                 method: str, eval_key: str, worst: dict | None = None, runner=None, model_dir=None):
         self.space, self.evaluator, self.archive = space, evaluator, archive
         self.objectives = check_objectives(objectives)
         self.budget, self.run_id, self.method, self.eval_key = budget, run_id, method, eval_key
         self.worst = {"error": 1.0, "params": 1e12, "macs": 1e15, "latency_ms": 1e6, "robust_error": 1.0,
                       **(worst or {})}
         self.runner = runner or SerialRunner()
+        self.model_dir = model_dir
         self.generation = 0
         self.n_real = 0  # real evaluations done by this process
         self.history: list[tuple[list[int], dict, str]] = []  # (encoding, metrics, status) in order
@@ -96,9 +97,13 @@ class ArchiveProblem(Problem):
         if status == "ok" and self.budget.n_constr and not self.budget.feasible(res.metrics):
             status = "infeasible"
         extra = dict(res.extra)
-        self.archive.add(self.run_id, self.method, generation=self.generation, encoding=encoding, arch=res.arch,
-                         metrics=res.metrics, status=status, message=res.message, eval_key=self.eval_key,
-                         extra=extra, seconds=res.seconds)
+        cid = self.archive.add(self.run_id, self.method, generation=self.generation, encoding=encoding,
+                               arch=res.arch, metrics=res.metrics, status=status, message=res.message,
+                               eval_key=self.eval_key, extra=extra, seconds=res.seconds)
+        if res.model is not None and self.model_dir is not None and status != "failed":
+            from natkit.nets.io import save_model
+
+            save_model(res.model, self.model_dir / str(cid))
         self.n_real += 1
         m = dict(res.metrics)
         m.update(extra)

@@ -41,3 +41,8 @@ def measure(model: nn.Module, resolution: int, in_channels: int = 3, *, latency:
 
         out["latency_ms"] = measure_latency_ms(model, resolution, in_channels, device=device)
     return out
+
+
+def count_latency_if(model: nn.Module, resolution: int, in_channels: int, latency: bool, device="cpu") -> dict:
+    """``params`` and ``macs``, plus ``latency_ms`` when asked: what an evaluator reports."""
+    return measure(model, resolution, in_channels, latency=latency, device=device)

@@ -68,13 +68,14 @@ def save_model(model: nn.Module, out_dir, *, arch: dict | None = None, extra: di
     from safetensors.torch import save_file
 
     arch = arch or getattr(model, "natkit_arch", None)
+    extra = {"input": getattr(model, "natkit_input", None), **(extra or {})}
     if arch is None:
         raise WeightsError("model has no architecture description (natkit_arch); build it with create_model")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / "weights.safetensors"))
-    (out / "arch.json").write_text(json.dumps({"arch": arch, **(extra or {})}, indent=2))
+    (out / "arch.json").write_text(json.dumps({"arch": arch, **extra}, indent=2, default=str))
     return out
 
 
@@ -98,4 +99,5 @@ def load_model(model_dir) -> nn.Module:
         raise WeightsError(f"weights in {d} do not fit architecture {meta['arch'].get('name')}: "
                            f"{str(exc).splitlines()[0]}") from None
     model.natkit_arch = meta["arch"]
+    model.natkit_input = meta.get("input")
     return model

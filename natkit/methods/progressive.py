@@ -1,0 +1,378 @@
+"""CNN simplification with progressive retraining (Osaku, Gomes, Falcão 2021).
+
+The process, for a trained chain CNN (the VGG family) and one elimination share per conv layer:
+
+    for each conv layer l in forward order:
+        score l's kernels with a relevance criterion (natkit/prune/relevance.py) or take a person's choice
+        eliminate the selected kernels physically, with the next layer's matching input channels
+            (natkit/prune/surgery.py, Torch-Pruning underneath)
+        retrain only layers 1..l+1 for E epochs; every later layer is frozen
+
+Retraining happens once per layer, after that layer is fully simplified; a layer whose share eliminates
+no kernel is not simplified and so not retrained.
+
+What "layer" means here. A layer is a weight layer (Conv2d or Linear) together with the BatchNorm that
+follows it. Frozen layers keep their weights *and* their BatchNorm statistics: during retraining they run
+in inference mode (running statistics, no update), so "preserving the weights of subsequent layers" holds
+for every tensor of their state. Gradients still flow through them to the layers being retrained.
+
+The classifier head. Only conv kernels are eliminated; the dense head keeps its widths. The head's
+first Linear layer is "layer l+1" of the last conv layer (its inputs shrink with that layer's kernels), so
+it is retrained in that last step and only then; the head's later Linear layers (the hidden-to-class
+output) stay frozen throughout, as the paper's "subsequent layers not involved in the process". Before
+the process starts, the source-pretrained network is fine-tuned as a whole on the target task, since the
+method simplifies a network that is already trained for the task.
+
+As a multi-objective problem the decision vector holds one integer level per conv layer; level v means
+eliminating a share ``v * share_step`` of that layer's kernels. Evaluating it runs the process and
+returns ``error`` (validation), ``params`` and ``macs``. The state after each layer equals the final state
+of the encoding whose later levels are zero (nothing eliminated => nothing retrained), so it is archived
+under that encoding as an intermediate (``extra.stage = "layer k"``) and reused as the starting point of
+every later candidate sharing the prefix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from natkit.core.evaluator import Evaluator
+from natkit.core.space import SearchSpace
+from natkit.errors import ConfigError
+from natkit.prune.relevance import (as_batches, list_criteria, lowest_ranked, n_to_eliminate, score_kernels)
+from natkit.utils.seed import derive_seed
+
+METHOD = "progressive"
+# picked by benchmarks/progressive_criteria.py (results/progressive/criteria.json); see the README table
+DEFAULT_CRITERION = "loss_increase"
+
+
+# --------------------------------------------------------------------------------------------
+# layers of a chain CNN
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One weight layer (conv or linear) and the modules that belong to it (its BatchNorm)."""
+
+    index: int
+    name: str
+    module: nn.Module
+    members: tuple  # (name, module) of the weight layer and its BN
+
+    @property
+    def is_conv(self) -> bool:
+        return isinstance(self.module, nn.Conv2d)
+
+
+def weight_layers(model: nn.Module) -> list[Layer]:
+    """Conv/Linear layers in forward order, each with the BatchNorm registered right after it.
+
+    Registration order is forward order in the chain networks this method applies to (VGG).
+    """
+    groups: list[list] = []
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            groups.append([(name, m)])
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm) and groups:
+            groups[-1].append((name, m))
+    return [Layer(i, g[0][0], g[0][1], tuple(g)) for i, g in enumerate(groups)]
+
+
+def conv_indices(layers: list[Layer]) -> list[int]:
+    return [l.index for l in layers if l.is_conv]
+
+
+def check_chain(model: nn.Module) -> None:
+    """Progressive retraining needs a plain chain: every conv feeds exactly the next weight layer."""
+    arch = getattr(model, "natkit_arch", {}) or {}
+    name = str(arch.get("name", ""))
+    plain = hasattr(model, "features") and hasattr(model, "classifier")
+    if not plain or not (name.startswith("vgg") or name.startswith("tv_vgg") or not name):
+        raise ConfigError(f"progressive retraining needs a chain CNN (the VGG family), got {name or type(model).__name__!r}")
+
+
+def retrain_scope(model: nn.Module, conv_position: int) -> tuple[list[nn.Module], list[nn.Module]]:
+    """(trainable, frozen) modules for the retraining after simplifying conv number ``conv_position``.
+
+    Trainable: weight layers 1..l+1 (l+1 = the next conv, or the head's first Linear after the last conv).
+    """
+    layers = weight_layers(model)
+    convs = conv_indices(layers)
+    if not 0 <= conv_position < len(convs):
+        raise ConfigError(f"conv position {conv_position} out of range (model has {len(convs)} convs)")
+    last = convs[conv_position] + 1  # the next weight layer
+    trainable = [m for l in layers if l.index <= last for _, m in l.members]
+    frozen = [m for l in layers if l.index > last for _, m in l.members]
+    return trainable, frozen
+
+
+@contextlib.contextmanager
+def frozen_layers(modules: list[nn.Module]):
+    """No gradients for these modules' parameters and inference-mode forward (BN running statistics)."""
+    saved = [(p, p.requires_grad) for m in modules for p in m.parameters(recurse=False)]
+    for p, _ in saved:
+        p.requires_grad_(False)
+
+    def force_eval(mod, _inp):
+        mod.training = False
+
+    handles = [m.register_forward_pre_hook(force_eval) for m in modules]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+        for p, flag in saved:
+            p.requires_grad_(flag)
+
+
+# --------------------------------------------------------------------------------------------
+# the process
+
+
+@dataclass(frozen=True)
+class Retraining:
+    """Everything that fixes one retraining step (a TrainConfig plus where the task's images go)."""
+
+    cfg: object  # natkit.train.TrainConfig
+    resolution: int | None = None
+    channels: int | None = None
+    device: str = "cpu"
+
+
+@dataclass
+class LayerStep:
+    position: int  # conv position in forward order (0-based)
+    name: str
+    kernels_before: int
+    eliminated: list[int]
+    source: str  # criterion name, "human", or "given"
+    scores: list[float] | None = None
+    trained: list[str] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def example_input(channels: int, resolution: int) -> torch.Tensor:
+    return torch.zeros(1, channels, resolution, resolution)
+
+
+def eliminate(model: nn.Module, conv: nn.Conv2d, kernels: list[int], example: torch.Tensor) -> nn.Module:
+    """Physically remove ``kernels`` of ``conv`` and the next layer's matching inputs (Torch-Pruning)."""
+    from natkit.prune.surgery import remove_channels
+
+    if not kernels:
+        return model
+    return remove_channels(model, {conv: sorted(int(k) for k in kernels)}, example)
+
+
+def retrain_upto(model: nn.Module, conv_position: int, task, rt: Retraining, *, seed: int) -> tuple[list[str], list[float]]:
+    """Train weight layers 1..l+1 with every later layer frozen; returns (trained module names, losses)."""
+    from natkit.train import train
+
+    trainable, frozen = retrain_scope(model, conv_position)
+    names = {id(m): n for n, m in model.named_modules()}
+    params = [p for m in trainable for p in m.parameters(recurse=False)]
+    with frozen_layers(frozen):
+        losses = train(model, task, rt.cfg, device=rt.device, resolution=rt.resolution, channels=rt.channels,
+                       params=params, seed=seed)
+    return [names[id(m)] for m in trainable], [float(v) for v in losses]
+
+
+Decide = Callable[[int, str, nn.Conv2d, nn.Module], list[int]]
+
+
+def simplify(model: nn.Module, task, shares: list[float] | None, rt: Retraining, *, criterion: str = DEFAULT_CRITERION,
+             score_batches=None, decide: Decide | None = None, seed: int = 0, start: int = 0,
+             on_layer: Callable[[int, LayerStep, nn.Module], None] | None = None) -> list[LayerStep]:
+    """Run the progressive process in place from conv position ``start``.
+
+    Either ``shares`` (one elimination share per conv layer, kernels chosen by ``criterion`` on
+    ``score_batches``) or ``decide(position, name, conv, model) -> kernels`` (a person, or a fixed plan)
+    selects the kernels. The retraining seed of layer l depends only on ``seed`` and the decisions for
+    layers 1..l, so equal prefixes give equal intermediate states.
+    """
+    convs = [(l.name, l.module) for l in weight_layers(model) if l.is_conv]
+    if shares is not None and len(shares) != len(convs):
+        raise ConfigError(f"need one elimination share per conv layer ({len(convs)}), got {len(shares)}")
+    if decide is None and shares is None:
+        raise ConfigError("simplify needs shares or a decide function")
+    if decide is not None and start:
+        raise ConfigError("a decide function runs the process from the first layer")
+    channels = rt.channels or task.in_channels
+    example = example_input(channels, rt.resolution or task.image_size)
+    steps: list[LayerStep] = []
+    prefix: list = []  # what was decided so far; seeds the retraining of each layer
+    for pos in range(start, len(convs)):
+        name = convs[pos][0]
+        conv = dict(model.named_modules())[name]
+        n_before = conv.out_channels
+        t0 = time.perf_counter()
+        scores = None
+        if decide is not None:
+            kernels = sorted(set(int(k) for k in decide(pos, name, conv, model)))
+            source = "human" if shares is None else "given"
+            prefix.append(kernels)
+        else:
+            n = n_to_eliminate(n_before, shares[pos])
+            source, kernels = criterion, []
+            if n:
+                s = score_kernels(model, conv, score_batches, criterion)
+                scores = [float(v) for v in s]
+                kernels = lowest_ranked(s, n)
+            prefix = [float(v) for v in shares[:pos + 1]]
+        if kernels and (min(kernels) < 0 or max(kernels) >= n_before or len(kernels) >= n_before):
+            raise ConfigError(f"layer {name}: cannot eliminate kernels {kernels} of {n_before} (one must stay)")
+        step = LayerStep(pos, name, n_before, kernels, source, scores)
+        if kernels:
+            eliminate(model, conv, kernels, example)
+            step.trained, step.losses = retrain_upto(model, pos, task, rt, seed=derive_seed(seed, pos, prefix))
+        step.seconds = time.perf_counter() - t0
+        steps.append(step)
+        if on_layer is not None:
+            on_layer(pos, step, model)
+    return steps
+
+
+def fixed_subset(task, n_images: int, *, resolution=None, channels=None, seed: int = 0, split: str = "train",
+                 batch_size: int = 128) -> list:
+    """The fixed, seeded, class-mixed images every relevance score of a run is computed on."""
+    xs, ys = [], []
+    for x, y in task.batches(split, batch_size, resolution=resolution, channels=channels, shuffle=True,
+                             seed=seed, limit=n_images):
+        xs.append(x)
+        ys.append(y)
+    return as_batches(torch.cat(xs), torch.cat(ys), batch_size)
+
+
+# --------------------------------------------------------------------------------------------
+# as a multi-objective problem
+
+
+class ShareSpace(SearchSpace):
+    """One integer level per conv layer; level v eliminates a share ``v * step`` of that layer's kernels."""
+
+    def __init__(self, widths: list[int], *, step: float = 0.1, max_level: int = 8):
+        if not 0 < step <= 1 or max_level < 1 or max_level * step > 1 + 1e-9:
+            raise ConfigError(f"share levels must satisfy 0 < step, max_level * step <= 1 (got step={step}, "
+                              f"max_level={max_level})")
+        self.widths = [int(w) for w in widths]
+        self.step, self.max_level = float(step), int(max_level)
+        self.xl = np.zeros(len(widths), dtype=int)
+        self.xu = np.full(len(widths), self.max_level, dtype=int)
+
+    def shares(self, x) -> list[float]:
+        return [round(int(v) * self.step, 6) for v in x]
+
+    def decode(self, x) -> dict:
+        shares = self.shares(x)
+        return {"shares": shares, "widths": [w - n_to_eliminate(w, s) for w, s in zip(self.widths, shares)]}
+
+    def describe(self) -> dict:
+        return {**super().describe(), "widths": self.widths, "step": self.step}
+
+
+def pruned_arch(model: nn.Module) -> dict:
+    """The model's registry description with the VGG ``cfg`` rewritten to its current widths."""
+    arch = copy.deepcopy(getattr(model, "natkit_arch", None) or {"name": type(model).__name__, "kwargs": {}})
+    cfg = []
+    for m in model.features:
+        if isinstance(m, nn.Conv2d):
+            cfg.append(int(m.out_channels))
+        elif isinstance(m, nn.MaxPool2d):
+            cfg.append("M")
+    arch.setdefault("kwargs", {})["cfg"] = cfg
+    return arch
+
+
+def conv_widths(model: nn.Module) -> list[int]:
+    return [int(l.module.out_channels) for l in weight_layers(model) if l.is_conv]
+
+
+class ProgressiveEvaluator(Evaluator):
+    """Runs the progressive process for an encoding, starting from the longest already-simplified prefix.
+
+    ``on_intermediate(encoding, metrics, arch, extra, model)`` receives the state after each simplified
+    layer (not the final one) under the encoding with later levels zero; the method archives it.
+    """
+
+    def __init__(self, base: nn.Module, task, space: ShareSpace, rt: Retraining, *, criterion: str,
+                 score_images: int = 256, seed: int = 0, objectives=("error", "params", "macs"),
+                 cache_size: int = 64, on_intermediate=None):
+        if criterion not in list_criteria():
+            raise ConfigError(f"unknown relevance criterion {criterion!r}; known: {', '.join(list_criteria())}, human")
+        self.base, self.task, self.space, self.rt = base, task, space, rt
+        self.criterion, self.seed, self.objectives = criterion, int(seed), tuple(objectives)
+        self.score_images = int(score_images)
+        self.score_batches = fixed_subset(task, self.score_images, resolution=rt.resolution, channels=rt.channels,
+                                          seed=derive_seed(seed, "relevance-subset"))
+        self.cache: OrderedDict = OrderedDict()
+        self.cache_size = cache_size
+        self.on_intermediate = on_intermediate
+
+    def settings(self) -> dict:
+        return {"criterion": self.criterion, "train": self.rt.cfg.to_dict(), "resolution": self.rt.resolution,
+                "channels": self.rt.channels, "score_images": self.score_images, "seed": self.seed,
+                "space": self.space.describe(), "base": getattr(self.base, "natkit_source", {}).get("path", ""),
+                "base_widths": conv_widths(self.base)}
+
+    def measure_model(self, model: nn.Module) -> dict:
+        from natkit.measure import measure
+        from natkit.train import evaluate
+
+        res = self.rt.resolution or self.task.image_size
+        ch = self.rt.channels or self.task.in_channels
+        m = measure(model, res, ch, latency="latency_ms" in self.objectives, device=self.rt.device)
+        m["error"] = evaluate(model, self.task, "val", device=self.rt.device, resolution=self.rt.resolution,
+                              channels=self.rt.channels)["error"]
+        return m
+
+    def _start(self, levels: list[int]) -> tuple[int, nn.Module]:
+        for k in range(len(levels) - 1, -1, -1):
+            key = tuple(levels[:k + 1])
+            if key in self.cache:
+                self.cache.move_to_end(key)
+                return k + 1, copy.deepcopy(self.cache[key])
+        return 0, copy.deepcopy(self.base)
+
+    def _evaluate(self, encoding):
+        levels = [int(v) for v in encoding]
+        shares = self.space.shares(levels)
+        start, model = self._start(levels)
+        last = max((i for i, v in enumerate(levels) if v and n_to_eliminate(self.space.widths[i], shares[i])),
+                   default=-1)
+        steps_done: list[dict] = []
+
+        def on_layer(pos, step, m):
+            self.cache[tuple(levels[:pos + 1])] = copy.deepcopy(m)
+            while len(self.cache) > self.cache_size:
+                self.cache.popitem(last=False)
+            steps_done.append(step.to_dict())
+            if step.eliminated and pos < last and self.on_intermediate is not None:
+                enc = levels[:pos + 1] + [0] * (len(levels) - pos - 1)
+                m.natkit_arch = pruned_arch(m)
+                self.on_intermediate(enc, self.measure_model(m), m.natkit_arch,
+                                     {"stage": f"layer {pos + 1}", "relevance": self.criterion,
+                                      "steps": steps_done[-1:]}, copy.deepcopy(m))
+
+        simplify(model, self.task, shares, self.rt, criterion=self.criterion, score_batches=self.score_batches,
+                 seed=self.seed, start=start, on_layer=on_layer)
+        model.natkit_arch = pruned_arch(model)
+        metrics = self.measure_model(model)
+        extra = {"stage": "final", "relevance": self.criterion, "shares": shares, "widths": conv_widths(model),
+                 "resumed_from_layer": start, "steps": steps_done}
+        return metrics, model.natkit_arch, extra, model

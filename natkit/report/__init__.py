@@ -1,0 +1,1 @@
+"""Pareto plots, hypervolume curves and summaries, all read from an archive."""

@@ -1,0 +1,89 @@
+"""Front and hypervolume plots (PNG, matplotlib's Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from natkit.core.archive import nondominated
+
+LABELS = {"error": "val error (1 - top-1)", "params": "parameters", "macs": "MACs (one image)",
+          "latency_ms": "latency, batch 1 (ms)", "test_error": "test error"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_front(archive, path, *, x="macs", y="error", methods=None, title=None) -> Path:
+    """Every ok candidate per method (faint), each method's front (line), and the combined front."""
+    plt = _plt()
+    cands = [c for c in archive.candidates(method=methods, status="ok")
+             if c.metric(x) is not None and c.metric(y) is not None]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    by_method: dict = {}
+    for c in cands:
+        by_method.setdefault(c.method, []).append(c)
+    for i, (m, cs) in enumerate(sorted(by_method.items())):
+        P = np.array([[c.metric(x), c.metric(y)] for c in cs], dtype=float)
+        color = f"C{i % 10}"
+        ax.scatter(P[:, 0], P[:, 1], s=10, alpha=0.3, color=color)
+        F = P[nondominated(P)]
+        F = F[np.argsort(F[:, 0])]
+        ax.step(F[:, 0], F[:, 1], where="post", color=color, marker="o", ms=4, label=f"{m} ({len(cs)})")
+    if len(by_method) > 1 and cands:
+        P = np.array([[c.metric(x), c.metric(y)] for c in cands], dtype=float)
+        F = P[nondominated(P)]
+        F = F[np.argsort(F[:, 0])]
+        ax.step(F[:, 0], F[:, 1], where="post", color="black", lw=2, alpha=0.6, label="combined front")
+    if x in ("macs", "params"):
+        ax.set_xscale("log")
+    ax.set_xlabel(LABELS.get(x, x))
+    ax.set_ylabel(LABELS.get(y, y))
+    ax.set_title(title or f"Pareto front: {y} vs {x}")
+    ax.grid(alpha=0.3)
+    if by_method:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no ok candidates", transform=ax.transAxes, ha="center")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_hv(archive, path, *, methods=None) -> Path:
+    """Hypervolume per generation of every run (normalised by each run's fixed bounds)."""
+    plt = _plt()
+    runs = {r.id: r for r in archive.runs()}
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    gens = archive.generations()
+    by_run: dict = {}
+    for g in gens:
+        by_run.setdefault(g["run_id"], []).append(g)
+    colors = {}
+    for rid, gs in sorted(by_run.items()):
+        r = runs.get(rid)
+        if r is None or (methods and r.method not in methods):
+            continue
+        color = colors.setdefault(r.method, f"C{len(colors) % 10}")
+        ax.plot([g["n_evals"] for g in gs], [g["hv"] for g in gs], marker=".", color=color,
+                label=f"{r.method} (run {rid})")
+    ax.set_xlabel("candidates evaluated")
+    ax.set_ylabel("hypervolume (normalised objectives)")
+    ax.set_title("hypervolume per generation")
+    ax.grid(alpha=0.3)
+    if by_run:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
