@@ -1,0 +1,1 @@
+"""Structural removal through Torch-Pruning, and importance criteria."""

@@ -1,0 +1,118 @@
+"""Physical channel removal with Torch-Pruning's dependency graph, and its magnitude baselines.
+
+Torch-Pruning traces the network once and removes every coupled channel: the next layer's input
+channels, batch norm, residual-join partners and DenseNet concat slices. natkit never edits weight
+tensors by hand for structural pruning.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from natkit.errors import ConfigError
+
+
+def _tp():
+    import torch_pruning as tp
+
+    return tp
+
+
+def output_layer(model: nn.Module) -> nn.Module:
+    """The classifier output layer (the last Linear), never pruned."""
+    last = None
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            last = m
+    if last is None:
+        raise ConfigError("model has no Linear output layer")
+    return last
+
+
+def dependency_graph(model: nn.Module, example_input: torch.Tensor):
+    tp = _tp()
+    return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+
+
+def prunable_layers(model: nn.Module, example_input: torch.Tensor) -> list[nn.Module]:
+    """Conv and hidden linear layers whose output channels may be removed, in forward order."""
+    head = output_layer(model)
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m is not head
+            and (not isinstance(m, nn.Conv2d) or m.groups == 1)]
+
+
+def remove_channels(model: nn.Module, plan: dict, example_input: torch.Tensor) -> nn.Module:
+    """Remove the listed output channels of each module in ``plan`` and everything coupled to them.
+
+    ``plan`` maps a Conv2d/Linear module of ``model`` to the output-channel indices to remove. A layer
+    keeps at least one channel. In place; returns ``model``.
+    """
+    tp = _tp()
+    was_training = model.training
+    model.eval()
+    dg = dependency_graph(model, example_input)
+    for module, idxs in plan.items():
+        idxs = sorted({int(i) for i in idxs})
+        if not idxs:
+            continue
+        n_out = module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+        if any(i < 0 or i >= n_out for i in idxs):
+            raise ConfigError(f"channel index out of range for a layer with {n_out} outputs")
+        if len(idxs) >= n_out:
+            raise ConfigError("cannot remove every channel of a layer")
+        fn = tp.prune_conv_out_channels if isinstance(module, nn.Conv2d) else tp.prune_linear_out_channels
+        group = dg.get_pruning_group(module, fn, idxs=idxs)
+        if dg.check_pruning_group(group):
+            group.prune()
+    model.train(was_training)
+    return model
+
+
+def magnitude_prune(model: nn.Module, example_input: torch.Tensor, *, ratio: float | None = None,
+                    target_macs: float | None = None, target_params: float | None = None,
+                    importance: str = "l1", ignored_layers=None, loss_fn=None, steps: int = 40,
+                    seed: int = 0) -> nn.Module:
+    """Torch-Pruning's channel pruning with an importance criterion (``l1``, ``taylor``, ``random``).
+
+    Either a uniform per-layer ``ratio``, or iterative steps until MACs/params reach the target.
+    ``taylor`` needs ``loss_fn(model) -> loss`` evaluated on real data before each step.
+    """
+    tp = _tp()
+    torch.manual_seed(seed)
+    imp = {"l1": lambda: tp.importance.MagnitudeImportance(p=1),
+           "l2": lambda: tp.importance.MagnitudeImportance(p=2),
+           "taylor": lambda: tp.importance.TaylorImportance(),
+           "random": lambda: tp.importance.RandomImportance()}.get(importance)
+    if imp is None:
+        raise ConfigError(f"unknown importance {importance!r}: use l1, l2, taylor or random")
+    if importance == "taylor" and loss_fn is None:
+        raise ConfigError("taylor importance needs a loss function on real data")
+    ignored = list(ignored_layers or []) + [output_layer(model)]
+    was_training = model.training
+    model.eval()
+    if ratio is not None:
+        pruner = tp.pruner.MagnitudePruner(model, example_input, importance=imp(), pruning_ratio=ratio,
+                                           ignored_layers=ignored)
+        _step(pruner, model, loss_fn, importance)
+    else:
+        if target_macs is None and target_params is None:
+            raise ConfigError("give ratio, target_macs or target_params")
+        pruner = tp.pruner.MagnitudePruner(model, example_input, importance=imp(), pruning_ratio=0.99,
+                                           iterative_steps=steps, ignored_layers=ignored)
+        for _ in range(steps):
+            macs, params = tp.utils.count_ops_and_params(model, example_input)
+            if (target_macs is None or macs <= target_macs) and (target_params is None or params <= target_params):
+                break
+            _step(pruner, model, loss_fn, importance)
+    model.train(was_training)
+    return model
+
+
+def _step(pruner, model, loss_fn, importance):
+    if importance == "taylor":
+        model.zero_grad()
+        loss_fn(model).backward()
+    pruner.step()
+    if importance == "taylor":
+        model.zero_grad()
