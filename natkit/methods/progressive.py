@@ -303,6 +303,18 @@ def conv_widths(model: nn.Module) -> list[int]:
     return [int(l.module.out_channels) for l in weight_layers(model) if l.is_conv]
 
 
+def measure_state(model: nn.Module, task, rt: Retraining, objectives=("error", "macs")) -> dict:
+    """Validation ``error``, ``params``, ``macs`` (+ ``latency_ms`` when it is an objective)."""
+    from natkit.measure import measure
+    from natkit.train import evaluate
+
+    res = rt.resolution or task.image_size
+    ch = rt.channels or task.in_channels
+    m = measure(model, res, ch, latency="latency_ms" in objectives, device=rt.device)
+    m["error"] = evaluate(model, task, "val", device=rt.device, resolution=rt.resolution, channels=rt.channels)["error"]
+    return m
+
+
 class ProgressiveEvaluator(Evaluator):
     """Runs the progressive process for an encoding, starting from the longest already-simplified prefix.
 
@@ -331,15 +343,7 @@ class ProgressiveEvaluator(Evaluator):
                 "base_widths": conv_widths(self.base)}
 
     def measure_model(self, model: nn.Module) -> dict:
-        from natkit.measure import measure
-        from natkit.train import evaluate
-
-        res = self.rt.resolution or self.task.image_size
-        ch = self.rt.channels or self.task.in_channels
-        m = measure(model, res, ch, latency="latency_ms" in self.objectives, device=self.rt.device)
-        m["error"] = evaluate(model, self.task, "val", device=self.rt.device, resolution=self.rt.resolution,
-                              channels=self.rt.channels)["error"]
-        return m
+        return measure_state(model, self.task, self.rt, self.objectives)
 
     def _start(self, levels: list[int]) -> tuple[int, nn.Module]:
         for k in range(len(levels) - 1, -1, -1):
@@ -376,3 +380,132 @@ class ProgressiveEvaluator(Evaluator):
         extra = {"stage": "final", "relevance": self.criterion, "shares": shares, "widths": conv_widths(model),
                  "resumed_from_layer": start, "steps": steps_done}
         return metrics, model.natkit_arch, extra, model
+
+
+# --------------------------------------------------------------------------------------------
+# the method's entry point
+
+OPTION_DEFAULTS = {
+    "model": "vgg_small",      # the chain CNN pretrained on the source task
+    "resolution": 28,          # input size for the 28-32 px VGG (digits are upsampled from 8 px)
+    "source_epochs": 2.0,      # source pretraining (cached)
+    "finetune_epochs": 6.0,    # whole-network fine-tuning on the target before simplification
+    "epochs": 2.0,             # E: retraining epochs after each simplified layer
+    "lr": 0.01,
+    "batch_size": 64,
+    "score_images": 256,       # the fixed subset every relevance score is computed on
+    "share_step": 0.1,
+    "max_level": 8,            # shares 0, 0.1, ..., 0.8
+    "relevance": DEFAULT_CRITERION,
+    "decisions": None,
+    "projection": "pca",       # human mode: pca | tsne
+    "images_per_class": 2,     # human mode: columns of the activation sheet per class
+    "max_batches": None,
+}
+QUICK = {"source_epochs": 1.0, "source_max_batches": 40, "finetune_epochs": 2.0, "epochs": 1.0, "max_batches": 8,
+         "score_images": 128}
+
+
+def settings_from(ctx) -> dict:
+    """Method options with types checked; unknown option keys are an error naming the key."""
+    known = set(OPTION_DEFAULTS) | {"source_max_batches", "space"}
+    unknown = sorted(set(ctx.options) - known)
+    if unknown:
+        raise ConfigError(f"unknown progressive option {unknown[0]!r}; known: {', '.join(sorted(known - {'space'}))}")
+    s = dict(OPTION_DEFAULTS, source_max_batches=None)
+    if ctx.quick:
+        s.update(QUICK)
+    casts = {"resolution": int, "source_epochs": float, "finetune_epochs": float, "epochs": float, "lr": float,
+             "batch_size": int, "score_images": int, "share_step": float, "max_level": int,
+             "images_per_class": int, "max_batches": int, "source_max_batches": int, "model": str,
+             "relevance": str, "decisions": str, "projection": str}
+    for key, cast in casts.items():
+        if key in ctx.options and ctx.options[key] is not None:
+            s[key] = ctx.option(key, cast=cast)
+    for key in ("resolution", "batch_size", "score_images", "max_level", "images_per_class"):
+        if s[key] <= 0:
+            raise ConfigError(f"option {key}={s[key]} must be positive")
+    if s["epochs"] <= 0 or s["lr"] <= 0:
+        raise ConfigError("options epochs and lr must be positive")
+    if s["relevance"] != "human" and s["relevance"] not in list_criteria():
+        raise ConfigError(f"unknown relevance {s['relevance']!r}; choose from {', '.join(list_criteria())}, human")
+    if s["decisions"] and s["relevance"] != "human":
+        raise ConfigError("--decisions is read only with --relevance human")
+    return s
+
+
+def trained_base(ctx, s: dict, *, log=True) -> nn.Module:
+    """The source-pretrained chain CNN (cached), fine-tuned as a whole on the target task."""
+    from natkit.train import TrainConfig, evaluate, pretrained, train
+
+    source = ctx.source_task()
+    ch = ctx.task.in_channels
+    src_cfg = TrainConfig(epochs=s["source_epochs"], lr=0.05, batch_size=128, max_batches=s["source_max_batches"])
+    model = pretrained(s["model"], source, resolution=s["resolution"], seed=ctx.seed, device=ctx.device,
+                       train_cfg=src_cfg, in_channels=ch)
+    check_chain(model)
+    if source.num_classes != ctx.task.num_classes:
+        last = model.classifier[-1]
+        model.classifier[-1] = nn.Linear(last.in_features, ctx.task.num_classes)
+        model.natkit_arch["kwargs"]["num_classes"] = ctx.task.num_classes
+    ft_cfg = TrainConfig(epochs=s["finetune_epochs"], lr=s["lr"], batch_size=s["batch_size"],
+                         max_batches=s["max_batches"])
+    train(model, ctx.task, ft_cfg, device=ctx.device, resolution=s["resolution"], channels=ch,
+          seed=derive_seed(ctx.seed, "finetune"))
+    model.natkit_input = {"resolution": s["resolution"], "channels": ch}
+    model.natkit_source = getattr(model, "natkit_source", {})
+    if log:
+        err = evaluate(model, ctx.task, "val", device=ctx.device, resolution=s["resolution"], channels=ch)["error"]
+        ctx.log(f"base {s['model']} from {source.spec}, fine-tuned on {ctx.task.spec}: val error {err:.4f}")
+    return model
+
+
+def _archive_intermediate(ctx, problem, keep_model: bool):
+    def add(encoding, metrics, arch, extra, model):
+        if ctx.archive.lookup(problem.eval_key, encoding) is not None:
+            return
+        status = "ok"
+        if problem.budget.n_constr and not problem.budget.feasible(metrics):
+            status = "infeasible"
+        cid = ctx.archive.add(ctx.run_id, METHOD, generation=problem.generation, encoding=encoding, arch=arch,
+                              metrics=metrics, status=status, eval_key=problem.eval_key, extra=extra)
+        m = dict(metrics)
+        m.update(extra)
+        problem.history.append((list(encoding), m, status))
+        if keep_model:
+            ctx.save_model(cid, model)
+
+    return add
+
+
+def run(ctx) -> None:
+    from natkit.train import TrainConfig
+
+    s = settings_from(ctx)
+    if ctx.quick:
+        ctx.generations, ctx.pop_size = min(ctx.generations, 2), min(ctx.pop_size, 4)
+    base = trained_base(ctx, s)
+    rt = Retraining(TrainConfig(epochs=s["epochs"], lr=s["lr"], batch_size=s["batch_size"],
+                                max_batches=s["max_batches"]),
+                    resolution=s["resolution"], channels=ctx.task.in_channels, device=ctx.device)
+    ctx.stats.update(progressive={k: v for k, v in s.items()})
+    if s["relevance"] == "human":
+        from natkit.methods.progressive_human import run_human
+
+        run_human(ctx, base, rt, s)
+        return
+    from natkit.measure import measure
+
+    space = ShareSpace(conv_widths(base), step=s["share_step"], max_level=s["max_level"])
+    evaluator = ProgressiveEvaluator(base, ctx.task, space, rt, criterion=s["relevance"],
+                                     score_images=s["score_images"], seed=ctx.seed, objectives=ctx.objectives)
+    problem = ctx.problem(space, evaluator)
+    evaluator.on_intermediate = _archive_intermediate(ctx, problem, ctx.keep_models != "none")
+    maxima = measure(base, s["resolution"], ctx.task.in_channels, latency="latency_ms" in ctx.objectives)
+    bounds = ctx.bounds(maxima)
+    ctx.log(f"criterion {s['relevance']}, {space.n_var} conv layers, widths {space.widths}, E={s['epochs']}")
+    ctx.minimize(problem, bounds)
+    ctx.stats.update(real_evaluations=problem.n_real, evaluated=len(problem.history),
+                     intermediates=sum(1 for c in ctx.archive.candidates(run_id=ctx.run_id)
+                                       if (c.extra or {}).get("stage", "").startswith("layer")))
+    ctx.finalize()

@@ -315,3 +315,54 @@ class HumanDecider:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"decisions": self.records}, indent=2))
         return path
+
+
+# --------------------------------------------------------------------------------------------
+# the run
+
+
+def run_human(ctx, base: nn.Module, rt, s: dict) -> None:
+    """One progressive simplification driven by a person; every state after a layer is archived.
+
+    The encoding of a state is the list, per conv layer, of the kernels eliminated so far (later layers
+    ``[]``), so the archive shows exactly what was decided.
+    """
+    import copy
+
+    from natkit.methods.progressive import METHOD, conv_widths, measure_state, pruned_arch, simplify, weight_layers
+
+    layers = [(l.name, int(l.module.out_channels)) for l in weight_layers(base) if l.is_conv]
+    decisions = load_decisions(s["decisions"], layers) if s.get("decisions") else None
+    human_dir = Path(ctx.out_dir) / "human"
+    decider = HumanDecider(ctx.task, human_dir, decisions=decisions, per_class=s["images_per_class"],
+                           resolution=rt.resolution, channels=rt.channels, projection=s["projection"], seed=ctx.seed)
+    if decisions is not None:
+        ctx.log(f"human relevance from {s['decisions']}: " +
+                ", ".join(f"conv{p + 1} -{len(k)}" for p, k in sorted(decisions.items())))
+    key = ctx.eval_key({"relevance": "human", "train": rt.cfg.to_dict(), "resolution": rt.resolution,
+                        "seed": ctx.seed, "base_widths": conv_widths(base)})
+    encoding = [[] for _ in layers]
+    model = copy.deepcopy(base)
+    n_layers = len(layers)
+
+    def archive_state(pos, step, m, stage):
+        encoding[pos] = list(step.eliminated)
+        m.natkit_arch = pruned_arch(m)
+        metrics = measure_state(m, ctx.task, rt, ctx.objectives)
+        extra = {"stage": stage, "relevance": "human", "decisions": decider.records, "widths": conv_widths(m)}
+        cid = ctx.archive.add(ctx.run_id, METHOD, generation=pos, encoding=copy.deepcopy(encoding),
+                              arch=m.natkit_arch, metrics=metrics, eval_key=key, extra=extra)
+        ctx.save_model(cid, m)
+        ctx.log(f"{stage}: conv{pos + 1} -{len(step.eliminated)} kernels, val error {metrics['error']:.4f}, "
+                f"MACs {metrics['macs']:,}")
+
+    def on_layer(pos, step, m):
+        if pos == n_layers - 1:
+            archive_state(pos, step, m, "final")
+        elif step.eliminated:
+            archive_state(pos, step, m, f"layer {pos + 1}")
+
+    simplify(model, ctx.task, None, rt, decide=decider, seed=ctx.seed, on_layer=on_layer)
+    path = decider.save()
+    ctx.stats.update(human_decisions=str(path), decisions=decider.records)
+    ctx.finalize()
