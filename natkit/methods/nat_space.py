@@ -112,6 +112,16 @@ class NATSpace(_SpaceBase):
         small = np.array([0, 0] + ([1, 1, 0, 0] * N_STAGES))
         return np.stack([big, small])
 
+    def features(self, X) -> np.ndarray:
+        """Surrogate inputs: resolution and width indices, then per layer its kernel size and
+        expand ratio (0 and 0 when skipped), so that nearby numbers mean similar layers."""
+        X = self.repair_many(np.atleast_2d(X))
+        genes = X[:, 2:]
+        k = np.asarray(self.config.kernel_sizes, float)[(genes - 1) % 3]
+        e = np.asarray(self.config.expand_ratios, float)[(genes - 1) // 3]
+        k[genes == 0], e[genes == 0] = 0.0, 0.0
+        return np.hstack([X[:, :2].astype(float), k, e])
+
     def count(self, x) -> dict:
         return count_params_macs(self.decode(x))
 
