@@ -121,3 +121,18 @@ def test_share_keeps_at_least_one_kernel():
     assert R.n_to_eliminate(10, 0.0) == 0
     with pytest.raises(ConfigError):
         R.n_to_eliminate(10, 1.5)
+
+
+def test_loss_increase_suffix_shortcut_matches_full_forward():
+    from natkit.nets import create_model
+
+    torch.manual_seed(0)
+    model = create_model("vgg", num_classes=3, in_channels=1, cfg=[4, "M", 6, 6, "M"], hidden=(8,))
+    model.eval()
+    g = torch.Generator().manual_seed(1)
+    batches = R.as_batches(torch.rand(40, 1, 8, 8, generator=g), torch.randint(0, 3, (40,), generator=g), 16)
+    conv = model.features[4]
+    fast = R.score_kernels(model, conv, batches, "loss_increase")
+    wrapped = nn.Sequential(model)  # not a VGG at the top: takes the full-forward path
+    slow = R.score_kernels(wrapped, conv, batches, "loss_increase")
+    assert np.allclose(fast, slow, atol=1e-5) and np.ptp(fast) > 0

@@ -238,6 +238,34 @@ def loss_increase(model, layer, batches, *, loss_fn: Callable | None = None, **_
         out[:, k] = 0.0
         return out
 
+    suffix = _vgg_suffix(model, point)
+    if suffix is not None:
+        # chain network: compute the activation once per batch, re-run only the layers after it
+        inputs = []
+        handle = point.register_forward_hook(lambda _m, _i, out: inputs.append(out.detach().clone()))
+        try:
+            for x, _ in batches:
+                model(x)
+        finally:
+            handle.remove()
+
+        def total_loss() -> float:
+            s, n = 0.0, 0
+            for a, (_, y) in zip(inputs, batches):
+                if zeroed["k"] is not None:
+                    a = a.clone()
+                    a[:, zeroed["k"]] = 0.0
+                s += float(loss_fn(suffix(a), y))
+                n += len(y)
+            return s / max(n, 1)
+
+        base = total_loss()
+        out = np.empty(layer.out_channels)
+        for k in range(layer.out_channels):
+            zeroed["k"] = k
+            out[k] = total_loss() - base
+        return out
+
     def total_loss() -> float:
         s, n = 0.0, 0
         for x, y in batches:
@@ -255,6 +283,20 @@ def loss_increase(model, layer, batches, *, loss_fn: Callable | None = None, **_
     finally:
         handle.remove()
     return out
+
+
+def _vgg_suffix(model: nn.Module, point: nn.Module):
+    """For natkit's VGG (features -> pool -> classifier): the function from ``point``'s output to the logits."""
+    from natkit.nets.vgg import VGG
+
+    if type(model).forward is not VGG.forward:
+        return None
+    feats = list(model.features)
+    idx = next((i for i, m in enumerate(feats) if m is point), None)
+    if idx is None:
+        return None
+    rest = nn.Sequential(*feats[idx + 1:])
+    return lambda a: model.classifier(model.pool(rest(a)))
 
 
 @register_criterion("l1")
