@@ -11,7 +11,7 @@ from natkit.errors import ConfigError
 from natkit.measure import count_latency_if, measure
 from natkit.nets import create_model
 from natkit.train import TrainConfig, evaluate, train
-from natkit.utils.seed import derive_seed
+from natkit.utils.seed import derive_seed, seed_everything
 
 SPACE_KEYS = {"family", "layers", "pool_after", "choices", "hidden", "resolution"}
 TRAIN_KEYS = {"epochs", "lr", "batch_size", "max_batches", "weight_decay", "optimizer", "label_smoothing"}
@@ -75,10 +75,12 @@ class WidthEvaluator(Evaluator):
     def _evaluate(self, encoding):
         arch = self.space.decode(encoding)
         res, ch = self.space.resolution, self.task.in_channels
+        seed = derive_seed(self.seed, encoding)
+        seed_everything(seed)  # the initial weights too, so a resumed run replays exactly
         model = create_model("vgg", num_classes=self.task.num_classes, in_channels=ch, **arch)
         model.natkit_input = {"resolution": res, "channels": ch}
         train(model, self.task, self.cfg, device=self.device, resolution=res, channels=ch,
-              seed=derive_seed(self.seed, encoding))
+              seed=seed)
         metrics = evaluate(model, self.task, "val", device=self.device, resolution=res, channels=ch)
         metrics = {"error": metrics["error"], **count_latency_if(model, res, ch, self.latency, self.device)}
         return metrics, model.natkit_arch, {"val_loss": None}, model.cpu()
@@ -89,6 +91,7 @@ def build_reference(ctx):
     space, train_kw, _ = load_width_space(ctx.options.get("space", "vgg_widths"))
     if ctx.quick:
         train_kw.update(epochs=min(train_kw.get("epochs", 3), 3))
+    train_kw.update({k: ctx.options[k] for k in TRAIN_KEYS if k in ctx.options})
     cfg = TrainConfig(**train_kw)
     ev = WidthEvaluator(ctx.task, space, cfg, seed=ctx.seed, device=ctx.device,
                         latency="latency_ms" in ctx.objectives)

@@ -1,0 +1,56 @@
+import multiprocessing as mp
+
+import numpy as np
+
+from natkit.core.archive import Archive, nondominated
+
+
+def test_front_equals_brute_force(tmp_path):
+    rng = np.random.default_rng(0)
+    a = Archive(tmp_path / "a.sqlite")
+    run = a.start_run("width", "digits", {"k": 1}, 0)
+    pts = rng.random((60, 2))
+    for i, (e, m) in enumerate(pts):
+        a.add(run, "width", generation=i // 10, encoding=[i], metrics={"error": e, "macs": m, "params": 1})
+    a.add(run, "width", generation=9, encoding=[999], status="failed", message="boom")
+    brute = {i + 1 for i, p in enumerate(pts)
+             if not any((q <= p).all() and (q < p).any() for q in pts)}
+    assert {c.id for c in a.front(("error", "macs"))} == brute
+    assert len(a.candidates()) == 61 and a.candidates(status="failed")[0].message == "boom"
+
+
+def test_lookup_extra_and_exports(tmp_path):
+    a = Archive(tmp_path / "a.sqlite")
+    run = a.start_run("ke", "digits", {}, 3)
+    cid = a.add(run, "ke", generation=0, encoding={"s": 0.5}, metrics={"error": 0.1, "macs": 5, "params": 2,
+                                                                         "stage": 2}, eval_key="k")
+    assert a.lookup("k", {"s": 0.5}).id == cid and a.lookup("other", {"s": 0.5}) is None
+    assert a.get(cid).extra == {"stage": 2}
+    a.set_test_error(cid, 0.2)
+    assert '"test_error": 0.2' in a.to_json([a.get(cid)]) and "stage" in a.to_csv([a.get(cid)])
+    assert a.runs()[0].versions["torch"]
+
+
+def _writer(path, tag, n):
+    a = Archive(path)
+    run = a.start_run(tag, "digits", {}, 0)
+    for i in range(n):
+        a.add(run, tag, generation=0, encoding=[tag, i], metrics={"error": 0.5, "macs": i})
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    path = tmp_path / "shared.sqlite"
+    Archive(path).close()
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(path, f"w{k}", 60)) for k in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    a = Archive(path)
+    assert len(a.candidates()) == 180 and len(a.runs()) == 3
+
+
+def test_nondominated_keeps_one_of_duplicates():
+    F = np.array([[1, 1], [1, 1], [0, 2], [2, 2]])
+    assert nondominated(F) == [0, 2]
