@@ -46,10 +46,7 @@ def conv_channel_groups(model: nn.Module, example_input: torch.Tensor, *, min_ch
     """
     import torch_pruning as tp
 
-    model_was_training = model.training
-    model.eval()
-    dg = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
-    model.train(model_was_training)
+    dg = dependency_graph(model, example_input)
     names = {m: n for n, m in model.named_modules()}
     ignored = list(ignored or [])
     groups, seen = [], set()
@@ -72,6 +69,24 @@ def conv_channel_groups(model: nn.Module, example_input: torch.Tensor, *, min_ch
             continue
         groups.append(ChannelGroup(root=module, name=names.get(module, "?"), members=producers))
     return groups
+
+
+def dependency_graph(model: nn.Module, example_input: torch.Tensor):
+    """Torch-Pruning's graph of ``model``; traced with every parameter requiring grad (frozen layers
+    would otherwise be invisible to the autograd trace), in eval mode, flags restored after."""
+    import torch_pruning as tp
+
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    was_training = model.training
+    try:
+        for p, _ in flags:
+            p.requires_grad_(True)
+        model.eval()
+        return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
 
 
 def _modules_in_order(model):
