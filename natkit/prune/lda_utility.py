@@ -146,8 +146,9 @@ def select_by_validation(X_train, y_train, X_val, y_val, utility, *, tolerance: 
                          counts=None, seed: int = 0) -> Sensitivity:
     """Fewest top-utility neurons whose frozen features keep the full validation accuracy.
 
-    "Frozen features": only a linear read-out (logistic regression on standardised activations)
-    is refitted on the kept neurons, so the score measures what the kept features carry.
+    "Frozen features": only a linear read-out (a shrunk LDA classifier on standardised activations,
+    closed form, so a dozen fits cost milliseconds; logistic regression took a minute here) is refitted on the kept neurons, so the score measures
+    what the kept features carry.
     ``tolerance`` is the accuracy (fraction) we may give up against all neurons.
     """
     X_train, X_val = _check_matrix(X_train), _check_matrix(X_val)
@@ -165,13 +166,13 @@ def select_by_validation(X_train, y_train, X_val, y_val, utility, *, tolerance: 
 
 
 def _readout_accuracy(Xtr, ytr, Xva, yva, seed) -> float:
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     if len(np.unique(ytr)) < 2:
         return float(np.mean(yva == ytr[0]))
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, random_state=seed))
+    clf = make_pipeline(StandardScaler(), LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"))
     clf.fit(Xtr, ytr)
     return float(clf.score(Xva, yva))
 

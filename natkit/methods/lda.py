@@ -1,0 +1,433 @@
+"""Task-dependent Deep LDA pruning (Tian, Arbel, Clark, CVIU 2021) as a natkit method.
+
+1. A network pretrained on the source task (cached) gets a new decision layer for the target and is
+   fine-tuned on it: the unpruned reference.
+2. Pre-decision utility: Fisher ratio sigma_b^2 / sigma_w^2 of each pre-decision neuron on the
+   target's train split (``natkit.prune.lda_utility``); the top M' neurons are kept, M' by validation
+   sensitivity, Otsu's threshold, or a given share.
+3. Cross-layer "deconv" tracing of the kept neurons gives every channel a utility; channels under
+   t_i = eta * std(non-zero utilities of layer i) are removed physically (Torch-Pruning), the
+   network is fine-tuned (``natkit.prune.tracing``).
+4. Stage ``schedule`` (the paper's procedure): prune, fine-tune, raise eta by a step, repeat while
+   the validation accuracy stays within ``tolerance`` of the unpruned network; utilities are
+   recomputed on the current network every round.
+   Stage ``search``: NSGA-II/III (pymoo) over eta (shared or one per layer group) and the kept
+   share M', objectives from the run (``error``, ``params``, ``macs``, optional ``robust_error``:
+   mean error under Gaussian noise sigma and FGSM epsilon on the validation split).
+Every candidate of both stages is archived with method ``lda`` and its stage.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, fields, replace
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from natkit.core.evaluator import Evaluator
+from natkit.core.space import SearchSpace
+from natkit.errors import ConfigError
+from natkit.prune import lda_utility as LU
+from natkit.prune import tracing as TR
+
+SELECT_RULES = ("validation", "otsu")
+
+
+@dataclass(frozen=True)
+class LDAConfig:
+    model: str = "vgg_small"
+    resolution: int = 28
+    source_epochs: float = 2
+    source_samples_per_class: int | None = 2000
+    transfer_epochs: float = 8
+    finetune_epochs: float = 3
+    lr: float = 0.02
+    batch_size: int = 64
+    max_batches: int | None = None
+    utility: str = "diagonal"  # diagonal | full
+    select: str = "validation"  # validation | otsu | a share in (0, 1]
+    select_tolerance: float = 0.0  # read-out accuracy we may give up when choosing M'
+    tolerance: float = 0.01  # val accuracy the schedule may give up against the unpruned network
+    eta_start: float = 0.1
+    eta_step: float = 0.1
+    schedule: bool = True
+    schedule_rounds: int = 12
+    eta_levels: int = 20  # search: eta in {0, eta_step, ..., eta_levels * eta_step}
+    shares: tuple = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
+    per_layer_eta: bool = False
+    trace_images: int = 512
+    sigma: float = 0.2
+    epsilon: float = 0.05
+    robust_images: int = 256
+
+    @classmethod
+    def from_options(cls, options: dict, *, quick: bool = False) -> "LDAConfig":
+        known = {f.name: f for f in fields(cls)}
+        kw = {}
+        for k, v in options.items():
+            if k in ("space", "model_dir"):
+                continue
+            if k not in known:
+                raise ConfigError(f"unknown lda option {k!r}; known: {', '.join(sorted(known))}")
+            kw[k] = _cast(k, v, known[k].default)
+        cfg = cls(**kw)
+        if quick:
+            quick_kw = dict(source_epochs=1, source_samples_per_class=100, transfer_epochs=3, finetune_epochs=1,
+                            trace_images=128, schedule_rounds=2, max_batches=8, robust_images=64,
+                            eta_start=0.5, eta_step=0.5)
+            cfg = replace(cfg, **{k: v for k, v in quick_kw.items() if k not in options})
+        cfg.check()
+        return cfg
+
+    def check(self):
+        if self.utility not in LU.UTILITY_METHODS:
+            raise ConfigError(f"option utility={self.utility!r}: use one of {', '.join(LU.UTILITY_METHODS)}")
+        if not isinstance(self.select, float) and self.select not in SELECT_RULES:
+            raise ConfigError(f"option select={self.select!r}: use validation, otsu or a share in (0, 1]")
+        if isinstance(self.select, float) and not 0 < self.select <= 1:
+            raise ConfigError(f"option select={self.select!r}: a share must lie in (0, 1]")
+        if self.eta_step <= 0 or self.eta_levels < 1 or self.schedule_rounds < 0:
+            raise ConfigError("eta_step must be > 0, eta_levels >= 1, schedule_rounds >= 0")
+        if not self.shares or any(not 0 < s <= 1 for s in self.shares):
+            raise ConfigError(f"option shares={self.shares!r}: each share must lie in (0, 1]")
+        if self.resolution < 8:
+            raise ConfigError(f"option resolution={self.resolution}: at least 8 px")
+
+    def train_cfg(self, epochs):
+        from natkit.train import TrainConfig
+
+        return TrainConfig(epochs=epochs, lr=self.lr, batch_size=self.batch_size, max_batches=self.max_batches)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["shares"] = list(self.shares)
+        return d
+
+
+def _cast(key, value, default):
+    try:
+        if key == "select":
+            return float(value) if not isinstance(value, str) or value not in SELECT_RULES else value
+        if key == "shares":
+            vals = value if isinstance(value, (list, tuple)) else str(value).split(",")
+            return tuple(sorted(float(v) for v in vals))
+        if isinstance(default, bool):
+            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+        if default is None:
+            return None if value in (None, "none", "None") else int(value)
+        return type(default)(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"option {key}={value!r} is not valid") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# The unpruned reference: source-pretrained, new decision layer, fine-tuned on the target
+# ------------------------------------------------------------------------------------------------
+
+def prepare_base(task, cfg: LDAConfig, *, source_task=None, seed=0, device="cpu", log=print):
+    """(model, info): the source-pretrained network transferred to ``task`` and fine-tuned on it."""
+    from natkit.nets import create_model
+    from natkit.train import evaluate, pretrained, train
+
+    res, ch = cfg.resolution, task.in_channels
+    info = {"model": cfg.model, "resolution": res}
+    if source_task is not None:
+        t0 = time.perf_counter()
+        model = pretrained(cfg.model, source_task, epochs=cfg.source_epochs, resolution=res, seed=seed,
+                           device=device, in_channels=ch)
+        info["source"] = {"task": source_task.spec, "val_error": model.natkit_source.get("val_error"),
+                          "seconds": round(time.perf_counter() - t0, 1)}
+        log(f"source {source_task.spec}: val error {info['source']['val_error']:.4f}")
+        replace_decision_layer(model, task.num_classes)
+    else:
+        model = create_model(cfg.model, num_classes=task.num_classes, in_channels=ch)
+    model.natkit_input = {"resolution": res, "channels": ch}
+    t0 = time.perf_counter()
+    train(model, task, cfg.train_cfg(cfg.transfer_epochs), device=device, resolution=res, channels=ch, seed=seed)
+    model.cpu().eval()
+    info["transfer_seconds"] = round(time.perf_counter() - t0, 1)
+    info["val_error"] = evaluate(model, task, "val", resolution=res, channels=ch)["error"]
+    log(f"unpruned {cfg.model} on {task.spec}: val error {info['val_error']:.4f}")
+    return model, info
+
+
+def replace_decision_layer(model: nn.Module, num_classes: int) -> None:
+    """A fresh decision layer for the target classes (the source's does not transfer)."""
+    name = TR.decision_layer(model)
+    old = dict(model.named_modules())[name]
+    parent = model
+    *path, last = name.split(".")
+    for p in path:
+        parent = getattr(parent, p)
+    setattr(parent, last, nn.Linear(old.in_features, num_classes, bias=old.bias is not None))
+    arch = copy.deepcopy(getattr(model, "natkit_arch", None))
+    if arch is not None:
+        arch["kwargs"]["num_classes"] = num_classes
+        model.natkit_arch = arch
+
+
+def refresh_arch(model: nn.Module) -> None:
+    """Describe a pruned VGG by its widths; other families rely on ``load_model`` resizing layers."""
+    from natkit.nets.vgg import VGG
+
+    arch = copy.deepcopy(getattr(model, "natkit_arch", None))
+    if arch is None or not isinstance(model, VGG):
+        return
+    cfg = ["M" if isinstance(m, nn.MaxPool2d) else m.out_channels for m in model.features
+           if isinstance(m, (nn.Conv2d, nn.MaxPool2d))]
+    hidden = [m.out_features for m in model.classifier if isinstance(m, nn.Linear)][:-1]
+    arch["kwargs"].update(cfg=cfg, hidden=hidden)
+    model.natkit_arch = arch
+
+
+def remove_channels(model: nn.Module, plan: dict, example_input: torch.Tensor) -> nn.Module:
+    """Physical removal through the core's Torch-Pruning surgery."""
+    from natkit.prune.surgery import remove_channels as surgery_remove
+
+    return surgery_remove(model, plan, example_input)
+
+
+# ------------------------------------------------------------------------------------------------
+# One pruning step
+# ------------------------------------------------------------------------------------------------
+
+class Pruner:
+    """Everything one pruning step needs about the task: batches, activations, the M' rule."""
+
+    def __init__(self, task, cfg: LDAConfig, *, seed=0, device="cpu"):
+        self.task, self.cfg, self.seed, self.device = task, cfg, seed, device
+        self.res, self.ch = cfg.resolution, task.in_channels
+        self.trace_batches = list(task.batches("train", 128, resolution=self.res, channels=self.ch, shuffle=True,
+                                               seed=seed, limit=cfg.trace_images))
+        self.example = self.trace_batches[0][0][:1].clone()
+
+    def activations(self, model, split):
+        return TR.predecision_activations(model, self.task.batches(split, 256, resolution=self.res,
+                                                                   channels=self.ch))
+
+    def utility(self, model):
+        X, y = self.activations(model, "train")
+        return LU.top_layer_utility(X, y, self.cfg.utility), X, y
+
+    def choose_m(self, model, u, X, y, select=None) -> tuple[int, dict]:
+        select = self.cfg.select if select is None else select
+        if isinstance(select, float):
+            return LU.share_to_count(select, len(u)), {"rule": "share", "share": select}
+        if select == "otsu":
+            return LU.select_by_otsu(u), {"rule": "otsu"}
+        Xv, yv = self.activations(model, "val")
+        s = LU.select_by_validation(X, y, Xv, yv, u, tolerance=self.cfg.select_tolerance, seed=self.seed)
+        return s.m, {"rule": "validation", "counts": list(s.counts),
+                     "val_accuracy": [round(a, 4) for a in s.val_accuracy]}
+
+    def prune(self, model, keep, eta) -> tuple[nn.Module, dict]:
+        """A pruned copy of ``model`` (not fine-tuned) and what was removed per group root."""
+        model = copy.deepcopy(model).cpu().eval()
+        result = TR.trace(model, self.trace_batches, keep)
+        groups = TR.channel_groups(model, self.example)
+        eta_arr = np.broadcast_to(np.asarray(eta, dtype=float), (len(groups),))
+        plan = TR.pruning_plan(model, result, groups, keep, eta_arr)
+        removed = TR.describe_plan(model, plan)
+        if plan:
+            remove_channels(model, plan, self.example)
+        refresh_arch(model)
+        return model, removed
+
+    def finetune(self, model, epochs, seed):
+        from natkit.train import train
+
+        if epochs > 0:
+            train(model, self.task, self.cfg.train_cfg(epochs), device=self.device, resolution=self.res,
+                  channels=self.ch, seed=seed)
+        return model.cpu().eval()
+
+    def metrics(self, model, robust: bool, latency: bool = False) -> dict:
+        from natkit.measure import count_latency_if
+        from natkit.train import evaluate
+
+        m = {"error": evaluate(model, self.task, "val", resolution=self.res, channels=self.ch)["error"],
+             **count_latency_if(model, self.res, self.ch, latency)}
+        if robust:
+            from natkit.methods.lda_robust import robust_error
+
+            m["robust_error"] = robust_error(model, self.task, sigma=self.cfg.sigma, epsilon=self.cfg.epsilon,
+                                             resolution=self.res, channels=self.ch, seed=self.seed,
+                                             limit=self.cfg.robust_images)
+        return m
+
+    def n_groups(self, model) -> int:
+        return len(TR.channel_groups(copy.deepcopy(model), self.example))
+
+
+@dataclass(frozen=True)
+class Round:
+    index: int
+    eta: float
+    m_prime: int
+    removed: dict
+    metrics: dict
+    accepted: bool
+    model: object
+
+
+def schedule(base, pruner: Pruner, *, base_error: float, rounds: int, tolerance: float, eta_start: float,
+             eta_step: float, seed=0, until_removed: float | None = None, on_round=None, log=print):
+    """The paper's loop: prune with eta, fine-tune, raise eta while val accuracy holds.
+
+    Returns every round. Rounds after the first failure are run only when ``until_removed`` asks
+    for deeper compression (benchmarks compare at fixed levels); they are marked not accepted.
+    """
+    from natkit.measure import count_params
+
+    p0 = count_params(base)
+    current, out, failed = base, [], False
+    eta = eta_start
+    for k in range(rounds):
+        u, X, y = pruner.utility(current)
+        m, _ = pruner.choose_m(current, u, X, y)
+        keep = LU.keep_top(u, m)
+        cand, removed = pruner.prune(current, keep, eta)
+        if not removed:
+            eta += eta_step
+            continue
+        pruner.finetune(cand, pruner.cfg.finetune_epochs, seed=seed + 1 + k)
+        metrics = pruner.metrics(cand, robust=False)
+        ok = (not failed) and metrics["error"] <= base_error + tolerance
+        r = Round(k, round(eta, 6), m, removed, metrics, ok, cand)
+        out.append(r)
+        if on_round:
+            on_round(r)
+        log(f"round {k}: eta {eta:.2f} M'={m} params {metrics['params']} ({1 - metrics['params'] / p0:.1%} removed)"
+            f" val error {metrics['error']:.4f} {'ok' if ok else 'below target'}")
+        failed = failed or not ok
+        if failed and (until_removed is None or 1 - metrics["params"] / p0 >= until_removed):
+            break
+        current = cand
+        eta += eta_step
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# The multi-objective problem
+# ------------------------------------------------------------------------------------------------
+
+class LDASpace(SearchSpace):
+    """Genes: eta index (one shared, or one per layer group), then the kept-share index."""
+
+    def __init__(self, n_groups: int, cfg: LDAConfig):
+        self.n_eta = n_groups if cfg.per_layer_eta else 1
+        self.eta_step, self.shares = cfg.eta_step, list(cfg.shares)
+        self.xl = np.zeros(self.n_eta + 1, dtype=int)
+        self.xu = np.array([cfg.eta_levels] * self.n_eta + [len(self.shares) - 1], dtype=int)
+
+    def decode(self, x) -> dict:
+        x = self.repair(x)
+        etas = [round(i * self.eta_step, 6) for i in x[:-1]]
+        return {"eta": etas if self.n_eta > 1 else etas[0], "kept_share": self.shares[x[-1]]}
+
+    def describe(self) -> dict:
+        return {**super().describe(), "eta_step": self.eta_step, "shares": self.shares}
+
+
+class LDAEvaluator(Evaluator):
+    """Prune the unpruned reference once with the decoded eta and M', fine-tune, measure."""
+
+    def __init__(self, base, pruner: Pruner, space: LDASpace, *, seed=0, robust=False, latency=False):
+        self.base, self.pruner, self.space = base, pruner, space
+        self.seed, self.robust, self.latency = seed, robust, latency
+        self.u, _, _ = pruner.utility(base)
+        from natkit.measure import count_params
+
+        self.p0 = count_params(base)
+
+    def settings(self) -> dict:
+        cfg = self.pruner.cfg.to_dict()
+        return {"cfg": {k: cfg[k] for k in ("model", "resolution", "source_epochs", "source_samples_per_class",
+                                            "transfer_epochs", "finetune_epochs", "lr", "batch_size",
+                                            "max_batches", "utility", "trace_images", "sigma", "epsilon")},
+                "space": self.space.describe(), "seed": self.seed, "robust": self.robust,
+                "n_train": len(self.pruner.task.train), "latency": self.latency}
+
+    def _evaluate(self, encoding):
+        from natkit.utils.seed import derive_seed
+
+        plan = self.space.decode(encoding)
+        m = LU.share_to_count(plan["kept_share"], len(self.u))
+        keep = LU.keep_top(self.u, m)
+        model, removed = self.pruner.prune(self.base, keep, plan["eta"])
+        self.pruner.finetune(model, self.pruner.cfg.finetune_epochs, seed=derive_seed(self.seed, encoding))
+        metrics = self.pruner.metrics(model, self.robust, self.latency)
+        extra = {"stage": "search", "eta": plan["eta"], "kept_share": plan["kept_share"], "m_prime": m,
+                 "removed": removed, "params_removed": 1 - metrics["params"] / self.p0}
+        return metrics, model.natkit_arch, extra, model
+
+
+# ------------------------------------------------------------------------------------------------
+# run(ctx)
+# ------------------------------------------------------------------------------------------------
+
+def _options(ctx) -> dict:
+    opts = dict(ctx.options)
+    if "space" in opts:  # a TOML file with [space] keys = the option names below
+        from natkit.core.config import read_toml
+
+        data = read_toml(opts.pop("space"))
+        table = data.get("space", {})
+        if table.get("family", "lda") != "lda":
+            raise ConfigError(f"{data['_path']} is a {table['family']!r} space, not lda")
+        opts = {**{k: v for k, v in table.items() if k != "family"}, **opts}
+    return opts
+
+
+def run(ctx) -> None:
+    from natkit.measure import measure
+
+    cfg = LDAConfig.from_options(_options(ctx), quick=ctx.quick)
+    if ctx.quick:
+        ctx.generations, ctx.pop_size = min(ctx.generations, 2), min(ctx.pop_size, 4)
+    torch.manual_seed(ctx.seed)
+    source = None
+    if ctx.source_spec and ctx.source_spec != ctx.task.spec:
+        source = ctx.source_task(samples_per_class=cfg.source_samples_per_class)
+    base, info = prepare_base(ctx.task, cfg, source_task=source, seed=ctx.seed, device=ctx.device, log=ctx.log)
+    pruner = Pruner(ctx.task, cfg, seed=ctx.seed, device=ctx.device)
+    robust = "robust_error" in ctx.objectives
+    latency = "latency_ms" in ctx.objectives
+    base_metrics = pruner.metrics(base, robust, latency)
+    ctx.stats.update(lda_config=cfg.to_dict(), base=info, base_metrics=base_metrics)
+
+    ref_key = ctx.eval_key({"cfg": cfg.to_dict(), "stage": "unpruned", "seed": ctx.seed})
+    cid = ctx.archive.add(ctx.run_id, "lda", generation=0, encoding=["unpruned"], arch=base.natkit_arch,
+                          metrics=base_metrics, eval_key=ref_key, extra={"stage": "unpruned"})
+    ctx.save_model(cid, base)
+
+    if cfg.schedule and cfg.schedule_rounds > 0:
+        sched_key = ctx.eval_key({"cfg": cfg.to_dict(), "stage": "schedule", "seed": ctx.seed})
+
+        def archive_round(r: Round):
+            metrics = dict(r.metrics)
+            if robust or latency:
+                metrics = pruner.metrics(r.model, robust, latency)
+            cid = ctx.archive.add(ctx.run_id, "lda", generation=r.index, encoding=["schedule", r.index],
+                                  arch=r.model.natkit_arch, metrics=metrics, eval_key=sched_key,
+                                  extra={"stage": "schedule", "eta": r.eta, "m_prime": r.m_prime,
+                                         "removed": r.removed, "accepted": r.accepted})
+            ctx.save_model(cid, r.model)
+
+        rounds = schedule(base, pruner, base_error=info["val_error"], rounds=cfg.schedule_rounds,
+                          tolerance=cfg.tolerance, eta_start=cfg.eta_start, eta_step=cfg.eta_step, seed=ctx.seed,
+                          on_round=archive_round, log=ctx.log)
+        ctx.stats["schedule"] = [{"round": r.index, "eta": r.eta, "m_prime": r.m_prime, "accepted": r.accepted,
+                                  **r.metrics} for r in rounds]
+
+    space = LDASpace(pruner.n_groups(base), cfg)
+    evaluator = LDAEvaluator(base, pruner, space, seed=ctx.seed, robust=robust, latency=latency)
+    maxima = measure(base, cfg.resolution, ctx.task.in_channels, latency=latency)
+    bounds = ctx.bounds(maxima)
+    problem = ctx.problem(space, evaluator)
+    ctx.minimize(problem, bounds)
+    ctx.stats.update(real_evaluations=problem.n_real, evaluated=len(problem.history))
+    ctx.finalize()
