@@ -11,9 +11,12 @@ images per class (28x28 px); a small VGG (``vgg_small``), one thread. For each t
   total N*e epochs;
 - MACs and parameters of the dense and the slim network (thop).
 
-Writes ``results/ke/small_data.json`` (every number), ``results/ke/claims.json``, ``results/ke/small_data.md``
-and ``results/ke/generations.png``, ``results/ke/slim_vs_scratch.png``.
-Default size: ~8-12 minutes on one contended core (``--pilot`` for a 1-2 minute look).
+Writes, per configuration tag ``N{generations}_e{epochs}``, ``results/ke/small_data_<tag>.json`` (every
+number), ``small_data_<tag>.md``, ``generations_<tag>.png`` and ``slim_vs_scratch_<tag>.png``; ``claims.json``
+gathers the claims of every stored configuration. ``--render JSON`` redraws one from its stored numbers.
+Committed configurations: N=6 x e=3 (short generations; the default) and N=4 x e=8 (longer generations,
+closer to the paper's train-to-convergence regime); each takes ~10-14 minutes on one contended core.
+``--pilot`` gives a 1-2 minute look.
 """
 
 from __future__ import annotations
@@ -96,7 +99,7 @@ def pct(values) -> str:
     return f"{100 * m:.2f} ± {100 * s:.2f} %"
 
 
-def summarise(runs, args):
+def summarise(runs, args, tag):
     tasks = list(dict.fromkeys(r["task"] for r in runs))
     summary, claims = {}, []
     N, e, s = args.generations, args.epochs, args.split_rate
@@ -120,7 +123,7 @@ def summarise(runs, args):
         claims.append({
             "claim": "KE improves the dense network over ordinary training (generation N vs generation 1)",
             "setting": setting, "ours": f"gen {N}: {pct(gn)} error", "baseline": f"gen 1: {pct(g1)} error",
-            "holds": bool(np.mean(gn) < np.mean(g1)), "plot": "results/ke/generations.png",
+            "holds": bool(np.mean(gn) < np.mean(g1)), "plot": f"results/ke/generations_{tag}.png",
             "paired_gain_pp": f"{100 * ms(d_a)[0]:.2f} ± {100 * ms(d_a)[1]:.2f}"})
         if args.dense_long:
             long = [r["dense_long_error"] for r in rs]
@@ -131,13 +134,13 @@ def summarise(runs, args):
                 "claim": "KE's dense gain is more than longer training (gen N vs dense from scratch, same epochs)",
                 "setting": setting, "ours": f"gen {N}: {pct(gn)} error",
                 "baseline": f"dense trained {N * e} epochs: {pct(long)} error",
-                "holds": bool(np.mean(gn) < np.mean(long)), "plot": "results/ke/generations.png",
+                "holds": bool(np.mean(gn) < np.mean(long)), "plot": f"results/ke/generations_{tag}.png",
                 "paired_gain_pp": f"{100 * ms(d_l)[0]:.2f} ± {100 * ms(d_l)[1]:.2f}"})
         claims.append({
             "claim": "KE's slim network beats the same-width network trained from scratch for the same epochs",
             "setting": setting, "ours": f"KE slim gen {N}: {pct(slim_n)} error",
             "baseline": f"width x{s} from scratch, {N * e} epochs: {pct(scratch)} error",
-            "holds": bool(np.mean(slim_n) < np.mean(scratch)), "plot": "results/ke/slim_vs_scratch.png",
+            "holds": bool(np.mean(slim_n) < np.mean(scratch)), "plot": f"results/ke/slim_vs_scratch_{tag}.png",
             "ours_bn_recalibrated": f"KE slim gen {N}, BN statistics re-estimated: {pct(slim_rc)} error",
             "paired_gain_pp": f"{100 * ms(d_b)[0]:.2f} ± {100 * ms(d_b)[1]:.2f}"})
         claims.append({
@@ -146,11 +149,11 @@ def summarise(runs, args):
             "ours": f"{100 * macs_red:.1f}% fewer MACs ({rs[0]['slim_cost']['macs']:,} vs "
                     f"{rs[0]['dense_cost']['macs']:,}), {100 * params_red:.1f}% fewer params",
             "baseline": f"dense: {rs[0]['dense_cost']['macs']:,} MACs", "holds": bool(macs_red >= 0.7),
-            "plot": "results/ke/slim_vs_scratch.png"})
+            "plot": f"results/ke/slim_vs_scratch_{tag}.png"})
     return summary, claims
 
 
-def plot(runs, summary, args, out):
+def plot(runs, summary, args, out, tag):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -179,7 +182,7 @@ def plot(runs, summary, args, out):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "generations.png", dpi=120)
+    fig.savefig(out / f"generations_{tag}.png", dpi=120)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -196,7 +199,7 @@ def plot(runs, summary, args, out):
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "slim_vs_scratch.png", dpi=120)
+    fig.savefig(out / f"slim_vs_scratch_{tag}.png", dpi=120)
     plt.close(fig)
 
 
@@ -236,31 +239,49 @@ def main(argv=None):
     p.add_argument("--test-limit", type=int, default=3000, help="first N test images (speed)")
     p.add_argument("--dense-long", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--pilot", action="store_true", help="1 seed, 3 generations x 2 epochs")
+    p.add_argument("--render", metavar="JSON", help="re-render tables, plots and claims from a stored run")
     args = p.parse_args(argv)
     if args.pilot:
         args.seeds, args.generations, args.epochs = 1, 3, 2
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    log = lambda m: print(m, flush=True)  # noqa: E731
-    t0 = time.time()
-    runs = []
-    for spec in args.tasks.split(","):
-        for seed in range(args.seeds):
-            runs.append(one_seed(spec, seed, args, log))
-    elapsed = time.time() - t0
-    summary, claims = summarise(runs, args)
-    plot(runs, summary, args, out)
-    stem = "pilot" if args.pilot else "small_data"
-    (out / f"{stem}.json").write_text(json.dumps({"settings": vars(args), "elapsed_s": elapsed,
-                                                  "threads": torch.get_num_threads(), "summary": summary,
-                                                  "runs": runs, "claims": claims}, indent=2))
-    (out / f"{stem}.md").write_text(markdown(summary, claims, args, elapsed))
+    if args.render:
+        stored = json.loads(Path(args.render).read_text())
+        args = argparse.Namespace(**{**vars(args), **stored["settings"], "out": str(out), "render": args.render})
+        runs, elapsed = stored["runs"], stored["elapsed_s"]
+    else:
+        log = lambda m: print(m, flush=True)  # noqa: E731
+        t0 = time.time()
+        runs = []
+        for spec in args.tasks.split(","):
+            for seed in range(args.seeds):
+                runs.append(one_seed(spec, seed, args, log))
+        elapsed = time.time() - t0
+    tag = ("pilot_" if args.pilot else "") + f"N{args.generations}_e{args.epochs}"
+    summary, claims = summarise(runs, args, tag)
+    plot(runs, summary, args, out, tag)
+    (out / f"small_data_{tag}.json").write_text(json.dumps({"settings": vars(args), "elapsed_s": elapsed,
+                                                            "threads": torch.get_num_threads(), "summary": summary,
+                                                            "runs": runs, "claims": claims}, indent=2))
+    (out / f"small_data_{tag}.md").write_text(markdown(summary, claims, args, elapsed))
     if not args.pilot:
-        (out / "claims.json").write_text(json.dumps({"claims": claims, "summary": summary,
-                                                     "source": "benchmarks/ke_small_data.py",
-                                                     "elapsed_s": elapsed}, indent=2))
+        write_claims(out)
     print(markdown(summary, claims, args, elapsed))
+
+
+def write_claims(out: Path) -> None:
+    """claims.json gathers the claims of every stored configuration (short and long generations)."""
+    claims, configs = [], {}
+    for f in sorted(out.glob("small_data_N*_e*.json")):
+        data = json.loads(f.read_text())
+        claims += data["claims"]
+        st = data["settings"]
+        configs[f.stem] = {"generations": st["generations"], "epochs_per_generation": st["epochs"],
+                           "seeds": st["seeds"], "split_rate": st["split_rate"], "elapsed_s": data["elapsed_s"],
+                           "summary": data["summary"]}
+    (out / "claims.json").write_text(json.dumps({"claims": claims, "configs": configs,
+                                                 "source": "benchmarks/ke_small_data.py"}, indent=2))
 
 
 if __name__ == "__main__":

@@ -128,11 +128,13 @@ class KEEvaluator(Evaluator):
     """Build the family from scratch, evolve it for G generations; report every generation."""
 
     def __init__(self, task, space: KESpace, model_name: str, model_kw: dict, train_cfg: TrainConfig, *,
-                 mode="kels", seed=0, device="cpu", resolution=None, latency=False, recalibrate_slim=False):
+                 mode="kels", seed=0, device="cpu", resolution=None, latency=False, recalibrate_slim=False,
+                 val_limit=None):
         self.task, self.space, self.model_name, self.model_kw = task, space, model_name, dict(model_kw)
         self.cfg, self.mode, self.seed, self.device, self.latency = train_cfg, mode, seed, device, latency
         self.resolution = resolution or task.image_size
         self.recalibrate_slim = bool(recalibrate_slim)
+        self.val_limit = val_limit
         self.channels = task.in_channels
         self._costs: dict = {}
 
@@ -140,7 +142,7 @@ class KEEvaluator(Evaluator):
         return {"space": self.space.describe(), "model": self.model_name, "model_kw": self.model_kw,
                 "train": self.cfg.to_dict(), "mode": self.mode, "seed": self.seed, "resolution": self.resolution,
                 "n_train": len(self.task.train), "latency": self.latency,
-                "recalibrate_slim": self.recalibrate_slim}
+                "recalibrate_slim": self.recalibrate_slim, "val_limit": self.val_limit}
 
     def build(self):
         torch.manual_seed(derive_seed(self.seed, "init"))
@@ -163,7 +165,7 @@ class KEEvaluator(Evaluator):
         model = self.build()
         gens = evolve(model, self.task, s, G, cfg, mode=self.mode, seed=derive_seed(self.seed, e),
                       device=self.device, resolution=self.resolution, channels=self.channels, keep_models=True,
-                      recalibrate_slim=self.recalibrate_slim)
+                      recalibrate_slim=self.recalibrate_slim, limit=self.val_limit)
         records = []
         for rec in gens:
             dense_m = {"error": rec.dense["error"], **self.costs(rec.dense_model)}
@@ -209,6 +211,9 @@ class KEProblem(ArchiveProblem):
                     from natkit.nets.io import save_model
 
                     save_model(model, self.model_dir / str(cid))
+        hit = self.archive.lookup(self.eval_key, encoding)
+        if hit is not None:  # archived meanwhile as an earlier generation of a longer run in this population
+            return self._metrics_of(hit), hit.status
         return super()._archive_result(encoding, res)
 
     def _feasible(self, metrics) -> bool:
@@ -238,7 +243,7 @@ def _train_cfg(ctx) -> TrainConfig:
     kw = {k: ctx.option(k) for k in TRAIN_KEYS if ctx.option(k) is not None}
     kw.setdefault("batch_size", 32)  # small data: more steps per epoch
     if ctx.quick:
-        kw["max_batches"] = min(int(kw.get("max_batches") or 6), 6)
+        kw["max_batches"] = min(int(kw.get("max_batches") or 8), 8)
     try:
         return TrainConfig(**kw)
     except TypeError as exc:
@@ -250,7 +255,8 @@ def build(ctx):
     mode = str(ctx.option("split", "kels")).lower()
     if mode not in ("kels", "wels"):
         raise ConfigError(f"KE split must be kels or wels, got {mode!r}")
-    model_name = ctx.option("model", "vgg_tiny" if ctx.quick else "vgg_small")
+    model_name = ctx.option("model", "vgg_small")
+    val_limit = ctx.option("val_limit", 1000 if ctx.quick else None, int)
     resolution = ctx.option("resolution", ctx.task.image_size, int)
     slim_bn = str(ctx.option("slim_bn", "copy")).lower()
     if slim_bn not in ("copy", "recalibrate"):
@@ -258,7 +264,7 @@ def build(ctx):
     space = _space_from(ctx)
     ev = KEEvaluator(ctx.task, space, model_name, {}, _train_cfg(ctx), mode=mode, seed=ctx.seed,
                      device=ctx.device, resolution=resolution, latency="latency_ms" in ctx.objectives,
-                     recalibrate_slim=slim_bn == "recalibrate")
+                     recalibrate_slim=slim_bn == "recalibrate", val_limit=val_limit)
     dense = ev.build()
     if mode == "kels" and scaled_arch(dense.natkit_arch, 0.5) is None:
         ctx.log(f"{model_name}: no width arguments known; slim networks are the dense tree resized")
