@@ -123,3 +123,26 @@ def test_projection_groups_kernels_with_alike_profiles():
     assert d(0, 1) < d(0, 2) and d(2, 3) < d(1, 3)
     with pytest.raises(ConfigError):
         H.kernel_projection(profiles, "umap")
+
+
+def test_run_human_archives_each_new_state_and_records_decisions(task, tmp_path):
+    from natkit.core.archive import Archive
+    from natkit.methods.context import RunContext
+
+    archive = Archive(tmp_path / "archive.sqlite")
+    run_id = archive.start_run("progressive", "toy", {}, 0)
+    ctx = RunContext(method="progressive", task=task, archive=archive, run_id=run_id, out_dir=tmp_path,
+                     verbose=False)
+    f = tmp_path / "d.json"
+    f.write_text(json.dumps({"eliminate": {"conv1": [0], "conv3": [1, 2]}}))
+    base = _model()
+    base.natkit_input = {"resolution": 8, "channels": 1}
+    s = {"decisions": str(f), "images_per_class": 1, "projection": "pca"}
+    H.run_human(ctx, base, _rt(), s)
+    cands = archive.candidates(run_id=run_id)
+    assert [c.encoding for c in cands] == [[[0], [], []], [[0], [], [1, 2]]]
+    assert [c.extra["widths"] for c in cands] == [[3, 6, 6], [3, 6, 4]]
+    assert all(c.method == "progressive" and c.extra["relevance"] == "human" for c in cands)
+    assert [r["eliminate"] for r in cands[-1].extra["decisions"]] == [[0], [], [1, 2]]
+    assert ctx.stats["final_candidate"] == cands[-1].id
+    assert cands[-1].test_error is not None  # the run's front was reported on the test split

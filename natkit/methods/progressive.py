@@ -440,9 +440,13 @@ def trained_base(ctx, s: dict, *, log=True) -> nn.Module:
 
     source = ctx.source_task()
     ch = ctx.task.in_channels
-    src_cfg = TrainConfig(epochs=s["source_epochs"], lr=0.05, batch_size=128, max_batches=s["source_max_batches"])
-    model = pretrained(s["model"], source, resolution=s["resolution"], seed=ctx.seed, device=ctx.device,
-                       train_cfg=src_cfg, in_channels=ch)
+    epochs = s["source_epochs"]
+    epochs = int(epochs) if float(epochs).is_integer() else epochs  # same cache key as other methods' "2"
+    src_cfg = None  # pretrained()'s own recipe, so every method shares one cached source model
+    if s["source_max_batches"]:
+        src_cfg = TrainConfig(epochs=epochs, lr=0.05, batch_size=128, max_batches=s["source_max_batches"])
+    model = pretrained(s["model"], source, epochs=epochs, resolution=s["resolution"], seed=ctx.seed,
+                       device=ctx.device, train_cfg=src_cfg, in_channels=ch)
     check_chain(model)
     if source.num_classes != ctx.task.num_classes:
         last = model.classifier[-1]

@@ -355,14 +355,18 @@ def run_human(ctx, base: nn.Module, rt, s: dict) -> None:
         ctx.save_model(cid, m)
         ctx.log(f"{stage}: conv{pos + 1} -{len(step.eliminated)} kernels, val error {metrics['error']:.4f}, "
                 f"MACs {metrics['macs']:,}")
+        return cid
+
+    archived: list[int] = []
 
     def on_layer(pos, step, m):
-        if pos == n_layers - 1:
-            archive_state(pos, step, m, "final")
-        elif step.eliminated:
-            archive_state(pos, step, m, f"layer {pos + 1}")
+        # a layer without eliminations leaves the state unchanged: archive only new states, and the
+        # unchanged network once if the person eliminated nothing at all
+        if step.eliminated or (pos == n_layers - 1 and not archived):
+            archived.append(archive_state(pos, step, m, f"layer {pos + 1}"))
 
     simplify(model, ctx.task, None, rt, decide=decider, seed=ctx.seed, on_layer=on_layer)
     path = decider.save()
-    ctx.stats.update(human_decisions=str(path), decisions=decider.records)
+    ctx.stats.update(human_decisions=str(path), decisions=decider.records, final_candidate=archived[-1],
+                     archived_states=archived)
     ctx.finalize()
