@@ -10,7 +10,7 @@ factor ``s``: the slim network, used for inference without further training.
 The decision vector is (split-rate level, generations G, epochs per generation e); one evaluation
 trains G generations and reports the slim network of generation G (``error`` on val, ``params``,
 ``macs``). Generation g of a G-generation run is exactly the last generation of a g-generation run
-(seeds depend on the run seed, s, e and g, never on G), so every generation g <= G is archived with
+(seeds depend on the run seed, e, g and, for masks and resets, s; never on G), so every generation g <= G is archived with
 method ``ke``: the slim network under encoding (s, g, e) -- a later proposal of it is read back,
 not trained -- and the dense network under (s, g, e) with its own evaluation key (``variant=dense``).
 """
@@ -197,9 +197,12 @@ class KEProblem(ArchiveProblem):
     def __init__(self, *args, dense_key: str, **kw):
         super().__init__(*args, **kw)
         self.dense_key = dense_key
+        self.train_epochs = 0  # epochs of dense training spent by real evaluations (budget accounting)
 
     def _archive_result(self, encoding, res):
         also = res.extra.pop("_also", None) or {}
+        if res.status == "ok":
+            self.train_epochs += int(res.extra.get("total_epochs", 0))
         for key, records in ((self.eval_key, also.get("slim", [])), (self.dense_key, also.get("dense", []))):
             for enc, metrics, arch, extra, model in records:
                 if self.archive.lookup(key, enc) is not None:
@@ -282,7 +285,7 @@ def run(ctx) -> None:
                         dense_key=ctx.eval_key({**settings, "variant": "dense"}))
     ctx.minimize(problem, bounds)
     ctx.stats.update(real_evaluations=problem.n_real, evaluated=len(problem.history), split=evaluator.mode,
-                     model=evaluator.model_name)
+                     model=evaluator.model_name, train_epochs=problem.train_epochs)
     ctx.finalize()
 
 
