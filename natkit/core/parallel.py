@@ -12,8 +12,12 @@ Failure policy:
 - a worker process that dies mid-evaluation makes the scheduler reschedule the task; after
   ``distributed.scheduler.allowed-failures`` deaths (set to ``retries`` on a local cluster) the
   candidate is ``failed`` ("worker died ...") and the search goes on;
-- if every copy of the shared evaluator is lost with its workers, it is scattered again and the
-  unfinished candidates resubmitted (bounded).
+- one candidate per worker thread is in flight, so a dead worker takes only the candidate it was
+  running with it and the rerun count blames that candidate, not its queued neighbours.
+
+The shared evaluator is installed as a Dask worker plugin: the scheduler hands it to every worker
+that is running or joins later (a restarted worker included), so it is never lost with a worker and
+never travels with a task.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import logging
 import pickle
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 from natkit.core.evaluator import EvalResult
 from natkit.errors import ConfigError, NatkitError
@@ -45,28 +49,50 @@ def _import_distributed():
     return distributed
 
 
-def _worker_evaluator(token: str, blob: bytes):
-    """The evaluator for ``token`` in this worker, unpickled at most once per worker process."""
-    ev = _CACHE.get(token)
-    if ev is None:
-        # the blob was pickled by our own main process (trusted), never a user-supplied file
-        ev = pickle.loads(blob)
-        _CACHE[token] = ev
-        STATS["loads"] += 1
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    else:
+class MissingSharedState(RuntimeError):
+    """A worker got a candidate before the evaluator it needs (resubmitted, not counted as a failure)."""
+
+
+def _install(token: str, blob: bytes) -> None:
+    if token in _CACHE:
         _CACHE.move_to_end(token)
-    return ev
+        return
+    # the blob was pickled by our own main process (trusted), never a file a user received
+    _CACHE[token] = pickle.loads(blob)
+    STATS["loads"] += 1
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
 
 
-def evaluate_remote(token: str, blob: bytes, encoding, threads: int) -> EvalResult:
+def _shared_state_plugin(token: str, blob: bytes):
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class SharedEvaluator(WorkerPlugin):
+        """Unpickles the evaluator once in every worker, present and future."""
+
+        name = f"natkit-evaluator-{token}"
+
+        def __init__(self):
+            self.token, self.blob = token, blob
+
+        def setup(self, worker):
+            _install(self.token, self.blob)
+
+        def teardown(self, worker):
+            _CACHE.pop(self.token, None)
+
+    return SharedEvaluator()
+
+
+def evaluate_remote(token: str, encoding, threads: int) -> EvalResult:
     """One candidate on a worker: the only thing that travels per task is ``encoding``."""
     import torch
 
     if threads and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    ev = _worker_evaluator(token, blob)
+    ev = _CACHE.get(token)
+    if ev is None:
+        raise MissingSharedState(token)
     STATS["evals"] += 1
     return ev.evaluate(encoding)
 
@@ -80,26 +106,32 @@ def worker_stats() -> dict:
 class DaskRunner:
     """``map(evaluator, encodings)`` yields ``(index, EvalResult)`` in completion order."""
 
-    def __init__(self, client, *, retries: int = 2, threads: int = 1, rescatter: int = 2):
-        self.client, self.retries, self.threads, self.rescatter = client, int(retries), int(threads), rescatter
+    def __init__(self, client, *, retries: int = 2, threads: int = 1, max_misses: int = 3):
+        self.client, self.retries, self.threads, self.max_misses = client, int(retries), int(threads), max_misses
         self._token = None
-        self._blob = None  # future of the pickled evaluator, replicated on every worker
-        self.scatters = 0  # how often the shared state was sent (tests and benchmarks read it)
+        self._plugin = None  # name of the worker plugin holding the current evaluator
+        self.shared_bytes = 0
+        self.shares = 0  # how often the shared state was sent (tests and benchmarks read it)
         self.submitted = 0
 
     # shared state ---------------------------------------------------------------------------
-    def _share(self, evaluator, force: bool = False):
-        """Send the evaluator once; again only when its pickled state changed (e.g. NAT adapts its
-        supernet between iterations) or every copy was lost."""
+    def _share(self, evaluator) -> str:
+        """Send the evaluator to every worker once; again only when its pickled state changed
+        (e.g. NAT adapts its supernet between iterations)."""
         blob = pickle.dumps(evaluator, protocol=pickle.HIGHEST_PROTOCOL)
         token = hashlib.sha256(blob).hexdigest()[:20]
-        if force or token != self._token or self._blob is None:
-            if self._blob is not None:
-                self._blob.release()
-            self._blob = self.client.scatter(blob, broadcast=True, hash=False)
-            self._token = token
-            self.scatters += 1
-        return self._token, self._blob
+        if token != self._token:
+            plugin = _shared_state_plugin(token, blob)
+            self.client.register_plugin(plugin)
+            if self._plugin is not None:
+                try:
+                    self.client.unregister_worker_plugin(self._plugin)
+                except Exception:  # an old version's plugin already gone: nothing to free
+                    pass
+            self._token, self._plugin = token, plugin.name
+            self.shares += 1
+            self.shared_bytes = len(blob)
+        return token
 
     def _resources(self, evaluator):
         device = str(getattr(evaluator, "device", "cpu") or "cpu")
@@ -111,50 +143,57 @@ class DaskRunner:
                               f"start workers with --resources GPU=1 (or use --device cpu)")
         return {"GPU": 1}
 
-    def _submit(self, token, blob, encoding, resources):
+    def _submit(self, token, encoding, resources):
         self.submitted += 1
-        return self.client.submit(evaluate_remote, token, blob, list(encoding), self.threads, pure=False,
+        return self.client.submit(evaluate_remote, token, list(encoding), self.threads, pure=False,
                                   retries=self.retries, resources=resources,
                                   key=f"natkit-eval-{token[:8]}-{uuid.uuid4().hex[:12]}")
 
     # the runner contract ----------------------------------------------------------------------
+    def _capacity(self) -> int:
+        """Worker threads in the cluster (from the client's cached scheduler view)."""
+        workers = self.client.scheduler_info().get("workers", {})
+        return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+
     def map(self, evaluator, encodings):
+        """Keep exactly one candidate per worker thread in flight: a worker that dies then takes only
+        the candidate it was running with it (so the bounded rerun count blames the right one), and
+        a free worker picks the next candidate at once."""
         from distributed import as_completed
 
         encodings = list(encodings)
         if not encodings:
             return
         resources = self._resources(evaluator)
-        token, blob = self._share(evaluator)
-        futures = {self._submit(token, blob, e, resources): i for i, e in enumerate(encodings)}
-        pending = set(range(len(encodings)))
-        rescatters = 0
-        ac = as_completed(list(futures), with_results=False)
+        token = self._share(evaluator)
+        queue = deque(range(len(encodings)))
+        running: dict = {}  # future -> index
+        misses = [0] * len(encodings)
+        ac = as_completed()
+
+        def fill():
+            cap = self._capacity()
+            while queue and len(running) < cap:
+                i = queue.popleft()
+                fut = self._submit(token, encodings[i], resources)
+                running[fut] = i
+                ac.add(fut)
+
+        fill()
         try:
-            while pending:
-                lost = []
-                for fut in ac:
-                    i = futures.pop(fut)
-                    res = self._result(fut, encodings[i])
-                    if res is None:  # the shared evaluator vanished with its workers
-                        lost.append(i)
-                        continue
-                    pending.discard(i)
+            for fut in ac:
+                i = running.pop(fut)
+                res = self._result(fut, encodings[i])
+                if res is None and misses[i] < self.max_misses:  # worker without the evaluator yet
+                    misses[i] += 1
+                    queue.appendleft(i)
+                elif res is None:
+                    yield i, EvalResult({}, None, "failed", "no worker received the shared evaluator")
+                else:
                     yield i, res
-                if not lost:
-                    break
-                if rescatters >= self.rescatter:
-                    for i in lost:
-                        pending.discard(i)
-                        yield i, EvalResult({}, None, "failed", "lost the shared evaluator on every worker")
-                    break
-                rescatters += 1
-                token, blob = self._share(evaluator, force=True)
-                new = {self._submit(token, blob, encodings[i], resources): i for i in lost}
-                futures.update(new)
-                ac = as_completed(list(new), with_results=False)
+                fill()
         finally:
-            for fut in list(futures):
+            for fut in list(running):
                 fut.cancel()
 
     def _result(self, fut, encoding) -> EvalResult | None:
@@ -168,12 +207,10 @@ class DaskRunner:
         except KilledWorker:
             return EvalResult({}, None, "failed", f"worker died while evaluating {encoding} "
                                                   f"({self.retries + 1} attempts)", {}, time.perf_counter() - t0)
-        except CancelledError:
+        except (CancelledError, MissingSharedState):
             return None
         except Exception as exc:  # escaped the evaluator even after Dask's retries
             msg = str(exc).splitlines()[0] if str(exc) else ""
-            if "lost" in msg.lower() and "dependenc" in msg.lower():
-                return None
             return EvalResult({}, None, "failed", f"{type(exc).__name__}: {msg}"[:500], {},
                               time.perf_counter() - t0)
         finally:
@@ -182,7 +219,7 @@ class DaskRunner:
     def info(self) -> dict:
         workers = self.client.scheduler_info().get("workers", {})
         return {"workers": len(workers), "scheduler": self.client.scheduler.address,
-                "scatters": self.scatters, "submitted": self.submitted}
+                "shares": self.shares, "submitted": self.submitted}
 
     def worker_stats(self) -> dict:
         return self.client.run(worker_stats)
@@ -220,7 +257,7 @@ def dask_runner(workers: int = 0, scheduler: str | None = None, *, retries: int 
     # the scheduler of a local cluster lives in this process: its config bounds reruns after a worker death
     with dask.config.set({"distributed.scheduler.allowed-failures": retries,
                           "distributed.worker.daemon": True}):
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR, resources={"GPU": 1} if gpus else None,
                                env={"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
         client = Client(cluster, timeout=timeout)
