@@ -194,7 +194,7 @@ def cmd_search(args) -> int:
     if stored:
         record["resumed"] = stored.get("resumed", 0) + 1
         record["started"] = stored["started"]
-    run_file.write_text(json.dumps(record, indent=2, default=str))
+    _write_atomic(run_file, json.dumps(record, indent=2, default=str))
     runner, closer = _runner(args)
     ctx = RunContext(method=args.method, task=task, archive=archive, run_id=run_id, out_dir=out, seed=args.seed,
                      generations=args.generations, pop_size=args.pop_size, objectives=objectives, budget=budget,
@@ -213,7 +213,7 @@ def cmd_search(args) -> int:
     elapsed = time.time() - t0
     archive.finish_run(run_id, "done")
     record.update(stats=ctx.stats, elapsed_s=elapsed, finished=time.time())
-    run_file.write_text(json.dumps(record, indent=2, default=str))
+    _write_atomic(run_file, json.dumps(record, indent=2, default=str))
     front = archive.front(objectives, run_id=run_id)
     feasible_any = archive.candidates(run_id=run_id, status="ok")
     if not feasible_any and budget.n_constr:
@@ -224,6 +224,13 @@ def cmd_search(args) -> int:
         print(_table(front, objectives))
         print(f"{len(front)} on the front; run {run_id} in {arch_path}; {elapsed:.1f} s")
     return 0
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """A SIGKILL mid-write must not leave a half run.json that --resume cannot read."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def _runner(args):
