@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--budget", help="budget NAME (search_spaces/NAME.toml) or FILE with a [budget] table")
     s.add_argument("--space", help="search space NAME or FILE (method-specific)")
     s.add_argument("--model", help="source network for compression methods (e.g. vgg_small, resnet_small)")
+    s.add_argument("--weights", help="source-network weights file (.safetensors or a torch state dict) instead "
+                   "of natkit's own pretraining")
     s.add_argument("--resume", action="store_true", help="continue the run in OUT without repeating evaluations")
     s.add_argument("--quick", action="store_true", help="tiny settings: end to end in under 2 minutes on 2 cores")
     s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
@@ -165,7 +167,11 @@ def cmd_search(args) -> int:
     if args.generations < 1 or args.pop_size < 2:
         raise ConfigError("--generations must be >= 1 and --pop-size >= 2")
     options = _parse_options(args.option)
-    for key in ("space", "model", "relevance", "decisions"):
+    if args.weights:
+        from natkit.nets.io import load_state_dict_file
+
+        load_state_dict_file(args.weights)  # a missing or corrupt file fails here, before any work
+    for key in ("space", "model", "relevance", "decisions", "weights"):
         if getattr(args, key):
             options[key] = getattr(args, key)
     if args.decisions and not Path(args.decisions).is_file():

@@ -58,6 +58,29 @@ class RunContext:
 
         return load_task(self.source_spec or "fashion-mnist", root=self.data_root, seed=self.seed, **kw)
 
+    def source_model(self, model_name: str | None = None, *, epochs: float = 2, resolution: int = 28,
+                     source=None, **model_kw):
+        """The source network: the user's ``--weights`` file if given, else natkit's cached pretraining
+        of ``model_name`` (default ``--model`` or vgg_small) on the source task."""
+        from natkit.errors import WeightsError
+        from natkit.nets import create_model
+        from natkit.nets.io import load_state_dict_file
+        from natkit.train import pretrained
+
+        name = model_name or self.option("model", "vgg_small")
+        src = source or self.source_task()
+        if self.options.get("weights"):
+            model = create_model(name, num_classes=src.num_classes, in_channels=src.in_channels, **model_kw)
+            try:
+                model.load_state_dict(load_state_dict_file(self.options["weights"]))
+            except RuntimeError as exc:
+                raise WeightsError(f"weights file {self.options['weights']} does not fit {name}: "
+                                   f"{str(exc).splitlines()[0]}") from None
+            model.natkit_source = {"path": self.options["weights"]}
+            return model.to(self.device)
+        return pretrained(name, src, epochs=epochs, resolution=resolution, seed=self.seed, device=self.device,
+                          **model_kw)
+
     @property
     def model_dir(self) -> Path:
         return self.out_dir / "models"
