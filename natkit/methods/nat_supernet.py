@@ -143,7 +143,7 @@ def pretrain_supernet(config: MBV3Config, source, *, epochs: float = 2, warmup_e
     train_supernet(net, space, source, epochs=epochs, batch_size=batch_size, lr=lr,
                    sampler=lambda rng: space.sample(1, rng)[0], n_sampled=n_random, teacher_genome=big,
                    extra_genomes=(small,), distill=distill, seed=seed + 1, device=device, log=log)
-    ev = InPlaceEvaluator(net, space, source, device=device, seed=seed)
+    ev = InPlaceEvaluator(net, space, source, device=device, seed=seed, val_limit=2000)
     meta = {"config": key, "seconds": time.perf_counter() - t0,
             "val_error_largest": ev.error_of(big), "val_error_smallest": ev.error_of(small)}
     tmp = path.with_suffix(".tmp")
@@ -239,10 +239,12 @@ class InPlaceEvaluator(Evaluator):
                                                        device=self.device)
         return metrics, arch, {"supernet_version": self.version}
 
-    def model(self, genome) -> nn.Module:
-        """The standalone subnet with BN recalibrated for it (what ``natkit export`` gives)."""
+    def model(self, genome, calibrated: bool = False) -> nn.Module:
+        """The standalone subnet with BN recalibrated for it (what ``natkit export`` gives);
+        ``calibrated`` says the supernet's BN already holds this subnet's statistics."""
         arch = self.space.decode(genome)
-        self.error_of(genome)  # leaves the supernet's BN calibrated for this subnet
+        if not calibrated or self.net.active_arch.get("genome") != arch["genome"]:
+            self.error_of(genome)  # leaves the supernet's BN calibrated for this subnet
         sub = self.net.extract(arch).eval()
         sub.natkit_input = {"resolution": arch["resolution"], "channels": self.net.in_channels}
         return sub

@@ -1,0 +1,402 @@
+"""NAT: Neural Architecture Transfer (Lu et al., 2020).
+
+A supernet pretrained on the source task is adapted to the target while a surrogate-assisted
+many-objective evolutionary search looks for its best subnets:
+
+1. the archive starts with the largest, the smallest and random subnets, evaluated for real
+   (weight sharing, BN recalibrated on cached images, error on the target's val split);
+2. each iteration (a) fits an accuracy surrogate on the archive, (b) runs NSGA-II (2 objectives)
+   or NSGA-III (3+) in pymoo on surrogate error plus exact complexity objectives, seeded with the
+   archive's non-dominated set, (c) evaluates K candidates spread along the predicted front,
+   (d) adapts the supernet on the target with subnets drawn from per-gene distributions fitted
+   to the archive's best members (distilled from the largest subnet) and (e) re-evaluates the
+   archive, whose accuracies went stale with the weights.
+
+Every real evaluation, re-evaluations included, is archived with method ``nat``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+from natkit.core.archive import encode_key, nondominated
+from natkit.core.budget import Budget
+from natkit.core.config import check_keys, read_toml
+from natkit.core.search import hypervolume
+from natkit.errors import ConfigError
+from natkit.methods.nat_space import NATSpace, count_params_macs
+from natkit.methods.nat_supernet import (GeneDistribution, InPlaceEvaluator, new_head, pretrain_supernet,
+                                         train_supernet)
+from natkit.nets.ofa_mbv3 import MBV3Config
+from natkit.surrogate import create_surrogate, rank_metrics
+
+PRETRAIN_DEFAULTS = dict(samples_per_class=500, warmup_epochs=1, epochs=2, batch_size=64, lr=0.05, n_random=2,
+                         distill=0.5)
+NAT_DEFAULTS = dict(initial=16, iterations=8, k=6, surrogate="adaptive", search_generations=30, search_pop=40,
+                    warmup_epochs=2, adapt_epochs=1, adapt_lr=0.02, adapt_samples=2, reeval="all", n_calib=256,
+                    val_limit=0, finetune_epochs=0, adapt=True, use_surrogate=True, batch_size=64)
+QUICK = dict(pretrain=dict(samples_per_class=200, warmup_epochs=0.5, epochs=1),
+             nat=dict(initial=6, iterations=2, k=3, search_generations=10, search_pop=20, warmup_epochs=0.5,
+                      adapt_epochs=0.5, n_calib=128, surrogate="rbf_ensemble"))
+
+
+# ----------------------------------------------------------------------------------------------
+# configuration
+
+
+def load_nat_space(name_or_path: str = "nat_small"):
+    """(MBV3Config, pretrain settings, nat settings, budget limits) from a space TOML."""
+    data = read_toml(name_or_path)
+    where = data["_path"]
+    space = dict(data.get("space", {}))
+    if space.pop("family", "nat_mbv3") != "nat_mbv3":
+        raise ConfigError(f"{where} is not a nat_mbv3 space")
+    config = MBV3Config.from_dict(space)
+    check_keys(data.get("pretrain", {}), set(PRETRAIN_DEFAULTS), f"[pretrain] of {where}")
+    check_keys(data.get("nat", {}), set(NAT_DEFAULTS), f"[nat] of {where}")
+    pre = {**PRETRAIN_DEFAULTS, **data.get("pretrain", {})}
+    nat = {**NAT_DEFAULTS, **data.get("nat", {})}
+    return config, pre, nat, dict(data.get("budget", {}))
+
+
+def _settings(ctx):
+    config, pre, nat, budget = load_nat_space(ctx.options.get("space", "nat_small"))
+    if ctx.quick:
+        pre.update(QUICK["pretrain"])
+        nat.update(QUICK["nat"])
+    for table in (pre, nat):  # --option key=value overrides either table
+        for key, default in list(table.items()):
+            if key in ctx.options:
+                table[key] = _cast_option(ctx, key, default)
+    unknown = set(ctx.options) - set(pre) - set(nat) - {"space", "model"}
+    if unknown:
+        raise ConfigError(f"unknown nat option {sorted(unknown)[0]!r}; known: {', '.join(sorted({**pre, **nat}))}")
+    if nat["reeval"] not in ("all", "front"):
+        raise ConfigError(f"option reeval must be 'all' or 'front', got {nat['reeval']!r}")
+    for key in ("initial", "k", "search_pop"):
+        if int(nat[key]) < 2:
+            raise ConfigError(f"option {key} must be at least 2, got {nat[key]!r}")
+    return config, pre, nat, budget
+
+
+# ----------------------------------------------------------------------------------------------
+# the surrogate-side pymoo problem
+
+
+def _cast_option(ctx, key, default):
+    if isinstance(default, bool):
+        return ctx.option(key, cast=bool)
+    if isinstance(default, (int, float)):
+        value = ctx.option(key, cast=float)
+        return int(value) if isinstance(default, int) and value.is_integer() else value
+    return ctx.option(key, cast=str)
+
+
+class _SurrogateProblem:
+    """Factory for the pymoo problem on predicted error (and latency) plus closed-form counts."""
+
+    @staticmethod
+    def make(space: NATSpace, objectives, budget: Budget, predictors: dict):
+        from pymoo.core.problem import Problem
+
+        class SurrogateProblem(Problem):
+            def __init__(self):
+                super().__init__(n_var=space.n_var, n_obj=len(objectives), n_ieq_constr=budget.n_constr,
+                                 xl=space.xl, xu=space.xu, vtype=int)
+
+            def _evaluate(self, X, out, *args, **kwargs):
+                out.update(predict_metrics(space, X, objectives, budget, predictors))
+
+        return SurrogateProblem()
+
+
+def predict_metrics(space, X, objectives, budget, predictors) -> dict:
+    X = space.repair_many(X)
+    feats = space.features(X)
+    counts = [count_params_macs(space.decode(x)) for x in X]
+    cols = {"params": np.array([c["params"] for c in counts], float),
+            "macs": np.array([c["macs"] for c in counts], float)}
+    for name, model in predictors.items():
+        cols[name] = model.predict(feats)
+    out = {"F": np.column_stack([cols[o] for o in objectives])}
+    if budget.n_constr:
+        out["G"] = np.array([budget.g({k: v[i] for k, v in cols.items()}) for i in range(len(X))])
+    return out
+
+
+def _repair_operator(space):
+    from pymoo.core.repair import Repair
+
+    class GenomeRepair(Repair):
+        def _do(self, problem, X, **kwargs):
+            return space.repair_many(X)
+
+    return GenomeRepair()
+
+
+def make_algorithm(space, n_obj: int, pop_size: int, sampling):
+    """NSGA-II (2 objectives) or NSGA-III (3+) with integer SBX/PM and the genome repair."""
+    from pymoo.operators.crossover.sbx import SBX
+    from pymoo.operators.mutation.pm import PM
+    from pymoo.operators.repair.rounding import RoundingRepair
+
+    common = dict(pop_size=pop_size, sampling=sampling, repair=_repair_operator(space),
+                  crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
+                  mutation=PM(eta=20, vtype=float, repair=RoundingRepair()), eliminate_duplicates=True)
+    if n_obj <= 2:
+        from pymoo.algorithms.moo.nsga2 import NSGA2
+
+        return NSGA2(**common)
+    from math import comb
+
+    from pymoo.algorithms.moo.nsga3 import NSGA3
+    from pymoo.util.ref_dirs import get_reference_directions
+
+    n_part = 1
+    while comb(n_part + 1 + n_obj - 1, n_obj - 1) <= pop_size:
+        n_part += 1
+    return NSGA3(ref_dirs=get_reference_directions("das-dennis", n_obj, n_partitions=n_part), **common)
+
+
+def spread_subset(F: np.ndarray, k: int) -> list[int]:
+    """``k`` rows of ``F`` spread along the front: start at the best of the first objective, then
+    repeatedly add the point farthest (in normalised objective space) from those chosen.
+    Hand-written because pymoo has no subset-selection operator; it is a few lines."""
+    if len(F) <= k:
+        return list(range(len(F)))
+    Z = (F - F.min(0)) / np.maximum(np.ptp(F, 0), 1e-12)
+    chosen = [int(np.argmin(Z[:, 0]))]
+    dist = np.linalg.norm(Z - Z[chosen[0]], axis=1)
+    while len(chosen) < k:
+        nxt = int(np.argmax(dist))
+        chosen.append(nxt)
+        dist = np.minimum(dist, np.linalg.norm(Z - Z[nxt], axis=1))
+    return chosen
+
+
+# ----------------------------------------------------------------------------------------------
+# the loop
+
+
+class NATLoop:
+    def __init__(self, ctx, space: NATSpace, net, evaluator: InPlaceEvaluator, nat: dict, budget: Budget):
+        self.ctx, self.space, self.net, self.ev, self.nat, self.budget = ctx, space, net, evaluator, nat, budget
+        self.objectives = list(ctx.objectives)
+        self.members: dict = {}  # genome key -> {"x", "metrics", "id", "status"} (latest evaluation)
+        self.rng = np.random.default_rng(ctx.seed)
+        self.n_new = 0  # distinct subnets evaluated
+        self.n_real = 0  # real evaluations including re-evaluations
+        self.log: list[dict] = []
+        big = space.decode(space.extremes()[0])
+        maxima = count_params_macs(big)
+        if "latency_ms" in self.objectives:
+            from natkit.measure.latency import measure_latency_ms
+
+            maxima["latency_ms"] = measure_latency_ms(net.extract(big), big["resolution"], net.in_channels)
+        self.bounds = ctx.bounds(maxima)
+
+    # -- real evaluations ------------------------------------------------------------------------
+    def evaluate(self, X, generation: int, reevaluation: bool = False) -> list[dict]:
+        out = []
+        key = self.ctx.eval_key(self.ev.settings())
+        for x in np.atleast_2d(X):
+            x = [int(v) for v in x]
+            res = self.ev.evaluate(x)
+            status = res.status
+            if status == "ok" and not self.budget.feasible(res.metrics):
+                status = "infeasible"
+            extra = {**res.extra, "reevaluation": reevaluation}
+            cid = self.ctx.archive.add(self.ctx.run_id, "nat", generation=generation, encoding=x, arch=res.arch,
+                                       metrics=res.metrics, status=status, message=res.message, eval_key=key,
+                                       extra=extra, seconds=res.seconds)
+            self.n_real += 1
+            if not reevaluation:
+                self.n_new += 1
+            rec = {"x": x, "metrics": dict(res.metrics), "id": cid, "status": status}
+            self.members[encode_key(x)] = rec
+            if status == "ok" and self.ctx.keep_models != "none" and self._on_front(rec):
+                self.ctx.save_model(cid, self.ev.model(x, calibrated=True))
+            out.append(rec)
+        return out
+
+    def _on_front(self, rec) -> bool:
+        ok = [m for m in self.members.values() if m["status"] == "ok"]
+        F = np.array([[m["metrics"][o] for o in self.objectives] for m in ok], float)
+        return any(ok[i] is rec for i in nondominated(F))
+
+    def current(self, feasible_only=False):
+        recs = [m for m in self.members.values() if m["status"] in (("ok",) if feasible_only else ("ok", "infeasible"))]
+        X = np.array([m["x"] for m in recs], dtype=int).reshape(-1, self.space.n_var)
+        F = np.array([[m["metrics"][o] for o in self.objectives] for m in recs], float).reshape(-1, len(self.objectives))
+        return recs, X, F
+
+    def hv(self) -> tuple[float, int]:
+        _, _, F = self.current(feasible_only=True)
+        if not len(F):
+            return 0.0, 0
+        front = F[nondominated(F)]
+        return hypervolume(front, self.bounds), len(front)
+
+    # -- steps -------------------------------------------------------------------------------------
+    def adapt(self, epochs: float, genomes, seed: int):
+        dist = GeneDistribution(self.space, genomes)
+        train_supernet(self.net, self.space, self.ev.task, epochs=epochs, batch_size=int(self.nat["batch_size"]),
+                       lr=float(self.nat["adapt_lr"]), sampler=dist.sample, n_sampled=int(self.nat["adapt_samples"]),
+                       teacher_genome=self.space.extremes()[0], seed=seed, device=self.ctx.device)
+        self.ev.version += 1
+
+    def best_genomes(self, at_least: int) -> np.ndarray:
+        """The archive's first non-dominated fronts, until ``at_least`` members are collected."""
+        from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+        recs, X, F = self.current(feasible_only=True)
+        if not len(F):
+            return X
+        picked = []
+        for front in NonDominatedSorting().do(F):
+            picked.extend(front)
+            if len(picked) >= at_least:
+                break
+        return X[picked]
+
+    def fit_predictors(self, seed: int) -> dict:
+        recs, X, _ = self.current(feasible_only=False)
+        feats = self.space.features(X)
+        predictors = {}
+        for o in ("error", "latency_ms"):
+            if o in self.objectives or (o == "latency_ms" and "latency_ms" in self.budget.limits):
+                y = np.array([m["metrics"][o] for m in recs], float)
+                predictors[o] = create_surrogate(self.nat["surrogate"], seed=seed).fit(feats, y)
+        return predictors
+
+    def propose(self, predictors, k: int, seed: int) -> np.ndarray:
+        """Surrogate-assisted NSGA search seeded with the archive's non-dominated set; K new genomes."""
+        from pymoo.optimize import minimize
+
+        problem = _SurrogateProblem.make(self.space, self.objectives, self.budget, predictors)
+        pop = int(self.nat["search_pop"])
+        recs, X, F = self.current(feasible_only=False)
+        seeds = X[nondominated(F)] if len(F) else X
+        fill = self.space.sample(max(0, pop - len(seeds)), self.rng)
+        init = np.unique(np.vstack([seeds, fill]), axis=0)[:pop] if len(seeds) else fill
+        if len(init) < pop:
+            init = np.vstack([init, self.space.sample(pop - len(init), self.rng)])
+        algo = make_algorithm(self.space, len(self.objectives), pop, init.astype(float))
+        res = minimize(problem, algo, ("n_gen", int(self.nat["search_generations"])), seed=int(seed), verbose=False)
+        Xp = self.space.repair_many(res.pop.get("X"))
+        Xp = np.unique(Xp, axis=0)
+        Xp = np.array([x for x in Xp if encode_key([int(v) for v in x]) not in self.members]).reshape(-1, self.space.n_var)
+        if not len(Xp):  # the search only rediscovered archived subnets: explore instead
+            return self.space.sample(k, self.rng)
+        pred = predict_metrics(self.space, Xp, self.objectives, self.budget, predictors)
+        Fp, G = pred["F"], pred.get("G")
+        ok = np.all(G <= 0, axis=1) if G is not None else np.ones(len(Xp), bool)
+        pool = np.flatnonzero(ok) if ok.any() else np.arange(len(Xp))
+        nd = pool[nondominated(Fp[pool])]
+        chosen = list(nd[spread_subset(Fp[nd], k)])
+        rest = [i for i in pool if i not in chosen]
+        rest.sort(key=lambda i: Fp[i, 0])
+        chosen += rest[: max(0, k - len(chosen))]
+        return Xp[chosen[:k]]
+
+    # -- driver ------------------------------------------------------------------------------------
+    def run(self):
+        ctx, nat = self.ctx, self.nat
+        if nat["adapt"] and nat["warmup_epochs"] > 0:
+            ctx.log(f"warm-up adaptation on {ctx.task.spec} for {nat['warmup_epochs']} epoch(s)")
+            self.adapt(float(nat["warmup_epochs"]), None, seed=ctx.seed)
+        n0 = int(nat["initial"])
+        X0 = np.vstack([self.space.extremes(), self.space.sample(max(0, n0 - 2), self.rng)])
+        self.evaluate(np.unique(X0, axis=0), generation=0)
+        hv, size = self.hv()
+        ctx.archive.log_generation(ctx.run_id, 0, self.n_new, hv, size)
+        ctx.log(f"initial archive: {len(self.members)} subnets, HV {hv:.4f}")
+        self.log.append({"iteration": 0, "n_new": self.n_new, "n_real": self.n_real, "hv": hv, "front_size": size})
+        for it in range(1, int(nat["iterations"]) + 1):
+            t0 = time.perf_counter()
+            entry = {"iteration": it}
+            if nat["use_surrogate"]:
+                predictors = self.fit_predictors(seed=ctx.seed + it)
+                err_model = predictors["error"] if "error" in predictors else None
+                if err_model is not None and hasattr(err_model, "chosen"):
+                    entry["surrogate"] = err_model.chosen
+                    entry["surrogate_cv"] = err_model.scores
+                X = self.propose(predictors, int(nat["k"]), seed=ctx.seed * 1000 + it)
+            else:  # ablation: random proposals instead of the surrogate-assisted search
+                predictors, X = {}, self.space.sample(int(nat["k"]), self.rng)
+            recs = self.evaluate(X, generation=it)
+            if predictors.get("error") is not None and len(recs) >= 2:
+                ok = [r for r in recs if r["status"] != "failed"]
+                pred = predictors["error"].predict(self.space.features(np.array([r["x"] for r in ok])))
+                entry.update({f"surrogate_{k}": v for k, v in
+                              rank_metrics([r["metrics"]["error"] for r in ok], pred).items()})
+            if nat["adapt"] and nat["adapt_epochs"] > 0:
+                best = self.best_genomes(max(5, len(self.members) // 3))
+                self.adapt(float(nat["adapt_epochs"]), best, seed=ctx.seed * 1000 + it)
+                recs_all, Xa, Fa = self.current(feasible_only=False)
+                if nat["reeval"] == "front":
+                    Xa = Xa[nondominated(Fa)]
+                self.evaluate(Xa, generation=it, reevaluation=True)
+            hv, size = self.hv()
+            ctx.archive.log_generation(ctx.run_id, it, self.n_new, hv, size)
+            entry.update(n_new=self.n_new, n_real=self.n_real, hv=hv, front_size=size,
+                         seconds=time.perf_counter() - t0)
+            self.log.append(entry)
+            tau = entry.get("surrogate_kendall")
+            ctx.log(f"iteration {it}: {self.n_new} subnets evaluated, HV {hv:.4f}, front {size}"
+                    + (f", surrogate tau {tau:.2f}" if tau is not None else ""))
+        return self.log
+
+
+def build(ctx):
+    """Pretrained (cached) supernet with a new head for the target, the space and the evaluator."""
+    config, pre, nat, budget_limits = _settings(ctx)
+    budget = ctx.budget if ctx.budget.n_constr or not budget_limits else Budget(budget_limits)
+    source = ctx.source_task(samples_per_class=int(pre["samples_per_class"]) or None)
+    ctx.log(f"supernet pretraining on {source.spec} ({len(source.train)} images; cached after the first run)")
+    net = pretrain_supernet(config, source, epochs=float(pre["epochs"]), warmup_epochs=float(pre["warmup_epochs"]),
+                            batch_size=int(pre["batch_size"]), lr=float(pre["lr"]), n_random=int(pre["n_random"]),
+                            distill=float(pre["distill"]), seed=ctx.seed, device=ctx.device, log=ctx.log)
+    new_head(net, ctx.task.num_classes, seed=ctx.seed)
+    space = NATSpace(config, num_classes=ctx.task.num_classes, in_channels=net.in_channels)
+    ev = InPlaceEvaluator(net, space, ctx.task, n_calib=int(nat["n_calib"]), val_limit=int(nat["val_limit"]) or None,
+                          latency="latency_ms" in ctx.objectives, device=ctx.device, seed=ctx.seed)
+    return net, space, ev, nat, budget
+
+
+def run(ctx) -> None:
+    if ctx.resume:
+        ctx.log("resume: NAT's supernet state is not checkpointed; the loop restarts (archive rows are kept)")
+    net, space, ev, nat, budget = build(ctx)
+    ctx.stats["supernet"] = {k: v for k, v in getattr(net, "natkit_source", {}).items() if k != "config"}
+    loop = NATLoop(ctx, space, net, ev, nat, budget)
+    log = loop.run()
+    if int(nat["finetune_epochs"]) > 0:
+        finetune_front(ctx, loop, int(nat["finetune_epochs"]))
+    ctx.stats.update(real_evaluations=loop.n_real, subnets_evaluated=loop.n_new, iterations=log)
+    ctx.write_json("nat_log.json", {"settings": nat, "iterations": log})
+    ctx.finalize()
+
+
+def finetune_front(ctx, loop: NATLoop, epochs: int):
+    """Optional: fine-tune the final front's subnets standalone on the target; archived as new rows."""
+    from natkit.measure.counts import count_macs, count_params
+    from natkit.train import TrainConfig, evaluate, train
+
+    recs, X, F = loop.current(feasible_only=True)
+    key = ctx.eval_key({**loop.ev.settings(), "finetune_epochs": epochs})
+    for i in nondominated(F):
+        x = recs[i]["x"]
+        model = loop.ev.model(x)
+        res = model.natkit_input["resolution"]
+        train(model, ctx.task, TrainConfig(epochs=epochs, lr=0.01), device=ctx.device, resolution=res,
+              channels=loop.net.in_channels, seed=ctx.seed)
+        err = evaluate(model, ctx.task, "val", device=ctx.device, resolution=res, channels=loop.net.in_channels)
+        metrics = {"error": err["error"], "params": count_params(model),
+                   "macs": count_macs(model, res, loop.net.in_channels)}
+        cid = ctx.archive.add(ctx.run_id, "nat", generation=len(loop.log), encoding=x, arch=model.natkit_arch,
+                              metrics=metrics, eval_key=key, extra={"stage": "finetuned"})
+        ctx.save_model(cid, model)
