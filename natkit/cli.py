@@ -165,7 +165,10 @@ def cmd_search(args) -> int:
     objectives = check_objectives(args.objectives.split(","))
     budget = load_budget(args.budget)
     if args.generations < 1 or args.pop_size < 2:
-        raise ConfigError("--generations must be >= 1 and --pop-size >= 2")
+        raise ConfigError(f"--generations must be >= 1 and --pop-size >= 2, got --generations {args.generations} "
+                          f"and --pop-size {args.pop_size}")
+    if args.workers < 0:
+        raise ConfigError(f"--workers must be a positive integer, got {args.workers}")
     options = _parse_options(args.option)
     if args.weights:
         from natkit.nets.io import load_state_dict_file
@@ -221,6 +224,7 @@ def cmd_search(args) -> int:
     record.update(stats=ctx.stats, elapsed_s=elapsed, finished=time.time())
     _write_atomic(run_file, json.dumps(record, indent=2, default=str))
     front = archive.front(objectives, run_id=run_id)
+    _raise_if_all_failed(archive, run_id, arch_path)
     feasible_any = archive.candidates(run_id=run_id, status="ok")
     if not feasible_any and budget.n_constr:
         raise NatkitError(f"no candidate met the budget ({budget.describe()}); every evaluation is archived "
@@ -230,6 +234,18 @@ def cmd_search(args) -> int:
         print(_table(front, objectives))
         print(f"{len(front)} on the front; run {run_id} in {arch_path}; {elapsed:.1f} s")
     return 0
+
+
+def _raise_if_all_failed(archive, run_id, arch_path) -> None:
+    """A search whose every evaluation failed (e.g. a diverging loss) is an error, not an empty front."""
+    if archive.candidates(run_id=run_id, status=("ok", "infeasible")):
+        return
+    failed = archive.candidates(run_id=run_id, status="failed")
+    keys = {c.eval_key for c in failed}
+    if failed and not any(c.eval_key in keys for c in archive.candidates(status=("ok", "infeasible"))):
+        first = (failed[0].message or "no message").splitlines()[0]
+        raise NatkitError(f"all {len(failed)} evaluated candidates failed, e.g. {first}; "
+                          f"they are archived as failed in {arch_path}")
 
 
 def _write_atomic(path: Path, text: str) -> None:
