@@ -28,6 +28,32 @@ class TrainConfig:
     distill_temperature: float = 4.0
     max_batches: int | None = None  # per epoch; caps work in quick modes
 
+    def __post_init__(self):
+        """Reject a bad value (from TOML or --option) here, in one line, not deep inside training."""
+        import numbers
+
+        def bad(name, rule):
+            raise ConfigError(f"train.{name} must be {rule}, got {getattr(self, name)!r}")
+
+        for name in ("epochs", "lr", "momentum", "weight_decay", "label_smoothing", "distill_weight",
+                     "distill_temperature"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
+                bad(name, "a finite non-negative number")
+        if self.lr <= 0:
+            bad("lr", "positive")
+        if not 0 <= self.label_smoothing < 1:
+            bad("label_smoothing", "in [0, 1)")
+        for name in ("batch_size", "max_batches"):
+            v = getattr(self, name)
+            if (v is not None or name == "batch_size") and (
+                    isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
+                bad(name, "a positive integer")
+        if self.optimizer not in ("sgd", "adam", "adamw"):
+            bad("optimizer", "sgd, adam or adamw")
+        if self.schedule not in ("cosine", "constant"):
+            bad("schedule", "cosine or constant")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
