@@ -332,7 +332,7 @@ class ProgressiveEvaluator(Evaluator):
 
     def __init__(self, base: nn.Module, task, space: ShareSpace, rt: Retraining, *, criterion: str,
                  score_images: int = 256, seed: int = 0, objectives=("error", "params", "macs"),
-                 cache_size: int = 64, on_intermediate=None):
+                 cache_size: int = 64, on_intermediate=None, base_settings: dict | None = None):
         if criterion not in list_criteria():
             raise ConfigError(f"unknown relevance criterion {criterion!r}; known: {', '.join(list_criteria())}, human")
         self.base, self.task, self.space, self.rt = base, task, space, rt
@@ -343,12 +343,13 @@ class ProgressiveEvaluator(Evaluator):
         self.cache: OrderedDict = OrderedDict()
         self.cache_size = cache_size
         self.on_intermediate = on_intermediate
+        self.base_settings = dict(base_settings or {})  # how the starting network was made
 
     def settings(self) -> dict:
         return {"criterion": self.criterion, "train": self.rt.cfg.to_dict(), "resolution": self.rt.resolution,
                 "channels": self.rt.channels, "bn_stats": self.rt.bn_stats, "score_images": self.score_images, "seed": self.seed,
                 "space": self.space.describe(), "base": getattr(self.base, "natkit_source", {}).get("path", ""),
-                "base_widths": conv_widths(self.base)}
+                "base_widths": conv_widths(self.base), "base_settings": self.base_settings}
 
     def measure_model(self, model: nn.Module) -> dict:
         return measure_state(model, self.task, self.rt, self.objectives)
@@ -412,7 +413,7 @@ OPTION_DEFAULTS = {
     "images_per_class": 2,     # human mode: columns of the activation sheet per class
     "max_batches": None,
 }
-QUICK = {"source_epochs": 1.0, "source_max_batches": 40, "finetune_epochs": 2.0, "epochs": 1.0, "max_batches": 6,
+QUICK = {"source_epochs": 1.0, "source_max_batches": 40, "finetune_epochs": 2.0, "epochs": 1.0, "max_batches": 4,
          "score_images": 64}
 
 
@@ -516,7 +517,9 @@ def run(ctx) -> None:
 
     space = ShareSpace(conv_widths(base), step=s["share_step"], max_level=s["max_level"])
     evaluator = ProgressiveEvaluator(base, ctx.task, space, rt, criterion=s["relevance"],
-                                     score_images=s["score_images"], seed=ctx.seed, objectives=ctx.objectives)
+                                     score_images=s["score_images"], seed=ctx.seed, objectives=ctx.objectives,
+                                     base_settings={k: s[k] for k in ("model", "source_epochs", "source_max_batches",
+                                                                      "finetune_epochs", "finetune_lr", "max_batches")})
     problem = ctx.problem(space, evaluator)
     evaluator.on_intermediate = _archive_intermediate(ctx, problem, ctx.keep_models != "none")
     maxima = measure(base, s["resolution"], ctx.task.in_channels, latency="latency_ms" in ctx.objectives)
