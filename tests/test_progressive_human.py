@@ -146,3 +146,20 @@ def test_run_human_archives_each_new_state_and_records_decisions(task, tmp_path)
     assert [r["eliminate"] for r in cands[-1].extra["decisions"]] == [[0], [], [1, 2]]
     assert ctx.stats["final_candidate"] == cands[-1].id
     assert cands[-1].test_error is not None  # the run's front was reported on the test split
+
+
+def test_cli_rejects_a_malformed_decision_file_before_training(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[eliminate]\n"features.0" = [99]\n')
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-m", "natkit.cli", "search", "progressive", "--task", "digits", "--quick",
+                           "--relevance", "human", "--decisions", str(bad), "--out", str(tmp_path / "run"),
+                           "--threads", "1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "error:" in last and "no kernel 99" in last and "Traceback" not in proc.stderr
+    assert time.time() - t0 < 60

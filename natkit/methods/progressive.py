@@ -502,6 +502,13 @@ def run(ctx) -> None:
     s = settings_from(ctx)
     if ctx.quick:
         ctx.generations, ctx.pop_size = min(ctx.generations, 2), min(ctx.pop_size, 4)
+    if s["relevance"] == "human" and s["decisions"]:
+        # fail on a malformed decision file before any training: check it against the untrained network
+        from natkit.methods.progressive_human import load_decisions
+        from natkit.nets import create_model
+
+        probe = create_model(s["model"], num_classes=ctx.task.num_classes, in_channels=ctx.task.in_channels)
+        load_decisions(s["decisions"], [(l.name, int(l.module.out_channels)) for l in weight_layers(probe) if l.is_conv])
     base = trained_base(ctx, s)
     rt = Retraining(TrainConfig(epochs=s["epochs"], lr=s["lr"], batch_size=s["batch_size"],
                                 max_batches=s["max_batches"]),
