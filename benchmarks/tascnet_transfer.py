@@ -6,7 +6,8 @@ Source: Fashion-MNIST (``--source-per-class`` train images per class, 28 px), pr
 
 For each network, one ``natkit search tascnet`` run (``natkit.methods.tascnet.run``) with a fixed k
 (the last k conv/dense layers before the output are searched), NSGA-II over (error, params, macs)
-in stage 1, the knee of stage 1 compressed in stage 2 (itself NSGA-II over per-layer pair shares and
+in stage 1, the most accurate stage-1 network compressed in stage 2 as in the paper (``--choose knee``
+for natkit's default) (itself NSGA-II over per-layer pair shares and
 the tolerance). Then, in the same process and from the same cached source model:
 
 1. Conventional transfer: the full pretrained network with a new head (trained first, as in
@@ -53,9 +54,9 @@ from natkit.prune.surgery import magnitude_prune  # noqa: E402
 from natkit.train import pretrained  # noqa: E402
 
 FULL = {
-    "vgg_small": dict(k="2", epochs="3", s2_epochs="2", s2_iterations="3", generations=2, pop=6, s2_pop="4",
+    "vgg_small": dict(k="2", epochs="3", s2_epochs="2", s2_iterations="2", generations=2, pop=6, s2_pop="4",
                       s2_generations="2"),
-    "resnet_small": dict(k="2", epochs="3", s2_epochs="2", s2_iterations="3", generations=2, pop=6, s2_pop="4",
+    "resnet_small": dict(k="2", epochs="2", s2_epochs="2", s2_iterations="2", generations=2, pop=6, s2_pop="4",
                          s2_generations="2"),
 }
 QUICK = dict(k="1", epochs="1", s2_epochs="1", s2_iterations="1", generations=1, pop=3, s2_pop="2",
@@ -70,7 +71,7 @@ def run_tascnet(net, cfg, out, args):
     task = load_task("digits", seed=args.seed)
     archive = Archive(run_dir / "archive.sqlite")
     options = {"model": net, "resolution": "28", "pretrain_samples": str(args.source_per_class),
-               "pretrain_epochs": str(args.source_epochs), "head_epochs": "2", "choose": "knee",
+               "pretrain_epochs": str(args.source_epochs), "head_epochs": "2", "choose": args.choose,
                **{k: v for k, v in cfg.items() if k not in ("generations", "pop", "s2_pop")},
                "s2_pop_size": cfg["s2_pop"]}
     run_id = archive.start_run("tascnet", task.spec, options, args.seed)
@@ -111,7 +112,7 @@ def conventional(ctx, net, args, s, o, epochs, scope):
     return row
 
 
-def stage2_vs_l1(ctx, s, o, limit=3):
+def stage2_vs_l1(ctx, s, o, limit=2):
     """L1-magnitude pruning of the stage-2 starting network to each stage-2 front member's MACs."""
     cands = ctx.archive.candidates(method="tascnet", run_id=ctx.run_id, status="ok")
     start = next(c for c in cands if isinstance(c.encoding, dict) and c.encoding.get("iteration") == 0)
@@ -126,7 +127,7 @@ def stage2_vs_l1(ctx, s, o, limit=3):
         its = c.extra.get("iterations", c.extra.get("iteration", 0))
         epochs = o.s2_epochs * max(int(its), 1)
         model = T.unfreeze(load_model(ctx.model_dir / str(start.id)))
-        magnitude_prune(model, s.example, target_macs=c.macs, importance="l1")
+        magnitude_prune(model, s.example, target_macs=c.macs, importance="l1", steps=60)
         s.fit(model, epochs, seed=ctx.seed, lr=o.finetune_lr, schedule="constant")
         m = s.measure(model)
         ours_model = load_model(ctx.model_dir / str(c.id))
@@ -203,6 +204,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--source-per-class", type=int, default=1000)
     ap.add_argument("--source-epochs", type=int, default=3)
+    ap.add_argument("--choose", default="best",
+                    help="stage-1 network to compress: best (the paper: stage 1 returns its most accurate "
+                         "network), knee (natkit's default), or a candidate id")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -227,7 +231,7 @@ def main(argv=None) -> int:
         holds = bool(m_test >= base_row["test_acc"] and p_red >= 0.5 and m_red >= 0.5)
         png = out / f"transfer_{net}.png"
         plot_transfer(ctx, net, conv_rows, member, png)
-        setting = (f"fashion-mnist ({args.source_per_class}/class, {args.source_epochs} ep) -> digits, {net} at "
+        setting = (f"choose={args.choose}; fashion-mnist ({args.source_per_class}/class, {args.source_epochs} ep) -> digits, {net} at "
                    f"28 px, k={o.k}, E={o.epochs:g}, stage 1 NSGA-II {cfg['pop']}x{cfg['generations']}, stage 2 "
                    f"NSGA-II {o.s2_pop_size}x{o.s2_generations}, {o.s2_iterations} iterations x {o.s2_epochs} ep; "
                    f"baseline fine-tunes the same deeper layers {epochs:g} epochs")

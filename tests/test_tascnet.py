@@ -299,3 +299,22 @@ def test_stage1_evaluation_is_deterministic(digits):
     for pa, pb in zip(a[3].parameters(), b[3].parameters()):
         assert torch.equal(pa, pb)
     assert copy.deepcopy(a[3])(s.example).shape == (2, 10)
+
+
+def test_user_weights_replace_pretraining(tmp_path, digits):
+    from safetensors.torch import save_file
+
+    from natkit.nets import create_model
+    from natkit.nets.io import load_model
+
+    src = create_model("vgg_tiny", num_classes=7, in_channels=1)  # another head size: it is replaced anyway
+    with torch.no_grad():
+        src.features[0].weight.fill_(0.125)
+    path = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(path))
+    ctx = _ctx(tmp_path, digits, weights=str(path), s2_iterations="1")
+    ctx.keep_models = "all"
+    T.run(ctx)
+    head_only = next(c for c in ctx.archive.candidates(run_id=ctx.run_id) if c.encoding == [1, 0])
+    model = load_model(ctx.model_dir / str(head_only.id))
+    assert torch.all(model.features[0].weight == 0.125)

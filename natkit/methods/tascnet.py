@@ -707,6 +707,7 @@ class Options:
     min_filters: int | None = None  # layers with at most this many filters are left alone
     pull_weight: float = 0.0  # lambda of CE + lambda * exp(-sum cos)
     merge: bool = False
+    weights: str | None = None  # a source weights file (safetensors / state dict) instead of pretraining
 
     @classmethod
     def from_ctx(cls, ctx) -> "Options":
@@ -722,7 +723,7 @@ class Options:
         if ctx.quick:
             out = cls(pretrain_epochs=2, pretrain_samples=200, head_epochs=2, k="1", epochs=1, max_batches=10,
                       s2_epochs=1, s2_iterations=2, s2_generations=1, s2_pop_size=3)
-        casts = {"model": str, "k": str, "kernels": str, "choose": str, "merge": bool}
+        casts = {"model": str, "k": str, "kernels": str, "choose": str, "merge": bool, "weights": str}
         for name, f in known.items():
             if name not in ctx.options:
                 continue
@@ -736,8 +737,6 @@ class Options:
 
 
 def run(ctx) -> None:
-    from natkit.train import pretrained
-
     import time
 
     t0 = time.perf_counter()
@@ -750,8 +749,7 @@ def run(ctx) -> None:
     channels = source.in_channels
     ctx.log(f"source {source.spec} ({len(source.train)} train images) -> target {ctx.task.spec}, "
             f"{o.model} at {resolution}px")
-    base = pretrained(o.model, source, epochs=o.pretrain_epochs, resolution=resolution, seed=ctx.seed,
-                      device=ctx.device, in_channels=channels)
+    base = _source_model(o, source, resolution, channels, ctx)
     s = Setting(ctx.task, resolution, channels, ctx.device, o.lr, o.finetune_lr, o.batch_size, o.max_batches,
                 latency="latency_ms" in ctx.objectives)
     head = transfer_head(base, s, epochs=o.head_epochs, seed=ctx.seed)
@@ -810,6 +808,27 @@ def nsga2(pop_size: int, sampling=None):
     return NSGA2(pop_size=pop_size, sampling=sampling if sampling is not None else IntegerRandomSampling(),
                  crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
                  mutation=PM(eta=20, vtype=float, repair=RoundingRepair()), eliminate_duplicates=True)
+
+
+def _source_model(o, source, resolution, channels, ctx) -> nn.Module:
+    """The pretrained source network: natkit's cached pretraining, or the user's weights file."""
+    from natkit.train import pretrained
+
+    if not o.weights:
+        return pretrained(o.model, source, epochs=o.pretrain_epochs, resolution=resolution, seed=ctx.seed,
+                          device=ctx.device, in_channels=channels)
+    from natkit.nets import create_model
+    from natkit.nets.io import load_state_dict_file, resize_to_state_dict
+
+    state = load_state_dict_file(o.weights)
+    model = create_model(o.model, num_classes=source.num_classes, in_channels=channels)
+    resize_to_state_dict(model, state)  # e.g. a 1000-class head; it is replaced for the target anyway
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ConfigError(f"weights {o.weights} do not fit {o.model}: {str(exc).splitlines()[0]}") from None
+    model.natkit_source = {"path": str(o.weights)}
+    return model
 
 
 def _maxima(head, s, k, o) -> dict:
