@@ -116,3 +116,16 @@ def test_higher_eta_prunes_more():
     plan = T.pruning_plan(m, r, groups, keep, 100.0)
     for mod, idxs in plan.items():
         assert len(idxs) < (mod.out_channels if isinstance(mod, nn.Conv2d) else mod.out_features)
+
+
+def test_width_floors_hold_per_group():
+    torch.manual_seed(1)
+    m = create_model("vgg_tiny", num_classes=3, in_channels=1).eval()
+    x = torch.randn(16, 1, 16, 16)
+    keep = np.ones(16, dtype=bool)
+    r = T.trace(m, [(x, None)], keep)
+    groups = T.channel_groups(m, x[:1])
+    floors = {g.root: 3 for g in groups}
+    plan = T.describe_plan(m, T.pruning_plan(m, r, groups, keep, 100.0, min_channels=floors))
+    assert plan.get("features.0", 0) <= 4 - 3 and plan.get("features.4", 0) <= 8 - 3
+    assert "classifier.1" not in plan  # the pre-decision layer follows the LDA choice, not the floor

@@ -43,18 +43,21 @@ class LDAConfig:
     source_epochs: float = 2
     source_samples_per_class: int | None = 2000
     transfer_epochs: float = 8
-    finetune_epochs: float = 3
+    finetune_epochs: float = 6
     lr: float = 0.02
     batch_size: int = 64
     max_batches: int | None = None
     utility: str = "diagonal"  # diagonal | full
     select: str = "validation"  # validation | otsu | a share in (0, 1]
     select_tolerance: float = 0.0  # read-out accuracy we may give up when choosing M'
+    min_width: float = 0.2  # a layer keeps at least this share of its unpruned width (see Pruner.prune)
+    m_floor: int = -1  # smallest M'; -1: classes - 1, the dimension of the Fisher discriminant space
     tolerance: float = 0.01  # val accuracy the schedule may give up against the unpruned network
-    eta_start: float = 0.1
-    eta_step: float = 0.1
+    eta_start: float = 0.8  # the paper steps 0.1, 0.2, ...; rounds below ~0.8 remove almost nothing here
+    eta_step: float = 0.2
     schedule: bool = True
     schedule_rounds: int = 12
+    recover_epochs: float = 3  # a failing round gets this much more fine-tuning before the schedule stops
     eta_levels: int = 20  # search: eta in {0, eta_step, ..., eta_levels * eta_step}
     shares: tuple = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
     per_layer_eta: bool = False
@@ -76,8 +79,8 @@ class LDAConfig:
         cfg = cls(**kw)
         if quick:
             quick_kw = dict(source_epochs=1, source_samples_per_class=100, transfer_epochs=3, finetune_epochs=1,
-                            trace_images=128, schedule_rounds=2, max_batches=8, robust_images=64,
-                            eta_start=0.5, eta_step=0.5)
+                            trace_images=128, schedule_rounds=1, max_batches=8, robust_images=64,
+                            eta_start=1.0, recover_epochs=0)
             cfg = replace(cfg, **{k: v for k, v in quick_kw.items() if k not in options})
         cfg.check()
         return cfg
@@ -141,6 +144,10 @@ def prepare_base(task, cfg: LDAConfig, *, source_task=None, seed=0, device="cpu"
         info["source"] = {"task": source_task.spec, "val_error": model.natkit_source.get("val_error"),
                           "seconds": round(time.perf_counter() - t0, 1)}
         log(f"source {source_task.spec}: val error {info['source']['val_error']:.4f}")
+        # the new layer's init must not depend on whether the source came from the cache
+        from natkit.utils.seed import derive_seed
+
+        torch.manual_seed(derive_seed(seed, "decision layer"))
         replace_decision_layer(model, task.num_classes)
     else:
         model = create_model(cfg.model, num_classes=task.num_classes, in_channels=ch)
@@ -203,6 +210,19 @@ class Pruner:
         self.trace_batches = list(task.batches("train", 128, resolution=self.res, channels=self.ch, shuffle=True,
                                                seed=seed, limit=cfg.trace_images))
         self.example = self.trace_batches[0][0][:1].clone()
+        self.floors: dict = {}
+
+    def set_reference(self, base) -> None:
+        """Width floors from the unpruned network: ``min_width`` of each group's channels.
+
+        The threshold t_i = eta * std is scale-free per layer, so the share it removes depends only
+        on the shape of the layer's utility distribution. Back-projected utilities are sparse in the
+        early layers (many rectifications deep) and flat in the last conv layers, so a shared eta
+        empties the cheap early layers long before it touches the expensive late ones; the floor
+        stops that, and the late layers are pruned as eta keeps rising.
+        """
+        groups = TR.channel_groups(copy.deepcopy(base), self.example)
+        self.floors = {g.root: max(1, int(np.ceil(self.cfg.min_width * g.size))) for g in groups}
 
     def activations(self, model, split):
         return TR.predecision_activations(model, self.task.batches(split, 256, resolution=self.res,
@@ -212,14 +232,24 @@ class Pruner:
         X, y = self.activations(model, "train")
         return LU.top_layer_utility(X, y, self.cfg.utility), X, y
 
+    def m_floor(self, d: int) -> int:
+        floor = self.task.num_classes - 1 if self.cfg.m_floor < 0 else self.cfg.m_floor
+        return int(min(max(floor, 1), d))
+
     def choose_m(self, model, u, X, y, select=None) -> tuple[int, dict]:
+        """M' by the configured rule, never below ``m_floor`` (classes - 1 by default: LDA's own
+        subspace has that many directions, and fewer pre-decision neurons choke the classifier)."""
         select = self.cfg.select if select is None else select
+        floor = self.m_floor(len(u))
         if isinstance(select, float):
-            return LU.share_to_count(select, len(u)), {"rule": "share", "share": select}
+            return max(floor, LU.share_to_count(select, len(u))), {"rule": "share", "share": select}
         if select == "otsu":
-            return LU.select_by_otsu(u), {"rule": "otsu"}
+            return max(floor, LU.select_by_otsu(u)), {"rule": "otsu"}
         Xv, yv = self.activations(model, "val")
-        s = LU.select_by_validation(X, y, Xv, yv, u, tolerance=self.cfg.select_tolerance, seed=self.seed)
+        counts = sorted({c for c in np.unique(np.round(np.geomspace(1, len(u), num=12))).astype(int)
+                         if c >= floor} | {floor, len(u)})
+        s = LU.select_by_validation(X, y, Xv, yv, u, tolerance=self.cfg.select_tolerance, counts=counts,
+                                    seed=self.seed)
         return s.m, {"rule": "validation", "counts": list(s.counts),
                      "val_accuracy": [round(a, 4) for a in s.val_accuracy]}
 
@@ -229,7 +259,7 @@ class Pruner:
         result = TR.trace(model, self.trace_batches, keep)
         groups = TR.channel_groups(model, self.example)
         eta_arr = np.broadcast_to(np.asarray(eta, dtype=float), (len(groups),))
-        plan = TR.pruning_plan(model, result, groups, keep, eta_arr)
+        plan = TR.pruning_plan(model, result, groups, keep, eta_arr, min_channels=self.floors or 1)
         removed = TR.describe_plan(model, plan)
         if plan:
             remove_channels(model, plan, self.example)
@@ -283,6 +313,8 @@ def schedule(base, pruner: Pruner, *, base_error: float, rounds: int, tolerance:
     from natkit.measure import count_params
 
     p0 = count_params(base)
+    if not pruner.floors:
+        pruner.set_reference(base)
     current, out, failed = base, [], False
     eta = eta_start
     for k in range(rounds):
@@ -295,6 +327,9 @@ def schedule(base, pruner: Pruner, *, base_error: float, rounds: int, tolerance:
             continue
         pruner.finetune(cand, pruner.cfg.finetune_epochs, seed=seed + 1 + k)
         metrics = pruner.metrics(cand, robust=False)
+        if metrics["error"] > base_error + tolerance and pruner.cfg.recover_epochs > 0 and not failed:
+            pruner.finetune(cand, pruner.cfg.recover_epochs, seed=seed + 1001 + k)
+            metrics = pruner.metrics(cand, robust=False)
         ok = (not failed) and metrics["error"] <= base_error + tolerance
         r = Round(k, round(eta, 6), m, removed, metrics, ok, cand)
         out.append(r)
@@ -339,6 +374,8 @@ class LDAEvaluator(Evaluator):
         self.base, self.pruner, self.space = base, pruner, space
         self.seed, self.robust, self.latency = seed, robust, latency
         self.u, _, _ = pruner.utility(base)
+        if not pruner.floors:
+            pruner.set_reference(base)
         from natkit.measure import count_params
 
         self.p0 = count_params(base)

@@ -307,8 +307,9 @@ def layer_threshold(utility: np.ndarray, eta: float) -> float:
 
 
 def pruning_plan(model: nn.Module, result: TraceResult, groups, keep: np.ndarray, eta, *,
-                 min_channels: int = 1) -> dict:
-    """{root module: output channels to remove}. ``eta`` is one float or one per group."""
+                 min_channels: int | dict = 1) -> dict:
+    """{root module: output channels to remove}. ``eta`` is one float or one per group;
+    ``min_channels`` one int or {group root name: int} (floors below which a layer is not pruned)."""
     named = dict(model.named_modules())
     keep = np.asarray(keep, dtype=bool)
     etas = np.broadcast_to(np.asarray(eta, dtype=np.float64), (len(groups),))
@@ -322,9 +323,12 @@ def pruning_plan(model: nn.Module, result: TraceResult, groups, keep: np.ndarray
         else:
             # zero utility: the channel reaches none of the kept neurons, whatever eta is
             remove = (u < layer_threshold(u, e)) | (u <= 0)
-        if remove.sum() > g.size - min_channels:  # never empty a layer: keep its best channels
+        floor = max(1, min_channels.get(g.root, 1) if isinstance(min_channels, dict) else min_channels)
+        if g.predecision is None and remove.sum() > g.size - floor:  # keep the layer's best channels
             order = np.argsort(-u, kind="stable")
-            remove[order[:min_channels]] = False
+            remove[order[:min(floor, g.size)]] = False
+        elif remove.all():
+            remove[int(np.argmax(u))] = False
         idxs = np.flatnonzero(remove).tolist()
         if idxs:
             plan[named[g.root]] = idxs
