@@ -103,6 +103,15 @@ def test_same_seed_same_front(tiny_run, monkeypatch):
     assert _front(a) == _front(b)
 
 
+def test_pretrained_supernet_cached_with_config(tiny_run):
+    tmp, _ = tiny_run
+    metas = list((tmp / "cache").glob("nat-supernet-digits-*.json"))
+    assert len(metas) == 1 and metas[0].with_suffix(".safetensors").is_file()
+    meta = json.loads(metas[0].read_text())
+    assert meta["config"]["config"]["resolutions"] == [12, 16]
+    assert 0.0 <= meta["val_error_largest"] <= 1.0
+
+
 def test_exported_subnet_matches_archived_error(tiny_run):
     from natkit.nets.io import load_model
     from natkit.train import evaluate

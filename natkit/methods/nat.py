@@ -269,7 +269,10 @@ class NATLoop:
         for o in ("error", "latency_ms"):
             if o in self.objectives or (o == "latency_ms" and "latency_ms" in self.budget.limits):
                 y = np.array([m["metrics"][o] for m in recs], float)
-                predictors[o] = create_surrogate(self.nat["surrogate"], seed=seed).fit(feats, y)
+                model = create_surrogate(self.nat["surrogate"], seed=seed)
+                if len(y) < model.min_samples:  # too young an archive for this family: trees need 2
+                    model = create_surrogate("trees", seed=seed)
+                predictors[o] = model.fit(feats, y)
         return predictors
 
     def propose(self, predictors, k: int, seed: int) -> np.ndarray:
@@ -303,13 +306,15 @@ class NATLoop:
         return Xp[chosen[:k]]
 
     # -- driver ------------------------------------------------------------------------------------
-    def run(self):
+    def run(self, initial=None):
+        """The whole loop; ``initial`` replaces the random initial genomes (benchmarks share them)."""
         ctx, nat = self.ctx, self.nat
         if nat["adapt"] and nat["warmup_epochs"] > 0:
             ctx.log(f"warm-up adaptation on {ctx.task.spec} for {nat['warmup_epochs']} epoch(s)")
             self.adapt(float(nat["warmup_epochs"]), None, seed=ctx.seed)
         n0 = int(nat["initial"])
-        X0 = np.vstack([self.space.extremes(), self.space.sample(max(0, n0 - 2), self.rng)])
+        X0 = initial if initial is not None else \
+            np.vstack([self.space.extremes(), self.space.sample(max(0, n0 - 2), self.rng)])
         self.evaluate(np.unique(X0, axis=0), generation=0)
         hv, size = self.hv()
         ctx.archive.log_generation(ctx.run_id, 0, self.n_new, hv, size)

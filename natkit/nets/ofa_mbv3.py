@@ -225,6 +225,20 @@ def mbv3_subnet(num_classes, in_channels=3, **arch):
 # dynamic (elastic) layers
 
 
+def _cached(module, shape_key, tensors, compute):
+    """The active weight, memoised while gradients are off (BN recalibration, evaluation): the
+    same subnet then runs several batches without re-slicing or re-transforming its kernels.
+    The key holds every source tensor's identity and version, so any update invalidates it."""
+    if torch.is_grad_enabled():
+        return compute()
+    key = (shape_key, tuple((id(t), t._version) for t in tensors))
+    cache = module.__dict__.get("_active_cache")
+    if cache is None or cache[0] != key:
+        cache = (key, compute().contiguous())
+        module.__dict__["_active_cache"] = cache
+    return cache[1]
+
+
 class DynamicBN(nn.Module):
     """BatchNorm over the first ``C`` channels of a full-size ``nn.BatchNorm2d``.
 
@@ -259,7 +273,7 @@ class DynamicPointwise(nn.Module):
         nn.init.kaiming_normal_(self.weight, mode="fan_out")
 
     def active_weight(self, c_in, c_out):
-        return self.weight[:c_out, :c_in]
+        return _cached(self, (c_in, c_out), [self.weight], lambda: self.weight[:c_out, :c_in])
 
     def forward(self, x, c_out):
         b = None if self.bias is None else self.bias[:c_out]
@@ -282,6 +296,10 @@ class DynamicDepthwise(nn.Module):
             for big, small in zip(self.kernel_sizes[1:], self.kernel_sizes[:-1])})
 
     def active_weight(self, channels: int, kernel: int):
+        return _cached(self, (channels, kernel), [self.weight, *self.transforms.values()],
+                       lambda: self._transform(channels, kernel))
+
+    def _transform(self, channels: int, kernel: int):
         w = self.weight[:channels]
         for big, small in zip(reversed(self.kernel_sizes[1:]), reversed(self.kernel_sizes[:-1])):
             if kernel >= big:
@@ -297,7 +315,8 @@ class DynamicDepthwise(nn.Module):
 
 
 def _apply_act(x, name):
-    return F.relu(x) if name == "relu" else F.hardswish(x)
+    # in place, like the static subnet: BN's backward does not need its output
+    return F.relu(x, inplace=True) if name == "relu" else F.hardswish(x, inplace=True)
 
 
 class DynamicSE(nn.Module):
@@ -407,16 +426,16 @@ class OFAMobileNetV3(nn.Module):
 
     def forward(self, x):
         a = self.active_arch
-        x = F.hardswish(self.stem_bn(F.conv2d(x, self.stem_conv.weight[:a["stem"]], None,
-                                               self.config.stem_stride, 1)))
+        x = _apply_act(self.stem_bn(F.conv2d(x, self.stem_conv.weight[:a["stem"]], None,
+                                               self.config.stem_stride, 1)), "hswish")
         c = a["stem"]
-        y = F.relu(self.first_dw_bn(F.conv2d(x, self.first_dw.weight[:c], None, 1, 1, 1, c)))
+        y = _apply_act(self.first_dw_bn(F.conv2d(x, self.first_dw.weight[:c], None, 1, 1, 1, c)), "relu")
         y = self.first_pw_bn(self.first_pw(y, a["first_block"]))
         x = x + y if c == a["first_block"] else y
         for blk in self.blocks:
             if blk.active is not None:
                 x = blk(x)
-        x = F.hardswish(self.final_bn(self.final_expand(x, a["final_expand"])))
+        x = _apply_act(self.final_bn(self.final_expand(x, a["final_expand"])), "hswish")
         x = x.mean((2, 3))
         x = F.hardswish(F.linear(x, self.feature_mix.weight[:a["feature_mix"], :a["final_expand"]]))
         x = self.dropout(x)

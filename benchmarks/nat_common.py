@@ -1,0 +1,107 @@
+"""Shared set-up of the NAT benchmarks: the cached source supernet, its warm-up adaptation to the
+target (cached per seed), run contexts on throw-away archives, and the claims file."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "results" / "nat"
+
+from natkit.core.archive import Archive  # noqa: E402
+from natkit.data import load_task  # noqa: E402
+from natkit.methods.context import RunContext  # noqa: E402
+from natkit.methods.nat import load_nat_space  # noqa: E402
+from natkit.methods.nat_space import NATSpace  # noqa: E402
+from natkit.methods.nat_supernet import (GeneDistribution, InPlaceEvaluator, new_head,  # noqa: E402
+                                         pretrain_supernet, train_supernet)
+from natkit.train.pretrain import cache_dir  # noqa: E402
+from natkit.utils.seed import derive_seed  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def source_supernet(space_name="nat_small", source_spec="fashion-mnist", log=print):
+    config, pre, nat, _ = load_nat_space(space_name)
+    source = load_task(source_spec, seed=0, samples_per_class=int(pre["samples_per_class"]))
+    net = pretrain_supernet(config, source, epochs=float(pre["epochs"]), warmup_epochs=float(pre["warmup_epochs"]),
+                            batch_size=int(pre["batch_size"]), lr=float(pre["lr"]), n_random=int(pre["n_random"]),
+                            distill=float(pre["distill"]), seed=0, log=log)
+    return net, config, pre, nat
+
+
+def target_supernet(target, seed: int, *, warmup_epochs: float, space_name="nat_small", source_spec="fashion-mnist",
+                    adapt_lr=None, head_only=False, log=print):
+    """The source supernet with a new head, adapted to ``target`` for ``warmup_epochs`` with the
+    uniform per-gene distribution (``head_only``: backbone frozen, only the classifier trained).
+    Cached per seed so several benchmarks share it."""
+    from safetensors.torch import load_file, save_file
+
+    net, config, pre, nat = source_supernet(space_name, source_spec, log=log)
+    new_head(net, target.num_classes, seed=seed)
+    space = NATSpace(config, num_classes=target.num_classes, in_channels=net.in_channels)
+    lr = float(adapt_lr if adapt_lr is not None else nat["adapt_lr"])
+    key = {"src": net.natkit_source["path"], "target": target.spec, "n": len(target.train), "seed": seed,
+           "warmup": warmup_epochs, "lr": lr, "head_only": head_only, "samples": nat["adapt_samples"]}
+    path = cache_dir() / f"nat-target-{target.name}-{derive_seed(key):08x}.safetensors"
+    if path.is_file():
+        net.load_state_dict(load_file(str(path)))
+    elif warmup_epochs > 0:
+        frozen = []
+        if head_only:
+            frozen = [p for n, p in net.named_parameters() if not n.startswith("classifier")]
+            for p in frozen:
+                p.requires_grad_(False)
+        train_supernet(net, space, target, epochs=warmup_epochs, batch_size=int(nat["batch_size"]), lr=lr,
+                       sampler=GeneDistribution(space).sample, n_sampled=0 if head_only else int(nat["adapt_samples"]),
+                       teacher_genome=space.extremes()[0], seed=seed)
+        for p in frozen:
+            p.requires_grad_(True)
+        save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(path))
+    return net, space, nat
+
+
+def make_ctx(task, seed, out_dir=None, objectives=("error", "macs"), **options):
+    out = Path(out_dir or tempfile.mkdtemp(prefix="natbench-"))
+    out.mkdir(parents=True, exist_ok=True)
+    archive = Archive(out / "archive.sqlite")
+    run_id = archive.start_run("nat", task.spec, {"benchmark": True}, seed)
+    return RunContext(method="nat", task=task, archive=archive, run_id=run_id, out_dir=out, seed=seed,
+                      objectives=list(objectives), options=dict(options), keep_models="none", verbose=False)
+
+
+def write_result(name: str, data: dict, markdown: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2, default=float))
+    (RESULTS / f"{name}.md").write_text(markdown)
+    merge_claims()
+
+
+def merge_claims() -> None:
+    """results/nat/claims.json gathers the claims of every NAT benchmark JSON present."""
+    claims, sources = [], []
+    for p in sorted(RESULTS.glob("*.json")):
+        if p.name == "claims.json":
+            continue
+        data = json.loads(p.read_text())
+        for c in data.get("claims", []):
+            claims.append({**c, "benchmark": p.stem})
+        sources.append(p.name)
+    (RESULTS / "claims.json").write_text(json.dumps({"claims": claims, "sources": sources}, indent=2))
+    rows = ["| benchmark | claim | setting | ours | baseline | holds |", "|---|---|---|---|---|---|"]
+    for c in claims:
+        rows.append(f"| {c['benchmark']} | {c['claim']} | {c['setting']} | {c['ours']} | {c['baseline']} | "
+                    f"{'yes' if c['holds'] else 'no'} |")
+    (RESULTS / "claims.md").write_text("# NAT claims\n\n" + "\n".join(rows) + "\n")
+
+
+def copy_net(net):
+    return copy.deepcopy(net)
