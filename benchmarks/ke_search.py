@@ -25,7 +25,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from ke_small_data import write_claims  # noqa: E402
 from natkit.core.archive import Archive  # noqa: E402
 from natkit.core.search import hypervolume  # noqa: E402
 from natkit.report.plots import plot_front  # noqa: E402
@@ -106,6 +108,7 @@ def main(argv=None):
                         for f in r["front"])
         lines.append(f"| {m} | {r['train_epochs']} | {r['candidates']} | {r['hv']:.4f} | {pts} |")
     (out / "search.md").write_text("\n".join(lines) + "\n")
+    write_claims(out)
     print("\n".join(lines))
     shutil.rmtree(work, ignore_errors=True)
 

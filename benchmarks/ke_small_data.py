@@ -271,7 +271,8 @@ def main(argv=None):
 
 
 def write_claims(out: Path) -> None:
-    """claims.json gathers the claims of every stored configuration (short and long generations)."""
+    """claims.json gathers the claims of every stored KE benchmark output in ``out``: each small-data
+    configuration, the search comparison (ke_search.py) and the KELS/WELS comparison (ke_wels.py)."""
     claims, configs = [], {}
     for f in sorted(out.glob("small_data_N*_e*.json")):
         data = json.loads(f.read_text())
@@ -280,8 +281,12 @@ def write_claims(out: Path) -> None:
         configs[f.stem] = {"generations": st["generations"], "epochs_per_generation": st["epochs"],
                            "seeds": st["seeds"], "split_rate": st["split_rate"], "elapsed_s": data["elapsed_s"],
                            "summary": data["summary"]}
+    for name in ("search.json", "wels.json"):
+        if (out / name).is_file():
+            claims += json.loads((out / name).read_text())["claims"]
     (out / "claims.json").write_text(json.dumps({"claims": claims, "configs": configs,
-                                                 "source": "benchmarks/ke_small_data.py"}, indent=2))
+                                                 "source": "benchmarks/ke_small_data.py, ke_search.py, ke_wels.py"},
+                                                indent=2))
 
 
 if __name__ == "__main__":
