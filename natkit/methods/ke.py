@@ -10,9 +10,11 @@ factor ``s``: the slim network, used for inference without further training.
 The decision vector is (split-rate level, generations G, epochs per generation e); one evaluation
 trains G generations and reports the slim network of generation G (``error`` on val, ``params``,
 ``macs``). Generation g of a G-generation run is exactly the last generation of a g-generation run
-(seeds depend on the run seed, e, g and, for masks and resets, s; never on G), so every generation g <= G is archived with
-method ``ke``: the slim network under encoding (s, g, e) -- a later proposal of it is read back,
-not trained -- and the dense network under (s, g, e) with its own evaluation key (``variant=dense``).
+(seeds depend on the run seed, e, g and, for masks and resets, s; never on G), so every generation
+g <= G is archived with method ``ke``: the slim network under encoding (s, g, e) -- a later proposal
+of it is read back, not trained -- and the dense network under (s, g, e) with its own evaluation key
+(``variant=dense``). Objectives are the run's (``--objectives error,params,macs`` for the issue's three);
+``error``, ``params`` and ``macs`` are archived for every candidate either way.
 """
 
 from __future__ import annotations

@@ -143,7 +143,8 @@ def _trace_layouts(model, split_rate, in_channels, resolution):
     ShapeProp(gm).propagate(torch.zeros(1, in_channels, resolution, resolution))
     gm.train(was_training)
     modules = dict(gm.named_modules())
-    weight_nodes = [n for n in gm.graph.nodes if n.op == "call_module" and isinstance(modules[n.target], _WEIGHT_LAYERS)]
+    weight_nodes = [n for n in gm.graph.nodes
+                    if n.op == "call_module" and isinstance(modules[n.target], _WEIGHT_LAYERS)]
     final = _final_layers(gm, weight_nodes)
     layout: dict = {}
     result = {"layers": {}, "norms": {}}
