@@ -54,9 +54,9 @@ from natkit.prune.surgery import magnitude_prune  # noqa: E402
 from natkit.train import pretrained  # noqa: E402
 
 FULL = {
-    "vgg_small": dict(k="2", epochs="3", s2_epochs="2", s2_iterations="2", generations=2, pop=6, s2_pop="4",
+    "vgg_small": dict(k="2", epochs="3", s2_epochs="2", s2_iterations="3", generations=2, pop=6, s2_pop="4",
                       s2_generations="2"),
-    "resnet_small": dict(k="2", epochs="2", s2_epochs="2", s2_iterations="2", generations=2, pop=6, s2_pop="4",
+    "resnet_small": dict(k="2", epochs="3", s2_epochs="2", s2_iterations="3", generations=2, pop=6, s2_pop="4",
                          s2_generations="2"),
 }
 QUICK = dict(k="1", epochs="1", s2_epochs="1", s2_iterations="1", generations=1, pop=3, s2_pop="2",
@@ -273,6 +273,7 @@ def main(argv=None) -> int:
                        "macs": c.macs} for c in sorted(front, key=lambda c: c.macs)],
             "stage2_vs_l1": rows}
         # keep the archive, drop the stored models (they are reproducible from the archive and seed)
+        ctx.archive.close()  # checkpoints the WAL into the file before it is copied
         shutil.copy(ctx.archive.path, out / f"archive_{net}.sqlite")
         shutil.rmtree(out / "runs" / net, ignore_errors=True)
     report["setting"] = {"threads": torch.get_num_threads(), "quick": args.quick, "seed": args.seed,

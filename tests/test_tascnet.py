@@ -318,3 +318,18 @@ def test_user_weights_replace_pretraining(tmp_path, digits):
     head_only = next(c for c in ctx.archive.candidates(run_id=ctx.run_id) if c.encoding == [1, 0])
     model = load_model(ctx.model_dir / str(head_only.id))
     assert torch.all(model.features[0].weight == 0.125)
+
+
+def test_k_grows_from_one_until_accuracy_stops_improving(tmp_path, digits):
+    ctx = _ctx(tmp_path, digits, k="auto", k_max="3", s2_iterations="1")
+    T.run(ctx)
+    rounds = ctx.stats["stage1"]
+    assert [r["k"] for r in rounds] == list(range(1, len(rounds) + 1))
+    head_acc = 1 - next(c for c in ctx.archive.candidates(run_id=ctx.run_id) if c.encoding == [1, 0]).error
+    best = [head_acc] + [r["best_val_acc"] for r in rounds]
+    for i in range(1, len(rounds)):  # every round but the last improved on all before it
+        assert best[i] > max(best[:i])
+    if len(rounds) < 3:  # stopped early: the last round did not improve
+        assert best[-1] <= max(best[:-1])
+    ks = {c.extra.get("k") for c in ctx.archive.candidates(run_id=ctx.run_id) if c.extra.get("stage") == 1}
+    assert ks == {0, *range(1, len(rounds) + 1)}

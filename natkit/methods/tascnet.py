@@ -15,6 +15,21 @@ pair is removed physically (Torch-Pruning through ``natkit.prune.surgery``), the
 fine-tuned again, and this repeats while validation accuracy stays within a tolerance of the best.
 The per-layer share of pairs to remove and the tolerance are the decision vector of a second
 pymoo problem. Every candidate of both stages is archived with method ``tascnet`` and its stage.
+
+Choices where the paper or the issue is silent:
+- Residual joins: a layer whose output width is tied (Torch-Pruning's dependency graph) to a layer
+  of the frozen trunk keeps its width (only its kernel is searched); widths tied only to other
+  rebuilt layers share one gene. Strided convs keep their kernel size so residual partners agree.
+- The trunk's batch norms keep their pretrained statistics during stage 1 (frozen, as in Keras).
+- Stage 2 fine-tunes every layer (the paper compresses "the fine-tuned CNN"), one ``train`` call
+  per epoch at a constant learning rate so the weights can be snapshotted between epochs.
+- Similarity of two filters = cosine of their weight vectors averaged over the recorded epochs;
+  pairs are disjoint (greedy from the most similar down); at most ``share * min(C // 2, C - t)``
+  pairs per layer and iteration, so a layer never drops below the threshold ``t``.
+- Knee = the stage-1 front member nearest the ideal point after scaling each objective to [0, 1].
+- Archived encodings: ``[1, k, *genes]`` (stage 1), ``[2, *genes]`` (stage 2); the head-only
+  transfer, the stage-2 start network and intermediate stage-2 iterations are archived as well
+  (encodings ``[1, 0]`` and ``{"stage": 2, ...}`` dicts).
 """
 
 from __future__ import annotations
