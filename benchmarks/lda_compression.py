@@ -116,7 +116,7 @@ def main(argv=None):
     ap.add_argument("--finetune-epochs", type=float, default=6)
     ap.add_argument("--rounds", type=int, default=14)
     ap.add_argument("--eta-start", type=float, default=0.8)
-    ap.add_argument("--eta-step", type=float, default=0.25)
+    ap.add_argument("--eta-step", type=float, default=0.4)
     ap.add_argument("--tolerance", type=float, default=0.01)
     ap.add_argument("--until", type=float, default=0.95)
     ap.add_argument("--recover-epochs", type=float, default=3)

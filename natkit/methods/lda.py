@@ -311,11 +311,13 @@ class Round:
 
 
 def schedule(base, pruner: Pruner, *, base_error: float, rounds: int, tolerance: float, eta_start: float,
-             eta_step: float, seed=0, until_removed: float | None = None, on_round=None, log=print):
+             eta_step: float, seed=0, until_removed: float | None = None, on_round=None, log=print,
+             eta_max: float = 20.0):
     """The paper's loop: prune with eta, fine-tune, raise eta while val accuracy holds.
 
     Returns every round. Rounds after the first failure are run only when ``until_removed`` asks
-    for deeper compression (benchmarks compare at fixed levels); they are marked not accepted.
+    for deeper compression (benchmarks compare at fixed levels); they are marked not accepted. With
+    ``until_removed`` the loop also ends once that share of the parameters is gone.
     """
     from natkit.measure import count_params
 
@@ -323,8 +325,10 @@ def schedule(base, pruner: Pruner, *, base_error: float, rounds: int, tolerance:
     if not pruner.floors:
         pruner.set_reference(base)
     current, out, failed = base, [], False
-    eta = eta_start
-    for k in range(rounds):
+    eta, k = eta_start, -1
+    # ``rounds`` counts rounds that removed something; an eta that removes nothing costs no training
+    while len(out) < rounds and eta <= eta_max:
+        k += 1
         u, X, y = pruner.utility(current)
         m, _ = pruner.choose_m(current, u, X, y)
         keep = LU.keep_top(u, m)
@@ -347,7 +351,8 @@ def schedule(base, pruner: Pruner, *, base_error: float, rounds: int, tolerance:
         log(f"round {k}: eta {eta:.2f} M'={m} params {metrics['params']} ({1 - metrics['params'] / p0:.1%} removed)"
             f" val error {metrics['error']:.4f} {'ok' if ok else 'below target'}")
         failed = failed or not ok
-        if failed and (until_removed is None or 1 - metrics["params"] / p0 >= until_removed):
+        deep_enough = until_removed is not None and 1 - metrics["params"] / p0 >= until_removed
+        if deep_enough or (failed and until_removed is None):
             break
         current = cand
         eta += eta_step
