@@ -195,3 +195,16 @@ def test_worker_killed_once_is_retried_and_killed_always_fails(tmp_path):
     finally:
         close()
 
+
+
+class HoldsAConnection(WeightedSum):
+    def __init__(self, path):
+        super().__init__(size=10)
+        import sqlite3
+
+        self.db = sqlite3.connect(path)
+
+
+def test_an_evaluator_that_cannot_travel_is_a_clear_error(runner, tmp_path):
+    with pytest.raises(NatkitError, match="HoldsAConnection.*cannot be sent"):
+        list(runner.map(HoldsAConnection(tmp_path / "x.sqlite"), ENCODINGS[:1]))

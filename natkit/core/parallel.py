@@ -118,7 +118,11 @@ class DaskRunner:
     def _share(self, evaluator) -> str:
         """Send the evaluator to every worker once; again only when its pickled state changed
         (e.g. NAT adapts its supernet between iterations)."""
-        blob = pickle.dumps(evaluator, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            blob = pickle.dumps(evaluator, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise NatkitError(f"the {type(evaluator).__name__} evaluator cannot be sent to Dask workers "
+                              f"({str(exc).splitlines()[0]}); run this method without --workers/--scheduler") from None
         token = hashlib.sha256(blob).hexdigest()[:20]
         if token != self._token:
             plugin = _shared_state_plugin(token, blob)
