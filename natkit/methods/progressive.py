@@ -412,10 +412,12 @@ OPTION_DEFAULTS = {
     "decisions": None,
     "projection": "pca",       # human mode: pca | tsne
     "images_per_class": 2,     # human mode: columns of the activation sheet per class
-    "max_batches": None,
+    "max_batches": None,        # per epoch of each retraining (caps work)
+    "finetune_max_batches": None,
 }
-QUICK = {"source_epochs": 1.0, "source_max_batches": 40, "finetune_epochs": 2.0, "epochs": 1.0, "max_batches": 4,
-         "score_images": 64}
+# quick: a weak source model and tiny retraining, but a full (cheap) fine-tune so the base is usable
+QUICK = {"source_epochs": 1.0, "source_max_batches": 40, "finetune_epochs": 3.0, "finetune_max_batches": None,
+         "epochs": 1.0, "max_batches": 4, "score_images": 64}
 
 
 def settings_from(ctx) -> dict:
@@ -430,7 +432,8 @@ def settings_from(ctx) -> dict:
     casts = {"resolution": int, "source_epochs": float, "finetune_epochs": float, "epochs": float, "lr": float,
              "finetune_lr": float, "bn_stats": str,
              "batch_size": int, "score_images": int, "share_step": float, "max_level": int,
-             "images_per_class": int, "max_batches": int, "source_max_batches": int, "model": str,
+             "images_per_class": int, "max_batches": int, "finetune_max_batches": int, "source_max_batches": int,
+             "model": str,
              "relevance": str, "decisions": str, "projection": str}
     for key, cast in casts.items():
         if key in ctx.options and ctx.options[key] is not None:
@@ -468,7 +471,7 @@ def trained_base(ctx, s: dict, *, log=True) -> nn.Module:
         model.classifier[-1] = nn.Linear(last.in_features, ctx.task.num_classes)
         model.natkit_arch["kwargs"]["num_classes"] = ctx.task.num_classes
     ft_cfg = TrainConfig(epochs=s["finetune_epochs"], lr=s["finetune_lr"], batch_size=s["batch_size"],
-                         max_batches=s["max_batches"])
+                         max_batches=s["finetune_max_batches"])
     train(model, ctx.task, ft_cfg, device=ctx.device, resolution=s["resolution"], channels=ch,
           seed=derive_seed(ctx.seed, "finetune"))
     model.natkit_input = {"resolution": s["resolution"], "channels": ch}
@@ -526,8 +529,9 @@ def run(ctx) -> None:
     space = ShareSpace(conv_widths(base), step=s["share_step"], max_level=s["max_level"])
     evaluator = ProgressiveEvaluator(base, ctx.task, space, rt, criterion=s["relevance"],
                                      score_images=s["score_images"], seed=ctx.seed, objectives=ctx.objectives,
-                                     base_settings={k: s[k] for k in ("model", "source_epochs", "source_max_batches",
-                                                                      "finetune_epochs", "finetune_lr", "max_batches")})
+                                     base_settings={k: s[k] for k in (
+                                         "model", "source_epochs", "source_max_batches", "finetune_epochs",
+                                         "finetune_lr", "finetune_max_batches")})
     problem = ctx.problem(space, evaluator)
     evaluator.on_intermediate = _archive_intermediate(ctx, problem, ctx.keep_models != "none")
     maxima = measure(base, s["resolution"], ctx.task.in_channels, latency="latency_ms" in ctx.objectives)
