@@ -166,3 +166,28 @@ def test_evaluator_archives_every_intermediate_state(task, tmp_path):
     assert res.extra["resumed_from_layer"] == 2
     fresh = P.ProgressiveEvaluator(base, task, space, _rt(), criterion="mean_abs", score_images=64, seed=0)
     assert fresh.evaluate([2, 1, 1]).metrics == res.metrics
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"relevanse": "l1"}, "unknown progressive option 'relevanse'"),
+    ({"relevance": "bogus"}, "unknown relevance 'bogus'"),
+    ({"relevance": "l1", "decisions": "d.toml"}, "only with --relevance human"),
+    ({"epochs": "two"}, "epochs='two'"),
+    ({"bn_stats": "thaw"}, "bn_stats"),
+    ({"score_images": "0"}, "score_images=0"),
+])
+def test_method_options_are_checked(task, tmp_path, options, match):
+    from natkit.methods.context import RunContext
+
+    ctx = RunContext(method="progressive", task=task, archive=None, run_id=0, out_dir=tmp_path, options=options)
+    with pytest.raises(ConfigError, match=match):
+        P.settings_from(ctx)
+
+
+def test_default_options_use_the_benchmarked_criterion(task, tmp_path):
+    from natkit.methods.context import RunContext
+
+    ctx = RunContext(method="progressive", task=task, archive=None, run_id=0, out_dir=tmp_path,
+                     options={"epochs": "2", "lr": "0.02"})
+    s = P.settings_from(ctx)
+    assert s["relevance"] == P.DEFAULT_CRITERION and s["epochs"] == 2.0 and s["lr"] == 0.02
