@@ -209,8 +209,9 @@ class DaskRunner:
         try:
             return fut.result()
         except KilledWorker:
-            return EvalResult({}, None, "failed", f"worker died while evaluating {encoding} "
-                                                  f"({self.retries + 1} attempts)", {}, time.perf_counter() - t0)
+            # rerun by the scheduler up to its allowed-failures (= retries on natkit's local cluster)
+            return EvalResult({}, None, "failed", f"worker died while evaluating {encoding}, on every rerun",
+                              {}, time.perf_counter() - t0)
         except (CancelledError, MissingSharedState):
             return None
         except Exception as exc:  # escaped the evaluator even after Dask's retries
