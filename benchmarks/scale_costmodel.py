@@ -116,7 +116,7 @@ def main(argv=None):
         overhead, efficiency, source = 0.05, 1.0, "assumed (run scale_throughput.py first to measure)"
 
     def per_candidate(macs, n_val):
-        return float(features([macs], [n_val]) @ coef)
+        return float((features([macs], [n_val]) @ coef)[0])
 
     med_macs = float(np.median([r["macs"] for r in rows]))
     scenarios = []
