@@ -69,7 +69,7 @@ def one_seed(spec, seed, args, log):
     slim0 = slim_baseline(args.model, task, args.split_rate, long_cfg, seed=seed, resolution=res)
     scratch = evaluate(slim0, task, "test", resolution=res, channels=ch, limit=args.test_limit)["error"]
     slim_cost = measure(slim0, res, ch)
-    out = {"task": spec, "seed": seed, "n_train": len(task.train), "n_test_used": min(len(task.test),
+    out = {"task": spec, "seed": seed, "n_train": len(task.train), "resolution": res, "n_test_used": min(len(task.test),
            args.test_limit or len(task.test)), "dense_cost": dense_cost, "slim_cost": slim_cost,
            "slim_arch": scaled_arch(model.natkit_arch, args.split_rate),
            "dense_error": [g.dense["error"] for g in gens], "slim_error": [g.slim["error"] for g in gens],
@@ -97,6 +97,11 @@ def ms(values) -> tuple[float, float]:
 def pct(values) -> str:
     m, s = ms(values)
     return f"{100 * m:.2f} ± {100 * s:.2f} %"
+
+
+def _resolution(run) -> int:
+    """Input resolution of a stored run (older stored runs lack it: read it from the task)."""
+    return run.get("resolution") or load_task(run["task"], seed=run["seed"]).image_size
 
 
 def summarise(runs, args, tag):
@@ -145,7 +150,7 @@ def summarise(runs, args, tag):
             "paired_gain_pp": f"{100 * ms(d_b)[0]:.2f} ± {100 * ms(d_b)[1]:.2f}"})
         claims.append({
             "claim": "the slim network cuts inference cost (paper: 73% relative reduction at s=0.5, ResNet-18)",
-            "setting": f"{t}, vgg_small, s={s}, thop MACs at {('8' if t == 'digits' else '28')} px",
+            "setting": f"{t}, vgg_small, s={s}, thop MACs at {_resolution(rs[0])} px",
             "ours": f"{100 * macs_red:.1f}% fewer MACs ({rs[0]['slim_cost']['macs']:,} vs "
                     f"{rs[0]['dense_cost']['macs']:,}), {100 * params_red:.1f}% fewer params",
             "baseline": f"dense: {rs[0]['dense_cost']['macs']:,} MACs", "holds": bool(macs_red >= 0.7),
@@ -261,7 +266,8 @@ def main(argv=None):
     tag = ("pilot_" if args.pilot else "") + f"N{args.generations}_e{args.epochs}"
     summary, claims = summarise(runs, args, tag)
     plot(runs, summary, args, out, tag)
-    (out / f"small_data_{tag}.json").write_text(json.dumps({"settings": vars(args), "elapsed_s": elapsed,
+    (out / f"small_data_{tag}.json").write_text(json.dumps({"settings": {k: v for k, v in vars(args).items() if k != "render"},
+                                                            "elapsed_s": elapsed,
                                                             "threads": torch.get_num_threads(), "summary": summary,
                                                             "runs": runs, "claims": claims}, indent=2))
     (out / f"small_data_{tag}.md").write_text(markdown(summary, claims, args, elapsed))
