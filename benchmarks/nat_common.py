@@ -50,7 +50,8 @@ def target_supernet(target, seed: int, *, warmup_epochs: float, space_name="nat_
     space = NATSpace(config, num_classes=target.num_classes, in_channels=net.in_channels)
     lr = float(adapt_lr if adapt_lr is not None else nat["adapt_lr"])
     key = {"src": net.natkit_source["path"], "target": target.spec, "n": len(target.train), "seed": seed,
-           "warmup": warmup_epochs, "lr": lr, "head_only": head_only, "samples": nat["adapt_samples"]}
+           "warmup": warmup_epochs, "lr": lr, "head_only": head_only, "samples": nat["adapt_samples"],
+           "batch_size": nat["batch_size"]}
     path = cache_dir() / f"nat-target-{target.name}-{derive_seed(key):08x}.safetensors"
     if path.is_file():
         net.load_state_dict(load_file(str(path)))
@@ -65,7 +66,9 @@ def target_supernet(target, seed: int, *, warmup_epochs: float, space_name="nat_
                        teacher_genome=space.extremes()[0], seed=seed)
         for p in frozen:
             p.requires_grad_(True)
-        save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(path))
+        tmp = path.with_suffix(".tmp")
+        save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(tmp))
+        os.replace(tmp, path)  # benchmarks running side by side never read half a file
     return net, space, nat
 
 

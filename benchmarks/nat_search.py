@@ -8,7 +8,7 @@ same 256 train images, error on digits' val split), and start from the same init
 adaptation and archive re-evaluation; NSGA-II evaluates every offspring for real on the fixed
 supernet; random search samples uniformly. "Real evaluations" counts distinct subnets evaluated;
 NAT's re-evaluations after adaptation are reported separately. HV of (error, MACs) normalised by
-(1, MACs of the largest subnet), reference 1.1. About 4 minutes per seed on a shared 2-core host.
+(1, MACs of the largest subnet), reference 1.1. About 2 CPU-minutes per seed (much more wall time on a crowded host).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from natkit.methods.nat import NATLoop, load_nat_space, make_algorithm
 from natkit.methods.nat_space import count_params_macs
 from natkit.methods.nat_supernet import InPlaceEvaluator
 
-BENCH = dict(initial=8, iterations=4, k=4, adapt_epochs=0.5, adapt_samples=1, search_generations=30,
-             search_pop=40, surrogate="adaptive", reeval="all")
+BENCH = dict(initial=6, iterations=3, k=4, adapt_epochs=0.5, adapt_samples=1, search_generations=20,
+             search_pop=30, surrogate="adaptive", reeval="all", n_calib=128)
 
 
 def hv_curve(history, bounds, checkpoints):

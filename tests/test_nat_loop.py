@@ -144,3 +144,20 @@ def test_space_files_load():
     assert min(cfg.resolutions) == 192 and max(cfg.resolutions) == 256 and budget == {"macs": 600e6}
     cfg, pre, n, budget = nat.load_nat_space("nat_small")
     assert max(cfg.resolutions) <= 32
+
+
+def test_gene_distribution_follows_good_genomes():
+    from natkit.methods.nat_space import NATSpace
+    from natkit.methods.nat_supernet import GeneDistribution
+    from natkit.nets.ofa_mbv3 import MBV3Config
+
+    space = NATSpace(MBV3Config(), num_classes=10, in_channels=1)
+    good = space.sample(50, np.random.default_rng(0))
+    good[:, 2] = 9
+    good[:, 0] = 0
+    rng = np.random.default_rng(1)
+    fitted = np.array([GeneDistribution(space, good).sample(rng) for _ in range(200)])
+    uniform = np.array([GeneDistribution(space).sample(rng) for _ in range(200)])
+    assert (fitted[:, 2] == 9).mean() > 0.7 and (uniform[:, 2] == 9).mean() < 0.25
+    assert (fitted[:, 0] == 0).mean() > 0.8
+    assert all(space.is_valid(x) for x in fitted)
