@@ -68,3 +68,26 @@ def test_torchvision_weights_file_is_loaded_safely(tmp_path):
     m = create_model("tv_resnet50", num_classes=5, weights=str(tmp_path / "r50.pth"))
     assert torch.equal(m.layer1[0].conv1.weight, ref.layer1[0].conv1.weight) and m.fc.out_features == 5
     assert "tv_vgg16" in list_models() and "tv_densenet121" in list_models()
+
+
+def test_frozen_layers_are_pruned_and_stay_frozen():
+    m = create_model("vgg_small", num_classes=4, in_channels=1)
+    for p in m.features.parameters():
+        p.requires_grad_(False)
+    x = torch.randn(1, 1, 28, 28)
+    first = m.features[0]
+    remove_channels(m, {first: [0, 1]}, x)
+    assert m.features[0].out_channels == 14 and m.features[3].in_channels == 14
+    assert not any(p.requires_grad for p in m.features.parameters())
+    assert all(p.requires_grad for p in m.classifier.parameters())
+
+
+def test_export_reloads_a_method_family_in_a_fresh_process(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("from natkit.nets.registry import _MODELS, create_model; "
+            "assert 'tascnet_net' not in _MODELS; import natkit.nets.registry as r; r._import_method_families(); "
+            "print('tascnet_net' in _MODELS)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "True", out.stderr

@@ -28,6 +28,8 @@ def list_models() -> list[str]:
 
 def create_model(name: str, *, num_classes: int, in_channels: int = 3, **overrides) -> nn.Module:
     if name not in _MODELS:
+        _import_method_families()
+    if name not in _MODELS:
         raise ConfigError(f"unknown model {name!r}; known: {', '.join(list_models())}")
     kwargs = dict(num_classes=num_classes, in_channels=in_channels, **overrides)
     model = _MODELS[name](**kwargs)
@@ -43,3 +45,17 @@ def build_from_arch(arch: dict) -> nn.Module:
     if num_classes is None:
         raise ConfigError(f"architecture {arch['name']!r} lacks num_classes")
     return create_model(arch["name"], num_classes=num_classes, **kwargs)
+
+
+def _import_method_families() -> None:
+    """Methods register their own candidate families (e.g. TASCNet's rebuilt heads) on import; a
+    fresh process reloading an exported model needs them too."""
+    import importlib
+
+    from natkit.methods import METHODS
+
+    for module, _ in METHODS.values():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass

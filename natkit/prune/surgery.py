@@ -30,9 +30,29 @@ def output_layer(model: nn.Module) -> nn.Module:
     return last
 
 
+class _AllTrainable:
+    """Torch-Pruning traces through autograd: frozen layers would be invisible to it."""
+
+    def __init__(self, model):
+        self.model = model
+        self.names = {n for n, p in model.named_parameters() if not p.requires_grad}
+
+    def __enter__(self):
+        for n, p in self.model.named_parameters():
+            if n in self.names:
+                p.requires_grad_(True)
+
+    def __exit__(self, *exc):
+        # pruning swaps Parameter objects, so freeze again by name
+        for n, p in self.model.named_parameters():
+            if n in self.names:
+                p.requires_grad_(False)
+
+
 def dependency_graph(model: nn.Module, example_input: torch.Tensor):
     tp = _tp()
-    return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+    with _AllTrainable(model):
+        return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
 
 
 def prunable_layers(model: nn.Module, example_input: torch.Tensor) -> list[nn.Module]:
@@ -51,6 +71,7 @@ def remove_channels(model: nn.Module, plan: dict, example_input: torch.Tensor) -
     tp = _tp()
     was_training = model.training
     model.eval()
+    tp_guard = _AllTrainable(model)
     dg = dependency_graph(model, example_input)
     for module, idxs in plan.items():
         idxs = sorted({int(i) for i in idxs})
@@ -65,6 +86,7 @@ def remove_channels(model: nn.Module, plan: dict, example_input: torch.Tensor) -
         group = dg.get_pruning_group(module, fn, idxs=idxs)
         if dg.check_pruning_group(group):
             group.prune()
+    tp_guard.__exit__()
     model.train(was_training)
     return model
 
@@ -91,6 +113,19 @@ def magnitude_prune(model: nn.Module, example_input: torch.Tensor, *, ratio: flo
     ignored = list(ignored_layers or []) + [output_layer(model)]
     was_training = model.training
     model.eval()
+    frozen = _AllTrainable(model)
+    frozen.__enter__()
+    try:
+        _magnitude_steps(tp, model, example_input, imp, ratio, target_macs, target_params, importance, ignored,
+                         loss_fn, steps)
+    finally:
+        frozen.__exit__()
+    model.train(was_training)
+    return model
+
+
+def _magnitude_steps(tp, model, example_input, imp, ratio, target_macs, target_params, importance, ignored,
+                     loss_fn, steps):
     if ratio is not None:
         pruner = tp.pruner.MagnitudePruner(model, example_input, importance=imp(), pruning_ratio=ratio,
                                            ignored_layers=ignored)
@@ -105,8 +140,6 @@ def magnitude_prune(model: nn.Module, example_input: torch.Tensor, *, ratio: flo
             if (target_macs is None or macs <= target_macs) and (target_params is None or params <= target_params):
                 break
             _step(pruner, model, loss_fn, importance)
-    model.train(was_training)
-    return model
 
 
 def _step(pruner, model, loss_fn, importance):
