@@ -8,9 +8,12 @@
 3. Cross-layer "deconv" tracing of the kept neurons gives every channel a utility; channels under
    t_i = eta * std(non-zero utilities of layer i) are removed physically (Torch-Pruning), the
    network is fine-tuned (``natkit.prune.tracing``).
+   Every layer keeps at least ``min_width`` of its unpruned width (and M' at least classes - 1 and
+   ``min_width`` of the pre-decision width): see ``Pruner.set_reference`` for why.
 4. Stage ``schedule`` (the paper's procedure): prune, fine-tune, raise eta by a step, repeat while
-   the validation accuracy stays within ``tolerance`` of the unpruned network; utilities are
-   recomputed on the current network every round.
+   the validation accuracy stays within ``tolerance`` of the unpruned network (a failing round gets
+   ``recover_epochs`` more fine-tuning once before the loop stops); utilities and M' are recomputed
+   on the current network every round.
    Stage ``search``: NSGA-II/III (pymoo) over eta (shared or one per layer group) and the kept
    share M', objectives from the run (``error``, ``params``, ``macs``, optional ``robust_error``:
    mean error under Gaussian noise sigma and FGSM epsilon on the validation split).
