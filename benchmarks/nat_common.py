@@ -51,7 +51,7 @@ def target_supernet(target, seed: int, *, warmup_epochs: float, space_name="nat_
     lr = float(adapt_lr if adapt_lr is not None else nat["adapt_lr"])
     key = {"src": net.natkit_source["path"], "target": target.spec, "n": len(target.train), "seed": seed,
            "warmup": warmup_epochs, "lr": lr, "head_only": head_only, "samples": nat["adapt_samples"],
-           "batch_size": nat["batch_size"]}
+           "batch_size": nat["batch_size"], "sandwich": True}
     path = cache_dir() / f"nat-target-{target.name}-{derive_seed(key):08x}.safetensors"
     if path.is_file():
         net.load_state_dict(load_file(str(path)))
@@ -63,7 +63,8 @@ def target_supernet(target, seed: int, *, warmup_epochs: float, space_name="nat_
                 p.requires_grad_(False)
         train_supernet(net, space, target, epochs=warmup_epochs, batch_size=int(nat["batch_size"]), lr=lr,
                        sampler=GeneDistribution(space).sample, n_sampled=0 if head_only else int(nat["adapt_samples"]),
-                       teacher_genome=space.extremes()[0], seed=seed)
+                       teacher_genome=space.extremes()[0], extra_genomes=() if head_only else (space.extremes()[1],),
+                       seed=seed)
         for p in frozen:
             p.requires_grad_(True)
         tmp = path.with_suffix(".tmp")

@@ -244,10 +244,13 @@ class NATLoop:
 
     # -- steps -------------------------------------------------------------------------------------
     def adapt(self, epochs: float, genomes, seed: int):
+        """Sandwich steps on the target: the largest subnet (teacher), the smallest (so the cheap end of
+        the front keeps being trained) and subnets drawn from the per-gene distributions."""
         dist = GeneDistribution(self.space, genomes)
         train_supernet(self.net, self.space, self.ev.task, epochs=epochs, batch_size=int(self.nat["batch_size"]),
                        lr=float(self.nat["adapt_lr"]), sampler=dist.sample, n_sampled=int(self.nat["adapt_samples"]),
-                       teacher_genome=self.space.extremes()[0], seed=seed, device=self.ctx.device)
+                       teacher_genome=self.space.extremes()[0], extra_genomes=(self.space.extremes()[1],),
+                       seed=seed, device=self.ctx.device)
         self.ev.version += 1
 
     def best_genomes(self, at_least: int) -> np.ndarray:
