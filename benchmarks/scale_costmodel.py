@@ -71,6 +71,7 @@ def main(argv=None):
     p.add_argument("--samples-per-class", type=int, default=100)
     p.add_argument("--max-batches", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--refit", action="store_true", help="reuse the measurements in OUT/cost_model.json")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -81,7 +82,12 @@ def main(argv=None):
 
     rows = []
     encs = None
-    for n_val in sizes:
+    prev = out / "cost_model.json"
+    if args.refit:  # reuse the stored measurements, refit and re-extrapolate with the current throughput.json
+        stored = json.loads(prev.read_text())
+        rows, sizes = stored["measurements"], stored["setting"]["val_sizes"]
+        encs = list({tuple(r["encoding"]): r["encoding"] for r in rows}.values())
+    for n_val in ([] if args.refit else sizes):
         task = load_task("fashion-mnist", seed=args.seed, samples_per_class=args.samples_per_class,
                          val_fraction=n_val / 60000)
         encs = encs or spread_by_macs(space, task, args.candidates, args.seed)

@@ -40,11 +40,12 @@ def timed_map(runner, evaluator, encodings):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(ROOT / "results" / "scale"))
-    p.add_argument("--candidates", type=int, default=16)
+    p.add_argument("--candidates", type=int, default=10)
     p.add_argument("--samples-per-class", type=int, default=100)
     p.add_argument("--val-fraction", type=float, default=0.03, help="of Fashion-MNIST's 60k training images")
     p.add_argument("--max-batches", type=int, default=10)
     p.add_argument("--null-candidates", type=int, default=200)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -60,58 +61,71 @@ def main(argv=None):
     null_encs = distinct_encodings(space, args.null_candidates, args.seed + 1)
     print(f"task {task.describe()['sizes']}, {len(encs)} candidates", flush=True)
 
-    rows = {}
-    t, serial = timed_map(SerialRunner(), ev, encs)
-    rows["in-process"] = {"wall_s": t, "startup_s": 0.0}
-    t_null, _ = timed_map(SerialRunner(), NullEvaluator(), null_encs)
-    rows["in-process"]["null_per_candidate_ms"] = 1000 * t_null / len(null_encs)
-    print(f"in-process: {t:.1f} s", flush=True)
-
-    transfer = {}
-    for workers in (1, 2):
+    # Other jobs share the 2 cores and their load drifts: the three runners are timed in interleaved
+    # rounds (order rotated every round) and compared by their median wall time.
+    names = ["in-process", "dask, 1 worker", "dask, 2 workers"]
+    runners, closers, rows = {"in-process": SerialRunner()}, [], {n: {"walls": []} for n in names}
+    rows["in-process"]["startup_s"] = 0.0
+    for workers, name in ((1, names[1]), (2, names[2])):
         t0 = time.perf_counter()
         runner, close = dask_runner(workers=workers, retries=1)
-        try:
-            runner._share(ev)  # cluster up and the evaluator installed on every worker: one-off cost
-            startup = time.perf_counter() - t0
-            t, res = timed_map(runner, ev, encs)
-            shares = runner.shares  # before the no-op evaluator below is shared too
-            same = all(a.status == b.status == "ok" and a.metrics["error"] == b.metrics["error"]
-                       and a.metrics["macs"] == b.metrics["macs"] for a, b in zip(res, serial))
-            runner._share(NullEvaluator())
-            t_null, _ = timed_map(runner, NullEvaluator(), null_encs)
-            rows[f"dask, {workers} worker{'s' if workers > 1 else ''}"] = {
-                "wall_s": t, "startup_s": startup, "identical_results": same,
-                "null_per_candidate_ms": 1000 * t_null / len(null_encs), "shares": shares,
-                "median_eval_s_in_worker": statistics.median(r.seconds for r in res)}
-            if workers == 2:
-                blob = len(pickle.dumps(ev, protocol=pickle.HIGHEST_PROTOCOL))
-                # a result carries the trained candidate back (kept for export / the test report)
-                per_task = len(pickle.dumps(encs[0])) + int(statistics.median(len(pickle.dumps(r)) for r in res))
-                transfer = {"evaluator_bytes": blob, "sent_once_per_worker_bytes": blob * workers,
-                            "if_sent_per_candidate_bytes": blob * len(encs), "per_task_bytes": per_task}
-        finally:
+        closers.append(close)
+        runner._share(ev)  # cluster up and the evaluator installed on every worker: one-off cost
+        rows[name]["startup_s"] = time.perf_counter() - t0
+        runners[name] = runner
+    transfer, results, ratios = {}, {}, []
+    try:
+        for name in names:  # warm-up: first-call imports and allocations in every process, not timed
+            timed_map(runners[name], ev, encs[:2])
+        for rnd in range(args.rounds):
+            walls = {}
+            for name in names[rnd % 3:] + names[: rnd % 3]:
+                walls[name], results[name] = timed_map(runners[name], ev, encs)
+                rows[name]["walls"].append(walls[name])
+            ratios.append(walls[names[1]] / walls[names[2]])
+            print(f"round {rnd}: " + ", ".join(f"{k} {v:.1f} s" for k, v in walls.items()), flush=True)
+        serial = results["in-process"]
+        for name in names:
+            res = results[name]
+            row = rows[name]
+            row["wall_s"] = statistics.median(row["walls"])
+            row["median_eval_s_in_worker"] = statistics.median(r.seconds for r in res)
+            row["identical_results"] = all(a.status == b.status == "ok" and a.metrics["error"] == b.metrics["error"]
+                                           and a.metrics["macs"] == b.metrics["macs"] for a, b in zip(res, serial))
+            if name != "in-process":
+                row["shares"] = runners[name].shares  # before the no-op evaluator below is shared too
+                runners[name]._share(NullEvaluator())
+            t_null, _ = timed_map(runners[name], NullEvaluator(), null_encs)
+            row["null_per_candidate_ms"] = 1000 * t_null / len(null_encs)
+        res = results[names[2]]
+        blob = len(pickle.dumps(ev, protocol=pickle.HIGHEST_PROTOCOL))
+        # a result carries the trained candidate back (kept for export / the test report)
+        per_task = len(pickle.dumps(encs[0])) + int(statistics.median(len(pickle.dumps(r)) for r in res))
+        transfer = {"evaluator_bytes": blob, "sent_once_per_worker_bytes": blob * 2,
+                    "if_sent_per_candidate_bytes": blob * len(encs), "per_task_bytes": per_task}
+    finally:
+        for close in closers:
             close()
-        print(f"dask {workers}: {t:.1f} s (startup {startup:.1f} s)", flush=True)
 
     n = len(encs)
     for r in rows.values():
         r["candidates_per_min"] = 60 * n / r["wall_s"]
-    one, two = rows["dask, 1 worker"], rows["dask, 2 workers"]
-    ratio = one["wall_s"] / two["wall_s"]
-    per_cand = [r.seconds for r in serial]
+    one, two = rows[names[1]], rows[names[2]]
+    ratio = statistics.median(ratios)
+    per_cand = [r.seconds for r in results["in-process"]]
     overhead_ms = one["null_per_candidate_ms"] - rows["in-process"]["null_per_candidate_ms"]
     real_overhead_ms = 1000 * (one["wall_s"] - rows["in-process"]["wall_s"]) / n
     result = {
         "setting": {"task": task.describe(), "candidates": n, "train": cfg.to_dict(), "space": "vgg_widths (6 layers)",
                     "null_candidates": len(null_encs), "host": host()},
-        "runs": rows, "speedup_2_vs_1_workers": ratio,
+        "runs": rows, "speedup_2_vs_1_workers": ratio, "speedup_per_round": ratios,
         "per_candidate_s": {"median": statistics.median(per_cand), "min": min(per_cand), "max": max(per_cand)},
         "dask_overhead_ms_per_candidate": {"no-op evaluator": overhead_ms, "real evaluator (wall difference)":
                                            real_overhead_ms},
         "transfer": transfer,
         "candidates": [{"encoding": e, "macs": r.metrics["macs"], "params": r.metrics["params"],
-                        "error": r.metrics["error"], "seconds": r.seconds} for e, r in zip(encs, serial)],
+                        "error": r.metrics["error"], "seconds": r.seconds}
+                       for e, r in zip(encs, results["in-process"])],
     }
     (out / "throughput.json").write_text(json.dumps(result, indent=2, default=str))
     plot = plot_throughput(rows, overhead_ms, out / "throughput.png", n, host()["load_avg_1min"])
@@ -123,7 +137,8 @@ def main(argv=None):
          "setting": f"{n} width-space VGGs, Fashion-MNIST ({cfg.max_batches} train batches, "
                     f"{len(task.val)} val images), 2 CPU cores shared with other jobs "
                     f"(load {host()['load_avg_1min']:.1f})",
-         "ours": f"{two['candidates_per_min']:.1f} cand/min with 2 workers ({ratio:.2f}x)",
+         "ours": f"{two['candidates_per_min']:.1f} cand/min with 2 workers ({ratio:.2f}x, median of "
+                 f"{len(ratios)} interleaved rounds: {', '.join(f'{x:.2f}' for x in ratios)})",
          "baseline": f"{one['candidates_per_min']:.1f} cand/min with 1 worker; in-process "
                      f"{rows['in-process']['candidates_per_min']:.1f}",
          "holds": bool(ratio > 1.2), "plot": "results/scale/throughput.png"},
@@ -142,7 +157,8 @@ def main(argv=None):
     in_worker = one["median_eval_s_in_worker"]
     claims.append(
         {"claim": "A candidate evaluated inside a Dask worker takes as long as in-process",
-         "setting": f"same {n} candidates, timed inside the evaluator (median), 1 worker vs this process",
+         "setting": f"same {n} candidates, timed inside the evaluator (median of the last round), 1 worker vs "
+                    "this process",
          "ours": f"{in_worker:.2f} s in the worker ({100 * (in_worker / med - 1):+.0f}%)",
          "baseline": f"{med:.2f} s in-process",
          "holds": bool(in_worker <= 1.1 * med), "plot": "results/scale/throughput.png"})
@@ -185,7 +201,7 @@ def write_md(path, r):
              f"(train {r['setting']['task']['sizes']['train']}, val {r['setting']['task']['sizes']['val']} images), "
              f"training {r['setting']['train']['max_batches']} batches of {r['setting']['train']['batch_size']}; "
              f"host {r['setting']['host']}.", "",
-             "| runner | wall (s) | candidates/min | start-up (s) | no-op overhead (ms/cand) | identical results |",
+             "| runner | median wall (s) | candidates/min | start-up (s) | no-op overhead (ms/cand) | identical results |",
              "|---|---|---|---|---|---|"]
     for k, v in r["runs"].items():
         lines.append(f"| {k} | {v['wall_s']:.1f} | {v['candidates_per_min']:.1f} | {v['startup_s']:.1f} | "
