@@ -54,3 +54,12 @@ def test_concurrent_writers_lose_nothing(tmp_path):
 def test_nondominated_keeps_one_of_duplicates():
     F = np.array([[1, 1], [1, 1], [0, 2], [2, 2]])
     assert nondominated(F) == [0, 2]
+
+
+def test_stale_rows_leave_the_front(tmp_path):
+    a = Archive(tmp_path / "a.sqlite")
+    run = a.start_run("nat", "digits", {}, 0)
+    old = a.add(run, "nat", generation=0, encoding=[1], metrics={"error": 0.01, "macs": 1})
+    new = a.add(run, "nat", generation=1, encoding=[1], metrics={"error": 0.2, "macs": 1})
+    a.mark_stale([old])
+    assert [c.id for c in a.front()] == [new] and a.get(old).status == "stale"

@@ -173,6 +173,13 @@ class Archive:
             (run_id, method, int(generation), eval_key, encode_key(encoding), encode_key(arch), *vals,
              _num(test_error), status, message, encode_key(extra), _num(seconds), time.time()))
 
+    def mark_stale(self, cand_ids, reason: str = "superseded by a later evaluation") -> None:
+        """Status ``stale``: kept for the record, off every front (e.g. NAT rows whose supernet weights
+        have since been adapted and re-evaluated)."""
+        for cid in cand_ids:
+            self._write("UPDATE candidates SET status='stale', message=? WHERE id=? AND status IN ('ok','infeasible')",
+                        (reason, int(cid)))
+
     def set_test_error(self, cand_id: int, value: float) -> None:
         self._write("UPDATE candidates SET test_error=? WHERE id=?", (float(value), cand_id))
 

@@ -217,6 +217,10 @@ class NATLoop:
             self.n_real += 1
             if not reevaluation:
                 self.n_new += 1
+            previous = self.members.get(encode_key(x))
+            if previous is not None and previous["id"] != cid:
+                # the supernet moved on: the old accuracy is history, not a front member
+                self.ctx.archive.mark_stale([previous["id"]], f"superseded by candidate {cid} after adaptation")
             rec = {"x": x, "metrics": dict(res.metrics), "id": cid, "status": status}
             self.members[encode_key(x)] = rec
             if status == "ok" and self.ctx.keep_models != "none" and self._on_front(rec):
