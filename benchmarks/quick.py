@@ -26,8 +26,10 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default=",".join(ALL))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", action="store_true", help="keep an existing archive (default: start afresh)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: predictable, and no "
+                    "oversubscription when the machine is shared)")
     args = ap.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
 
     from natkit.cli import main as natkit
     from natkit.core.archive import Archive

@@ -49,10 +49,10 @@ def resize_to_state_dict(model: nn.Module, state: dict) -> nn.Module:
         elif isinstance(module, nn.Linear) and key in state and state[key].shape != module.weight.shape:
             out_f, in_f = state[key].shape
             _replace(model, name, nn.Linear(in_f, out_f, bias=module.bias is not None))
-        elif isinstance(module, nn.BatchNorm2d) and f"{name}.running_mean" in state:
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and f"{name}.running_mean" in state:
             n = state[f"{name}.running_mean"].shape[0]
             if n != module.num_features:
-                _replace(model, name, nn.BatchNorm2d(n, module.eps, module.momentum, module.affine))
+                _replace(model, name, type(module)(n, module.eps, module.momentum, module.affine))
     return model
 
 
