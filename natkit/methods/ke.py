@@ -236,8 +236,8 @@ def _space_from(ctx) -> KESpace:
                           f"got {lo}, {hi}, {step}")
     rates = [round(lo + i * step, 6) for i in range(int(math.floor((hi - lo) / step + 1e-9)) + 1)]
     if ctx.quick:
-        gens = (1, min(2, ctx.option("max_generations", 2, int)))
-        epochs = (1, 2)
+        gens = (1, min(4, ctx.option("max_generations", 4, int)))
+        epochs = (2, 4)
     else:
         gens = (1, ctx.option("max_generations", 5, int))
         epochs = (ctx.option("epochs_min", 2, int), ctx.option("epochs_max", 10, int))
@@ -248,7 +248,7 @@ def _train_cfg(ctx) -> TrainConfig:
     kw = {k: ctx.option(k) for k in TRAIN_KEYS if ctx.option(k) is not None}
     kw.setdefault("batch_size", 32)  # small data: more steps per epoch
     if ctx.quick:
-        kw["max_batches"] = min(int(kw.get("max_batches") or 16), 16)
+        kw["max_batches"] = min(int(kw.get("max_batches") or 40), 40)
     try:
         return TrainConfig(**kw)
     except TypeError as exc:

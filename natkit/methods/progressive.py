@@ -416,8 +416,8 @@ OPTION_DEFAULTS = {
     "finetune_max_batches": None,
 }
 # quick: a weak source model and tiny retraining, but a full (cheap) fine-tune so the base is usable
-QUICK = {"source_epochs": 1.0, "source_max_batches": 40, "finetune_epochs": 3.0, "finetune_max_batches": None,
-         "epochs": 1.0, "max_batches": 4, "score_images": 64}
+QUICK = {"source_epochs": 1.0, "source_max_batches": 200, "finetune_epochs": 3.0, "finetune_max_batches": None,
+         "epochs": 1.0, "max_batches": 18, "score_images": 64}
 
 
 def settings_from(ctx) -> dict:

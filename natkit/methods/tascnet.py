@@ -736,8 +736,8 @@ class Options:
             raise _CE(f"unknown tascnet option {unknown[0]!r}; known: {', '.join(known)}")
         out = cls()
         if ctx.quick:
-            out = cls(pretrain_epochs=2, pretrain_samples=200, head_epochs=2, k="1", epochs=1, max_batches=10,
-                      s2_epochs=1, s2_iterations=2, s2_generations=1, s2_pop_size=3)
+            out = cls(pretrain_epochs=3, pretrain_samples=500, head_epochs=2, k="1", epochs=2, max_batches=100,
+                      s2_epochs=2, s2_iterations=2, s2_generations=1, s2_pop_size=3)
         casts = {"model": str, "k": str, "kernels": str, "choose": str, "merge": bool, "weights": str}
         for name, f in known.items():
             if name not in ctx.options:
