@@ -38,9 +38,9 @@ PRETRAIN_DEFAULTS = dict(samples_per_class=500, warmup_epochs=1, epochs=2, batch
 NAT_DEFAULTS = dict(initial=16, iterations=8, k=6, surrogate="adaptive", search_generations=30, search_pop=40,
                     warmup_epochs=2, adapt_epochs=1, adapt_lr=0.05, adapt_samples=2, reeval="all", n_calib=256,
                     val_limit=0, finetune_epochs=0, adapt=True, use_surrogate=True, batch_size=32)
-QUICK = dict(pretrain=dict(samples_per_class=200, warmup_epochs=0.5, epochs=1),
-             nat=dict(initial=6, iterations=2, k=3, search_generations=10, search_pop=20, warmup_epochs=0.5,
-                      adapt_epochs=0.25, adapt_samples=1, n_calib=128, surrogate="rbf_ensemble", reeval="front"))
+QUICK = dict(pretrain=dict(samples_per_class=300, warmup_epochs=0.5, epochs=1),
+             nat=dict(initial=6, iterations=2, k=3, search_generations=10, search_pop=20, warmup_epochs=1.5,
+                      adapt_epochs=0.5, adapt_samples=1, n_calib=128, surrogate="rbf_ensemble", reeval="front"))
 
 
 # ----------------------------------------------------------------------------------------------
