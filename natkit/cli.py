@@ -193,6 +193,7 @@ def cmd_search(args) -> int:
     arch_path = Path(args.archive) if args.archive else out / "archive.sqlite"
     archive = Archive(arch_path)
     config = {k: v for k, v in vars(args).items() if k not in ("cmd", "resume", "quiet")}
+    runner, closer = _runner(args)  # an unreachable scheduler fails before a run is recorded
     if stored:
         run_id = stored["run_id"]
     else:
@@ -204,7 +205,6 @@ def cmd_search(args) -> int:
         record["resumed"] = stored.get("resumed", 0) + 1
         record["started"] = stored["started"]
     _write_atomic(run_file, json.dumps(record, indent=2, default=str))
-    runner, closer = _runner(args)
     ctx = RunContext(method=args.method, task=task, archive=archive, run_id=run_id, out_dir=out, seed=args.seed,
                      generations=args.generations, pop_size=args.pop_size, objectives=objectives, budget=budget,
                      quick=args.quick, device=device, options=options, resume=bool(stored),
@@ -224,9 +224,13 @@ def cmd_search(args) -> int:
     record.update(stats=ctx.stats, elapsed_s=elapsed, finished=time.time())
     _write_atomic(run_file, json.dumps(record, indent=2, default=str))
     front = archive.front(objectives, run_id=run_id)
+    own = archive.candidates(run_id=run_id)
+    if not own:  # every candidate was read back from earlier runs with the same settings
+        front = archive.front(objectives, method=args.method)
+        ctx.log("every evaluation was already in the archive; showing the method's front over all its runs")
     _raise_if_all_failed(archive, run_id, arch_path)
     feasible_any = archive.candidates(run_id=run_id, status="ok")
-    if not feasible_any and budget.n_constr:
+    if own and not feasible_any and budget.n_constr:
         raise NatkitError(f"no candidate met the budget ({budget.describe()}); every evaluation is archived "
                           f"as infeasible in {arch_path}")
     (out / "front.csv").write_text(archive.to_csv(front))

@@ -103,3 +103,18 @@ def test_bad_cli_input_exits_2_with_one_line(tmp_path, capsys, argv, needle):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1
+
+
+def test_rerun_into_the_same_archive_reads_back_and_still_shows_the_front(tmp_path, capsys):
+    first = _search(tmp_path, "one")
+    arch = str(first / "archive.sqlite")
+    n = len(Archive(arch).candidates())
+    capsys.readouterr()
+    assert main(["search", "width", "--out", str(tmp_path / "two"), "--archive", arch, *FAST[:-1]]) == 0
+    out = capsys.readouterr().out
+    assert len(Archive(arch).candidates()) == n and "on the front" in out and "0 on the front" not in out
+
+
+def test_unknown_width_option_is_an_error(tmp_path, capsys):
+    assert main(["search", "width", "--out", str(tmp_path / "x"), *FAST, "--option", "epoch=3"]) == 2
+    assert "unknown width option 'epoch'" in capsys.readouterr().err

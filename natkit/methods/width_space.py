@@ -88,6 +88,9 @@ class WidthEvaluator(Evaluator):
 
 def build_reference(ctx):
     """Space, evaluator and HV bounds of the width space, as configured by ctx (quick or full)."""
+    unknown = sorted(set(ctx.options) - TRAIN_KEYS - {"space"})
+    if unknown:
+        raise ConfigError(f"unknown {ctx.method} option {unknown[0]!r}; known: {', '.join(sorted(TRAIN_KEYS))}")
     space, train_kw, _ = load_width_space(ctx.options.get("space", "vgg_widths"))
     if ctx.quick:
         train_kw.update(epochs=min(train_kw.get("epochs", 3), 3))
