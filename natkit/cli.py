@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -105,9 +106,16 @@ def archive_path(d: str) -> Path:
     run = p / "run.json"
     if run.is_file():
         try:
-            return Path(json.loads(run.read_text())["archive"])
-        except (json.JSONDecodeError, KeyError):
+            meta = json.loads(run.read_text())
+            stored = Path(meta["archive"])
+        except (json.JSONDecodeError, KeyError, TypeError):
             raise ConfigError(f"corrupt run.json in {p}") from None
+        if stored.is_file():
+            return stored
+        rel = meta.get("archive_relative")  # the run folder was moved or cloned elsewhere
+        if rel and (p / rel).is_file():
+            return p / rel
+        raise ConfigError(f"archive {stored} named in {run} does not exist")
     if (p / "archive.sqlite").is_file():
         return p / "archive.sqlite"
     raise ConfigError(f"no archive in {p} (expected run.json or archive.sqlite)")
@@ -198,7 +206,8 @@ def cmd_search(args) -> int:
         run_id = stored["run_id"]
     else:
         run_id = archive.start_run(args.method, task.spec, config, args.seed)
-    record = {"run_id": run_id, "archive": str(arch_path.resolve()), "method": args.method, "task": task.describe(),
+    record = {"run_id": run_id, "archive": str(arch_path.resolve()),
+              "archive_relative": os.path.relpath(arch_path.resolve(), out.resolve()), "method": args.method, "task": task.describe(),
               "args": config, "seed": args.seed, "options": options, "versions": package_versions(),
               "budget": budget.limits, "started": time.time()}
     if stored:
