@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.natkit-installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test test-all bench report readme data venv clean
+.PHONY: demo test test-fast bench report readme data venv clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,11 +30,12 @@ data:
 demo: venv data
 	$(BIN)/python benchmarks/quick.py --out results/quick
 
+# The whole suite, slow fault-tolerance checks included (about 3 minutes on 2 idle cores).
 test: venv data
-	$(BIN)/python -m pytest -m "not slow"
-
-test-all: venv data
 	$(BIN)/python -m pytest
+
+test-fast: venv data
+	$(BIN)/python -m pytest -m "not slow"
 
 bench: venv data
 	$(BIN)/python benchmarks/run_all.py
