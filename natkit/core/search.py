@@ -14,11 +14,14 @@ from pymoo.optimize import minimize
 from natkit.core.archive import nondominated
 
 
-def nsga(n_obj: int, pop_size: int, sampling=None, seed: int = 0):
-    """NSGA-II for two objectives, NSGA-III (Das-Dennis directions) for three or more, integer operators."""
+def nsga(n_obj: int, pop_size: int, sampling=None, seed: int = 0, repair=None):
+    """NSGA-II for two objectives, NSGA-III (Das-Dennis directions) for three or more, integer operators;
+    ``repair`` is an optional pymoo Repair applied to every offspring (e.g. NAT's genome repair)."""
     common = dict(pop_size=pop_size, sampling=sampling if sampling is not None else IntegerRandomSampling(),
                   crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
                   mutation=PM(eta=20, vtype=float, repair=RoundingRepair()), eliminate_duplicates=True)
+    if repair is not None:
+        common["repair"] = repair
     if n_obj <= 2:
         from pymoo.algorithms.moo.nsga2 import NSGA2
 

@@ -141,26 +141,9 @@ def _repair_operator(space):
 
 def make_algorithm(space, n_obj: int, pop_size: int, sampling):
     """NSGA-II (2 objectives) or NSGA-III (3+) with integer SBX/PM and the genome repair."""
-    from pymoo.operators.crossover.sbx import SBX
-    from pymoo.operators.mutation.pm import PM
-    from pymoo.operators.repair.rounding import RoundingRepair
+    from natkit.core.search import nsga
 
-    common = dict(pop_size=pop_size, sampling=sampling, repair=_repair_operator(space),
-                  crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
-                  mutation=PM(eta=20, vtype=float, repair=RoundingRepair()), eliminate_duplicates=True)
-    if n_obj <= 2:
-        from pymoo.algorithms.moo.nsga2 import NSGA2
-
-        return NSGA2(**common)
-    from math import comb
-
-    from pymoo.algorithms.moo.nsga3 import NSGA3
-    from pymoo.util.ref_dirs import get_reference_directions
-
-    n_part = 1
-    while comb(n_part + 1 + n_obj - 1, n_obj - 1) <= pop_size:
-        n_part += 1
-    return NSGA3(ref_dirs=get_reference_directions("das-dennis", n_obj, n_partitions=n_part), **common)
+    return nsga(n_obj, pop_size, sampling=sampling, repair=_repair_operator(space))
 
 
 def spread_subset(F: np.ndarray, k: int) -> list[int]:
