@@ -53,30 +53,30 @@ class MissingSharedState(RuntimeError):
     """A worker got a candidate before the evaluator it needs (resubmitted, not counted as a failure)."""
 
 
-def _install(token: str, blob: bytes) -> None:
+def _install(token: str, evaluator) -> None:
     if token in _CACHE:
         _CACHE.move_to_end(token)
         return
-    # the blob was pickled by our own main process (trusted), never a file a user received
-    _CACHE[token] = pickle.loads(blob)
+    # Dask's own transport brought the evaluator here from our main process; natkit unpickles nothing
+    _CACHE[token] = evaluator
     STATS["loads"] += 1
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
 
 
-def _shared_state_plugin(token: str, blob: bytes):
+def _shared_state_plugin(token: str, evaluator):
     from distributed.diagnostics.plugin import WorkerPlugin
 
     class SharedEvaluator(WorkerPlugin):
-        """Unpickles the evaluator once in every worker, present and future."""
+        """Installs the evaluator once in every worker, present and future."""
 
         name = f"natkit-evaluator-{token}"
 
         def __init__(self):
-            self.token, self.blob = token, blob
+            self.token, self.evaluator = token, evaluator
 
         def setup(self, worker):
-            _install(self.token, self.blob)
+            _install(self.token, self.evaluator)
 
         def teardown(self, worker):
             _CACHE.pop(self.token, None)
@@ -125,7 +125,7 @@ class DaskRunner:
                               f"({str(exc).splitlines()[0]}); run this method without --workers/--scheduler") from None
         token = hashlib.sha256(blob).hexdigest()[:20]
         if token != self._token:
-            plugin = _shared_state_plugin(token, blob)
+            plugin = _shared_state_plugin(token, evaluator)
             self.client.register_plugin(plugin)
             if self._plugin is not None:
                 try:
