@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -98,3 +97,34 @@ def test_bad_options_are_config_errors():
     with pytest.raises(ConfigError):
         lda.LDAConfig.from_options({"select": 1.5})
     assert lda.LDAConfig.from_options({"select": "otsu", "shares": "0.5,0.1"}).shares == (0.1, 0.5)
+
+
+def test_eta_rounds_rise_to_each_groups_eta():
+    from natkit.methods.lda_search import eta_rounds
+
+    assert eta_rounds(1.0, 2, 0.5, 0.25) == [(0.5, 0.5), (0.75, 0.75), (1.0, 1.0)]
+    assert eta_rounds([0.25, 1.0], 2, 0.5, 0.5) == [(0.25, 0.5), (0.25, 1.0)]
+    assert eta_rounds(0.0, 3, 0.8, 0.4) == [(0.0, 0.0, 0.0)]
+
+
+def test_progressive_candidates_reuse_the_schedule_prefix(task):
+    cfg = lda.LDAConfig.from_options({**TINY, "eta_start": 0.5, "eta_step": 0.5, "eta_levels": 4,
+                                      "shares": "0.1,0.5", "min_width": 0.0})
+    base, _ = lda.prepare_base(task, cfg, seed=0, log=lambda m: None)
+    pruner = lda.Pruner(task, cfg, seed=0)
+    space = lda.LDASpace(pruner.n_groups(base), cfg)
+    ev = lda.LDAEvaluator(base, pruner, space, seed=0)
+    calls = []
+    finetune = pruner.finetune
+    pruner.finetune = lambda m, e, seed: (calls.append(seed), finetune(m, e, seed))[1]
+    deep = ev.evaluate([4, 1])  # eta 2.0: rounds at 0.5, 1.0, 1.5, 2.0
+    assert deep.status == "ok" and deep.extra["rounds"] == 4
+    n_deep = len(calls)
+    assert 1 <= n_deep <= 4 and calls == sorted(calls)  # one fine-tuning per round that removed something
+    shallow = ev.evaluate([2, 1])  # eta 1.0 is a prefix of the deeper schedule: no new training
+    assert len(calls) == n_deep and shallow.extra["rounds"] == 2
+    assert shallow.metrics["params"] >= deep.metrics["params"]
+    # M' is a share of the unpruned width, floored at classes - 1 (digits: 9 of 16)
+    assert ev.m_prime(0.1, 16) == 9 and ev.m_prime(0.5, 16) == 9 and ev.m_prime(1.0, 16) == 16
+    one = lda.LDAEvaluator(base, pruner, space, seed=0, mode="oneshot").evaluate([4, 1])
+    assert one.status == "ok" and one.extra["rounds"] == 1

@@ -14,8 +14,9 @@
    the validation accuracy stays within ``tolerance`` of the unpruned network (a failing round gets
    ``recover_epochs`` more fine-tuning once before the loop stops); utilities and M' are recomputed
    on the current network every round.
-   Stage ``search``: NSGA-II/III (pymoo) over eta (shared or one per layer group) and the kept
-   share M', objectives from the run (``error``, ``params``, ``macs``, optional ``robust_error``:
+   Stage ``search`` (``natkit.methods.lda_search``): NSGA-II/III (pymoo) over eta (shared or one per
+   layer group) and the kept share M'; by default each candidate is the schedule stopped at its own
+   eta (``search_mode``), objectives from the run (``error``, ``params``, ``macs``, optional ``robust_error``:
    mean error under Gaussian noise sigma and FGSM epsilon on the validation split).
 Every candidate of both stages is archived with method ``lda`` and its stage.
 """
@@ -30,9 +31,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from natkit.core.evaluator import Evaluator
-from natkit.core.space import SearchSpace
 from natkit.errors import ConfigError
+from natkit.methods.lda_search import SEARCH_MODES, LDAEvaluator, LDASpace  # noqa: F401  (re-exported)
 from natkit.prune import lda_utility as LU
 from natkit.prune import tracing as TR
 
@@ -64,6 +64,7 @@ class LDAConfig:
     eta_levels: int = 20  # search: eta in {0, eta_step, ..., eta_levels * eta_step}
     shares: tuple = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
     per_layer_eta: bool = False
+    search_mode: str = "progressive"  # progressive | oneshot: how a search candidate is pruned (lda_search)
     trace_images: int = 512
     sigma: float = 0.2
     epsilon: float = 0.05
@@ -83,7 +84,7 @@ class LDAConfig:
         if quick:
             quick_kw = dict(source_epochs=1, source_samples_per_class=200, transfer_epochs=4, finetune_epochs=1,
                             trace_images=128, schedule_rounds=1, robust_images=64, eta_start=1.0,
-                            recover_epochs=0)
+                            recover_epochs=0, search_mode="oneshot")  # the demo stays under ~2 min
             cfg = replace(cfg, **{k: v for k, v in quick_kw.items() if k not in options})
         cfg.check()
         return cfg
@@ -99,6 +100,8 @@ class LDAConfig:
             raise ConfigError("eta_step must be > 0, eta_levels >= 1, schedule_rounds >= 0")
         if not self.shares or any(not 0 < s <= 1 for s in self.shares):
             raise ConfigError(f"option shares={self.shares!r}: each share must lie in (0, 1]")
+        if self.search_mode not in SEARCH_MODES:
+            raise ConfigError(f"option search_mode={self.search_mode!r}: use one of {', '.join(SEARCH_MODES)}")
         if self.resolution < 8:
             raise ConfigError(f"option resolution={self.resolution}: at least 8 px")
 
@@ -311,6 +314,7 @@ class Round:
     accepted: bool
     model: object
     epochs: float = 0.0  # fine-tuning epochs this round (recovery included)
+    chunks: tuple = ()  # ((epochs, seed), ...): each fine-tuning call of this round, so baselines can replay it
 
 
 def schedule(base, pruner: Pruner, *, base_error: float, rounds: int, tolerance: float, eta_start: float,
@@ -339,15 +343,15 @@ def schedule(base, pruner: Pruner, *, base_error: float, rounds: int, tolerance:
         if not removed:
             eta += eta_step
             continue
-        pruner.finetune(cand, pruner.cfg.finetune_epochs, seed=seed + 1 + k)
-        epochs = pruner.cfg.finetune_epochs
+        chunks = [(pruner.cfg.finetune_epochs, seed + 1 + k)]
+        pruner.finetune(cand, *chunks[-1])
         metrics = pruner.metrics(cand, robust=False)
         if metrics["error"] > base_error + tolerance and pruner.cfg.recover_epochs > 0 and not failed:
-            pruner.finetune(cand, pruner.cfg.recover_epochs, seed=seed + 1001 + k)
-            epochs += pruner.cfg.recover_epochs
+            chunks.append((pruner.cfg.recover_epochs, seed + 1001 + k))
+            pruner.finetune(cand, *chunks[-1])
             metrics = pruner.metrics(cand, robust=False)
         ok = (not failed) and metrics["error"] <= base_error + tolerance
-        r = Round(k, round(eta, 6), m, removed, metrics, ok, cand, epochs)
+        r = Round(k, round(eta, 6), m, removed, metrics, ok, cand, sum(e for e, _ in chunks), tuple(chunks))
         out.append(r)
         if on_round:
             on_round(r)
@@ -365,59 +369,6 @@ def schedule(base, pruner: Pruner, *, base_error: float, rounds: int, tolerance:
 # ------------------------------------------------------------------------------------------------
 # The multi-objective problem
 # ------------------------------------------------------------------------------------------------
-
-class LDASpace(SearchSpace):
-    """Genes: eta index (one shared, or one per layer group), then the kept-share index."""
-
-    def __init__(self, n_groups: int, cfg: LDAConfig):
-        self.n_eta = n_groups if cfg.per_layer_eta else 1
-        self.eta_step, self.shares = cfg.eta_step, list(cfg.shares)
-        self.xl = np.zeros(self.n_eta + 1, dtype=int)
-        self.xu = np.array([cfg.eta_levels] * self.n_eta + [len(self.shares) - 1], dtype=int)
-
-    def decode(self, x) -> dict:
-        x = self.repair(x)
-        etas = [round(i * self.eta_step, 6) for i in x[:-1]]
-        return {"eta": etas if self.n_eta > 1 else etas[0], "kept_share": self.shares[x[-1]]}
-
-    def describe(self) -> dict:
-        return {**super().describe(), "eta_step": self.eta_step, "shares": self.shares}
-
-
-class LDAEvaluator(Evaluator):
-    """Prune the unpruned reference once with the decoded eta and M', fine-tune, measure."""
-
-    def __init__(self, base, pruner: Pruner, space: LDASpace, *, seed=0, robust=False, latency=False):
-        self.base, self.pruner, self.space = base, pruner, space
-        self.seed, self.robust, self.latency = seed, robust, latency
-        self.u, _, _ = pruner.utility(base)
-        if not pruner.floors:
-            pruner.set_reference(base)
-        from natkit.measure import count_params
-
-        self.p0 = count_params(base)
-
-    def settings(self) -> dict:
-        cfg = self.pruner.cfg.to_dict()
-        return {"cfg": {k: cfg[k] for k in ("model", "resolution", "source_epochs", "source_samples_per_class",
-                                            "transfer_epochs", "finetune_epochs", "lr", "batch_size",
-                                            "max_batches", "utility", "trace_images", "sigma", "epsilon")},
-                "space": self.space.describe(), "seed": self.seed, "robust": self.robust,
-                "n_train": len(self.pruner.task.train), "latency": self.latency}
-
-    def _evaluate(self, encoding):
-        from natkit.utils.seed import derive_seed
-
-        plan = self.space.decode(encoding)
-        m = LU.share_to_count(plan["kept_share"], len(self.u))
-        keep = LU.keep_top(self.u, m)
-        model, removed = self.pruner.prune(self.base, keep, plan["eta"])
-        self.pruner.finetune(model, self.pruner.cfg.finetune_epochs, seed=derive_seed(self.seed, encoding))
-        metrics = self.pruner.metrics(model, self.robust, self.latency)
-        extra = {"stage": "search", "eta": plan["eta"], "kept_share": plan["kept_share"], "m_prime": m,
-                 "removed": removed, "params_removed": 1 - metrics["params"] / self.p0}
-        return metrics, model.natkit_arch, extra, model
-
 
 # ------------------------------------------------------------------------------------------------
 # run(ctx)
@@ -478,10 +429,12 @@ def run(ctx) -> None:
                                   **r.metrics} for r in rounds]
 
     space = LDASpace(pruner.n_groups(base), cfg)
-    evaluator = LDAEvaluator(base, pruner, space, seed=ctx.seed, robust=robust, latency=latency)
+    evaluator = LDAEvaluator(base, pruner, space, seed=ctx.seed, robust=robust, latency=latency,
+                             mode=cfg.search_mode)
     maxima = measure(base, cfg.resolution, ctx.task.in_channels, latency=latency)
     bounds = ctx.bounds(maxima)
     problem = ctx.problem(space, evaluator)
     ctx.minimize(problem, bounds)
     ctx.stats.update(real_evaluations=problem.n_real, evaluated=len(problem.history))
     ctx.finalize()
+
