@@ -128,3 +128,36 @@ def test_progressive_candidates_reuse_the_schedule_prefix(task):
     assert ev.m_prime(0.1, 16) == 9 and ev.m_prime(0.5, 16) == 9 and ev.m_prime(1.0, 16) == 16
     one = lda.LDAEvaluator(base, pruner, space, seed=0, mode="oneshot").evaluate([4, 1])
     assert one.status == "ok" and one.extra["rounds"] == 1
+
+
+def test_baselines_cut_to_ldas_exact_widths(task):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import lda_baselines as BL
+
+    cfg = lda.LDAConfig.from_options(TINY)
+    base, _ = lda.prepare_base(task, cfg, seed=0, log=lambda m: None)
+    pruner = lda.Pruner(task, cfg, seed=0)
+    u, _, _ = pruner.utility(base)
+    pruned, _ = pruner.prune(base, LU.keep_top(u, 5), 1.0)
+    target = BL.widths(pruned)
+    assert target != BL.widths(base)
+    loss_fn = BL._taylor_loss(task, pruner, 0)
+    for imp in BL.IMPORTANCES:
+        b = BL.prune_to_widths(base, target, pruner.example, imp, loss_fn=loss_fn, seed=0)
+        assert BL.widths(b) == target
+        assert count_params(b) == count_params(pruned) and count_macs(b, 16, 1) == count_macs(pruned, 16, 1)
+    # L1 keeps the first conv's filters of highest Torch-Pruning group L1 importance
+    import torch_pruning as tp
+
+    from natkit.prune.surgery import dependency_graph
+
+    conv = base.features[0]
+    group = dependency_graph(base, pruner.example).get_pruning_group(
+        conv, tp.prune_conv_out_channels, idxs=list(range(conv.out_channels)))
+    scores = tp.importance.MagnitudeImportance(p=1)(group)
+    top = torch.topk(scores, target["features.0"]).indices.sort().values
+    b = BL.prune_to_widths(base, target, pruner.example, "l1", seed=0)
+    assert torch.equal(b.features[0].weight, conv.weight[top])
