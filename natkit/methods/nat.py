@@ -38,6 +38,7 @@ PRETRAIN_DEFAULTS = dict(samples_per_class=500, warmup_epochs=1, epochs=2, batch
 NAT_DEFAULTS = dict(initial=16, iterations=8, k=6, surrogate="adaptive", search_generations=30, search_pop=40,
                     warmup_epochs=2, adapt_epochs=1, adapt_lr=0.05, adapt_samples=2, reeval="all", n_calib=256,
                     val_limit=0, finetune_epochs=0, adapt=True, use_surrogate=True, batch_size=32)
+FINETUNE_LR = 0.01
 QUICK = dict(pretrain=dict(samples_per_class=300, warmup_epochs=0.5, epochs=1),
              nat=dict(initial=6, iterations=2, k=3, search_generations=10, search_pop=20, warmup_epochs=1.5,
                       adapt_epochs=0.5, adapt_samples=1, n_calib=128, surrogate="rbf_ensemble", reeval="front"))
@@ -392,19 +393,27 @@ def run(ctx) -> None:
 def finetune_front(ctx, loop: NATLoop, epochs: int):
     """Optional: fine-tune the final front's subnets standalone on the target; archived as new rows."""
     from natkit.measure.counts import count_macs, count_params
-    from natkit.train import TrainConfig, evaluate, train
+    from natkit.train import evaluate
 
     recs, X, F = loop.current(feasible_only=True)
     key = ctx.eval_key({**loop.ev.settings(), "finetune_epochs": epochs})
     for i in nondominated(F):
         x = recs[i]["x"]
-        model = loop.ev.model(x)
+        model = finetune_subnet(loop.ev.model(x), ctx.task, epochs, seed=ctx.seed, device=ctx.device)
         res = model.natkit_input["resolution"]
-        train(model, ctx.task, TrainConfig(epochs=epochs, lr=0.01), device=ctx.device, resolution=res,
-              channels=loop.net.in_channels, seed=ctx.seed)
         err = evaluate(model, ctx.task, "val", device=ctx.device, resolution=res, channels=loop.net.in_channels)
         metrics = {"error": err["error"], "params": count_params(model),
                    "macs": count_macs(model, res, loop.net.in_channels)}
         cid = ctx.archive.add(ctx.run_id, "nat", generation=len(loop.log), encoding=x, arch=model.natkit_arch,
                               metrics=metrics, eval_key=key, extra={"stage": "finetuned"})
         ctx.save_model(cid, model)
+
+
+def finetune_subnet(model, task, epochs: float, *, seed: int, device="cpu", lr: float = FINETUNE_LR):
+    """Standalone fine-tuning of an extracted subnet (its weights inherited from the supernet, BN
+    recalibrated); a lower rate than from-scratch training since the weights are already trained."""
+    from natkit.train import TrainConfig, train
+
+    train(model, task, TrainConfig(epochs=epochs, lr=lr), device=device, resolution=model.natkit_input["resolution"],
+          channels=model.natkit_input["channels"], seed=seed)
+    return model.eval()
