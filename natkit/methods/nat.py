@@ -27,6 +27,7 @@ from natkit.core.budget import Budget
 from natkit.core.config import check_keys, read_toml
 from natkit.core.search import hypervolume
 from natkit.errors import ConfigError
+from natkit.methods.nat_checkpoint import NATCheckpoint, reuse
 from natkit.methods.nat_space import NATSpace, count_params_macs
 from natkit.methods.nat_supernet import (GeneDistribution, InPlaceEvaluator, new_head, pretrain_supernet,
                                          train_supernet)
@@ -190,6 +191,11 @@ class NATLoop:
         key = self.ctx.eval_key(self.ev.settings())
         for x in np.atleast_2d(X):
             x = [int(v) for v in x]
+            rec = reuse(self, key, x, self.budget)
+            if rec is not None:  # archived before an interruption: read back, not evaluated again
+                self._record(rec, reevaluation, saved=False)
+                out.append(rec)
+                continue
             res = self.ev.evaluate(x)
             status = res.status
             if status == "ok" and not self.budget.feasible(res.metrics):
@@ -198,19 +204,26 @@ class NATLoop:
             cid = self.ctx.archive.add(self.ctx.run_id, "nat", generation=generation, encoding=x, arch=res.arch,
                                        metrics=res.metrics, status=status, message=res.message, eval_key=key,
                                        extra=extra, seconds=res.seconds)
-            self.n_real += 1
-            if not reevaluation:
-                self.n_new += 1
-            previous = self.members.get(encode_key(x))
-            if previous is not None and previous["id"] != cid:
-                # the supernet moved on: the old accuracy is history, not a front member
-                self.ctx.archive.mark_stale([previous["id"]], f"superseded by candidate {cid} after adaptation")
             rec = {"x": x, "metrics": dict(res.metrics), "id": cid, "status": status}
-            self.members[encode_key(x)] = rec
-            if status == "ok" and self.ctx.keep_models != "none" and self._on_front(rec):
-                self.ctx.save_model(cid, self.ev.model(x, calibrated=True))
+            self._record(rec, reevaluation, saved=True)
             out.append(rec)
         return out
+
+    def _record(self, rec, reevaluation: bool, saved: bool) -> None:
+        """Count ``rec``, make it the genome's current member and keep its model if on the front
+        (``saved``: the supernet's BN is still calibrated for it)."""
+        x, cid = rec["x"], rec["id"]
+        self.n_real += 1
+        if not reevaluation:
+            self.n_new += 1
+        previous = self.members.get(encode_key(x))
+        if previous is not None and previous["id"] != cid:
+            # the supernet moved on: the old accuracy is history, not a front member
+            self.ctx.archive.mark_stale([previous["id"]], f"superseded by candidate {cid} after adaptation")
+        self.members[encode_key(x)] = rec
+        if rec["status"] == "ok" and self.ctx.keep_models != "none" and self._on_front(rec) and \
+                (saved or not (self.ctx.model_dir / str(cid) / "arch.json").is_file()):
+            self.ctx.save_model(cid, self.ev.model(x, calibrated=saved))
 
     def _on_front(self, rec) -> bool:
         ok = [m for m in self.members.values() if m["status"] == "ok"]
@@ -299,8 +312,27 @@ class NATLoop:
         return Xp[chosen[:k]]
 
     # -- driver ------------------------------------------------------------------------------------
-    def run(self, initial=None):
-        """The whole loop; ``initial`` replaces the random initial genomes (benchmarks share them)."""
+    def run(self, initial=None, checkpoint: NATCheckpoint | None = None):
+        """The whole loop; ``initial`` replaces the random initial genomes (benchmarks share them).
+        With a ``checkpoint`` the state is saved after every iteration, and on ``ctx.resume`` the
+        loop continues after the last saved one."""
+        ctx, nat = self.ctx, self.nat
+        done = checkpoint.load(self) if checkpoint is not None and ctx.resume else None
+        if done is not None:
+            ctx.log(f"resume: supernet and loop state restored after iteration {done}")
+        else:
+            self._initial(initial, checkpoint)
+            done = 0
+        for it in range(done + 1, int(nat["iterations"]) + 1):
+            self._iteration(it)
+            if checkpoint is not None:
+                checkpoint.save(self, it)
+        left = [c.id for rows in getattr(self, "pending", {}).values() for c in rows]
+        if left:  # only if a resumed run took another path than the interrupted one (e.g. latency noise)
+            ctx.archive.mark_stale(left, "archived by an interrupted iteration that the resumed run did not repeat")
+        return self.log
+
+    def _initial(self, initial, checkpoint):
         ctx, nat = self.ctx, self.nat
         if nat["adapt"] and nat["warmup_epochs"] > 0:
             ctx.log(f"warm-up adaptation on {ctx.task.spec} for {nat['warmup_epochs']} epoch(s)")
@@ -313,40 +345,43 @@ class NATLoop:
         ctx.archive.log_generation(ctx.run_id, 0, self.n_new, hv, size)
         ctx.log(f"initial archive: {len(self.members)} subnets, HV {hv:.4f}")
         self.log.append({"iteration": 0, "n_new": self.n_new, "n_real": self.n_real, "hv": hv, "front_size": size})
-        for it in range(1, int(nat["iterations"]) + 1):
-            t0 = time.perf_counter()
-            entry = {"iteration": it}
-            if nat["use_surrogate"]:
-                predictors = self.fit_predictors(seed=ctx.seed + it)
-                err_model = predictors["error"] if "error" in predictors else None
-                if err_model is not None and hasattr(err_model, "chosen"):
-                    entry["surrogate"] = err_model.chosen
-                    entry["surrogate_cv"] = err_model.scores
-                X = self.propose(predictors, int(nat["k"]), seed=ctx.seed * 1000 + it)
-            else:  # ablation: random proposals instead of the surrogate-assisted search
-                predictors, X = {}, self.space.sample(int(nat["k"]), self.rng)
-            recs = self.evaluate(X, generation=it)
-            if predictors.get("error") is not None and len(recs) >= 2:
-                ok = [r for r in recs if r["status"] != "failed"]
-                pred = predictors["error"].predict(self.space.features(np.array([r["x"] for r in ok])))
-                entry.update({f"surrogate_{k}": v for k, v in
-                              rank_metrics([r["metrics"]["error"] for r in ok], pred).items()})
-            if nat["adapt"] and nat["adapt_epochs"] > 0:
-                best = self.best_genomes(max(5, len(self.members) // 3))
-                self.adapt(float(nat["adapt_epochs"]), best, seed=ctx.seed * 1000 + it)
-                recs_all, Xa, Fa = self.current(feasible_only=False)
-                if nat["reeval"] == "front":
-                    Xa = Xa[nondominated(Fa)]
-                self.evaluate(Xa, generation=it, reevaluation=True)
-            hv, size = self.hv()
-            ctx.archive.log_generation(ctx.run_id, it, self.n_new, hv, size)
-            entry.update(n_new=self.n_new, n_real=self.n_real, hv=hv, front_size=size,
-                         seconds=time.perf_counter() - t0)
-            self.log.append(entry)
-            tau = entry.get("surrogate_kendall")
-            ctx.log(f"iteration {it}: {self.n_new} subnets evaluated, HV {hv:.4f}, front {size}"
-                    + (f", surrogate tau {tau:.2f}" if tau is not None else ""))
-        return self.log
+        if checkpoint is not None:
+            checkpoint.save(self, 0)
+
+    def _iteration(self, it: int):
+        ctx, nat = self.ctx, self.nat
+        t0 = time.perf_counter()
+        entry = {"iteration": it}
+        if nat["use_surrogate"]:
+            predictors = self.fit_predictors(seed=ctx.seed + it)
+            err_model = predictors["error"] if "error" in predictors else None
+            if err_model is not None and hasattr(err_model, "chosen"):
+                entry["surrogate"] = err_model.chosen
+                entry["surrogate_cv"] = err_model.scores
+            X = self.propose(predictors, int(nat["k"]), seed=ctx.seed * 1000 + it)
+        else:  # ablation: random proposals instead of the surrogate-assisted search
+            predictors, X = {}, self.space.sample(int(nat["k"]), self.rng)
+        recs = self.evaluate(X, generation=it)
+        if predictors.get("error") is not None and len(recs) >= 2:
+            ok = [r for r in recs if r["status"] != "failed"]
+            pred = predictors["error"].predict(self.space.features(np.array([r["x"] for r in ok])))
+            entry.update({f"surrogate_{k}": v for k, v in
+                          rank_metrics([r["metrics"]["error"] for r in ok], pred).items()})
+        if nat["adapt"] and nat["adapt_epochs"] > 0:
+            best = self.best_genomes(max(5, len(self.members) // 3))
+            self.adapt(float(nat["adapt_epochs"]), best, seed=ctx.seed * 1000 + it)
+            recs_all, Xa, Fa = self.current(feasible_only=False)
+            if nat["reeval"] == "front":
+                Xa = Xa[nondominated(Fa)]
+            self.evaluate(Xa, generation=it, reevaluation=True)
+        hv, size = self.hv()
+        ctx.archive.log_generation(ctx.run_id, it, self.n_new, hv, size)
+        entry.update(n_new=self.n_new, n_real=self.n_real, hv=hv, front_size=size,
+                     seconds=time.perf_counter() - t0)
+        self.log.append(entry)
+        tau = entry.get("surrogate_kendall")
+        ctx.log(f"iteration {it}: {self.n_new} subnets evaluated, HV {hv:.4f}, front {size}"
+                + (f", surrogate tau {tau:.2f}" if tau is not None else ""))
 
 
 def _pretrained(ctx, config, pre, cached_only=False):
@@ -377,12 +412,14 @@ def build(ctx):
 
 
 def run(ctx) -> None:
-    if ctx.resume:
-        ctx.log("resume: NAT's supernet state is not checkpointed; the loop restarts (archive rows are kept)")
     net, space, ev, nat, budget = build(ctx)
     ctx.stats["supernet"] = {k: v for k, v in getattr(net, "natkit_source", {}).items() if k != "config"}
     loop = NATLoop(ctx, space, net, ev, nat, budget)
-    log = loop.run()
+    checkpoint = NATCheckpoint(ctx.out_dir / "nat_state", {"nat": nat, "space": space.config.to_dict(),
+                                                           "seed": ctx.seed, "objectives": loop.objectives,
+                                                           "budget": budget.limits, "task": ctx.task.spec,
+                                                           "supernet": ctx.stats["supernet"].get("path")})
+    log = loop.run(checkpoint=checkpoint)
     if int(nat["finetune_epochs"]) > 0:
         finetune_front(ctx, loop, int(nat["finetune_epochs"]))
     ctx.stats.update(real_evaluations=loop.n_real, subnets_evaluated=loop.n_new, iterations=log)
