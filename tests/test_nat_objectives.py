@@ -1,0 +1,72 @@
+"""NAT beyond (error, macs): three objectives with measured latency (NSGA-III), and a MACs budget
+written in the space TOML."""
+
+import pytest
+import torch
+
+from natkit.core.archive import Archive
+from natkit.core.budget import Budget
+from natkit.data import load_task
+from natkit.methods import nat
+from natkit.methods.context import RunContext
+
+from test_nat_loop import TINY_TOML
+
+torch.set_num_threads(1)
+
+MACS_LIMIT = 150_000  # the tiny space spans 35,536 (smallest) to 563,448 (largest) MACs
+
+
+def _ctx(tmp_path, toml, objectives):
+    space = tmp_path / "nat_tiny.toml"
+    space.write_text(toml)
+    task = load_task("digits", seed=0, samples_per_class=15)
+    archive = Archive(tmp_path / "archive.sqlite")
+    run_id = archive.start_run("nat", task.spec, {}, 0)
+    return RunContext(method="nat", task=task, archive=archive, run_id=run_id, out_dir=tmp_path, seed=0,
+                      source_spec="digits", objectives=list(objectives), options={"space": str(space)},
+                      keep_models="none", verbose=False)
+
+
+@pytest.fixture()
+def cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("NATKIT_CACHE", str(tmp_path_factory.getbasetemp() / "nat-objectives-cache"))
+
+
+def test_three_objectives_with_latency_use_nsga3(tmp_path, cache, monkeypatch):
+    from natkit.core import search
+
+    used = []
+    nsga = search.nsga
+
+    def recording(n_obj, *args, **kwargs):
+        algo = nsga(n_obj, *args, **kwargs)
+        used.append(type(algo).__name__)
+        return algo
+
+    monkeypatch.setattr(search, "nsga", recording)
+    objectives = ("error", "macs", "latency_ms")
+    ctx = _ctx(tmp_path, TINY_TOML, objectives)
+    nat.run(ctx)
+    assert used and set(used) == {"NSGA3"}
+    rows = ctx.archive.candidates(run_id=ctx.run_id)
+    assert len(rows) >= 5 and all(c.latency_ms is not None and c.latency_ms > 0 for c in rows)
+    front = ctx.archive.front(objectives, run_id=ctx.run_id)
+    assert front and all(c.status == "ok" for c in front)
+    assert set(ctx.stats["hv_bounds"]) == set(objectives) and ctx.stats["hv_bounds"]["latency_ms"][1] > 0
+
+
+def test_macs_budget_from_the_space_file_holds_on_the_front(tmp_path, cache):
+    ctx = _ctx(tmp_path, TINY_TOML + f"\n[budget]\nmacs = {MACS_LIMIT}\n", ("error", "macs"))
+    nat.run(ctx)
+    rows = ctx.archive.candidates(run_id=ctx.run_id)
+    budget = Budget({"macs": MACS_LIMIT})
+    # the largest subnet always enters the initial archive and is over the budget
+    assert any(c.status == "infeasible" for c in rows)
+    assert all((c.status == "infeasible") == (not budget.feasible({"macs": c.macs}))
+               for c in rows if c.status in ("ok", "infeasible"))
+    front = ctx.archive.front(("error", "macs"), run_id=ctx.run_id)
+    assert front and all(c.macs <= MACS_LIMIT for c in front)
+    # the surrogate search proposed mostly subnets within the budget
+    proposed = [c for c in rows if c.generation > 0 and not c.extra.get("reevaluation")]
+    assert proposed and sum(c.macs <= MACS_LIMIT for c in proposed) >= len(proposed) / 2
