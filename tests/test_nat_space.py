@@ -155,3 +155,31 @@ def test_subnet_too_big_for_supernet_rejected(space):
     arch["stem"] += 4
     with pytest.raises(ConfigError):
         net.set_active(arch)
+
+
+def test_imagenet_space_subnet_runs_and_counts_equal_thop():
+    """The ImageNet-scale instance is never trained here; a random subnet at its smallest resolution
+    still runs on CPU (batch 1), in place and extracted alike, and its closed-form counts equal thop."""
+    import thop
+
+    from natkit.methods.nat import load_nat_space
+
+    config, _, _, _ = load_nat_space("nat_imagenet")
+    torch.manual_seed(0)
+    net = OFAMobileNetV3(config, 1000, 3).eval()
+    space = NATSpace(config, num_classes=1000, in_channels=3)
+    x = space.sample(1, np.random.default_rng(4))[0]
+    x[0] = 0  # resolution index 0: the smallest resolution
+    arch = space.decode(space.repair(x))
+    assert arch["resolution"] == min(config.resolutions) == 192
+    sub = net.extract(arch).eval()
+    inp = torch.randn(1, 3, 192, 192)
+    net.set_active(arch)
+    with torch.no_grad():
+        out = sub(inp)
+        torch.testing.assert_close(net(inp), out, rtol=1e-4, atol=1e-4)
+    assert out.shape == (1, 1000) and torch.isfinite(out).all()
+    macs, params = thop.profile(sub, (torch.zeros(1, 3, 192, 192),), verbose=False)
+    counts = count_params_macs(arch)
+    assert counts["macs"] == int(macs) and counts["params"] == int(params)
+    assert 100e6 < counts["macs"] < 1e9  # ImageNet-scale counts (NAT's mobile budget is 600e6)
