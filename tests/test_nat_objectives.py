@@ -70,3 +70,14 @@ def test_macs_budget_from_the_space_file_holds_on_the_front(tmp_path, cache):
     # the surrogate search proposed mostly subnets within the budget
     proposed = [c for c in rows if c.generation > 0 and not c.extra.get("reevaluation")]
     assert proposed and sum(c.macs <= MACS_LIMIT for c in proposed) >= len(proposed) / 2
+
+
+def test_optional_finetuning_archives_the_front_again(tmp_path, cache):
+    ctx = _ctx(tmp_path, TINY_TOML.replace("iterations = 2", "iterations = 1") + "finetune_epochs = 1\n",
+               ("error", "macs"))
+    nat.run(ctx)
+    rows = ctx.archive.candidates(run_id=ctx.run_id)
+    tuned = [c for c in rows if c.extra.get("stage") == "finetuned"]
+    searched = {tuple(c.encoding) for c in rows if not c.extra.get("stage")}
+    assert tuned and all(tuple(c.encoding) in searched for c in tuned)
+    assert all(0.0 <= c.error <= 1.0 and c.macs > 0 for c in tuned)

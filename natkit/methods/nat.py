@@ -436,7 +436,8 @@ def finetune_front(ctx, loop: NATLoop, epochs: int):
     key = ctx.eval_key({**loop.ev.settings(), "finetune_epochs": epochs})
     for i in nondominated(F):
         x = recs[i]["x"]
-        model = finetune_subnet(loop.ev.model(x), ctx.task, epochs, seed=ctx.seed, device=ctx.device)
+        model = finetune_subnet(loop.ev.model(x), ctx.task, epochs, seed=ctx.seed,
+                                batch_size=int(loop.nat["batch_size"]), device=ctx.device)
         res = model.natkit_input["resolution"]
         err = evaluate(model, ctx.task, "val", device=ctx.device, resolution=res, channels=loop.net.in_channels)
         metrics = {"error": err["error"], "params": count_params(model),
@@ -446,11 +447,13 @@ def finetune_front(ctx, loop: NATLoop, epochs: int):
         ctx.save_model(cid, model)
 
 
-def finetune_subnet(model, task, epochs: float, *, seed: int, device="cpu", lr: float = FINETUNE_LR):
+def finetune_subnet(model, task, epochs: float, *, seed: int, batch_size: int, device="cpu",
+                    lr: float = FINETUNE_LR):
     """Standalone fine-tuning of an extracted subnet (its weights inherited from the supernet, BN
-    recalibrated); a lower rate than from-scratch training since the weights are already trained."""
+    recalibrated); a lower rate than from-scratch training since the weights are already trained,
+    and the target's batch size of the adaptation, so an epoch is as many steps as there."""
     from natkit.train import TrainConfig, train
 
-    train(model, task, TrainConfig(epochs=epochs, lr=lr), device=device, resolution=model.natkit_input["resolution"],
-          channels=model.natkit_input["channels"], seed=seed)
+    train(model, task, TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size), device=device,
+          resolution=model.natkit_input["resolution"], channels=model.natkit_input["channels"], seed=seed)
     return model.eval()
