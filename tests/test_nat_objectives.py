@@ -1,6 +1,8 @@
 """NAT beyond (error, macs): three objectives with measured latency (NSGA-III), and a MACs budget
 written in the space TOML."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -81,3 +83,6 @@ def test_optional_finetuning_archives_the_front_again(tmp_path, cache):
     searched = {tuple(c.encoding) for c in rows if not c.extra.get("stage")}
     assert tuned and all(tuple(c.encoding) in searched for c in tuned)
     assert all(0.0 <= c.error <= 1.0 and c.macs > 0 for c in tuned)
+    # resuming the finished run repeats neither the loop nor the fine-tuning
+    nat.run(dataclasses.replace(ctx, resume=True))
+    assert len(ctx.archive.candidates(run_id=ctx.run_id)) == len(rows)

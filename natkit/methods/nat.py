@@ -12,7 +12,9 @@ many-objective evolutionary search looks for its best subnets:
    to the archive's best members (distilled from the largest subnet) and (e) re-evaluates the
    archive, whose accuracies went stale with the weights.
 
-Every real evaluation, re-evaluations included, is archived with method ``nat``.
+Every real evaluation, re-evaluations included, is archived with method ``nat``. After every
+iteration the supernet and the loop state go to ``OUT/nat_state/`` (``nat_checkpoint.py``), so
+``--resume`` continues after the last finished iteration and ends as an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -434,8 +436,12 @@ def finetune_front(ctx, loop: NATLoop, epochs: int):
 
     recs, X, F = loop.current(feasible_only=True)
     key = ctx.eval_key({**loop.ev.settings(), "finetune_epochs": epochs})
+    done = {encode_key(c.encoding) for c in ctx.archive.candidates(run_id=ctx.run_id)
+            if c.extra.get("stage") == "finetuned" and c.eval_key == key}  # before an interruption
     for i in nondominated(F):
         x = recs[i]["x"]
+        if encode_key(x) in done:
+            continue
         model = finetune_subnet(loop.ev.model(x), ctx.task, epochs, seed=ctx.seed,
                                 batch_size=int(loop.nat["batch_size"]), device=ctx.device)
         res = model.natkit_input["resolution"]
