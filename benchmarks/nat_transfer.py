@@ -124,6 +124,7 @@ def summarise(runs: list[dict]) -> None:
     epochs, ft = runs[0]["epochs"], runs[0]["finetune_epochs"]
     n_sub = sum(len(r["rows"]) for r in runs)
     pre = load_nat_space("nat_small")[1]
+    n_test = len(load_task("digits", seed=seeds[0]).test)
 
     def pm(k):
         return f"{agg[k][0]:.3f} \u00b1 {agg[k][1]:.3f}"
@@ -193,7 +194,8 @@ def summarise(runs: list[dict]) -> None:
           f"comes from the {epochs:g} adaptation epochs, shared by every subnet of the supernet (each step trains "
           f"the largest, the smallest and {BENCH['adapt_samples']} sampled subnet(s)), while a scratch subnet gets "
           f"every step to itself. NAT's adaptation serves its whole front ({n_sub / len(runs):.1f} subnets per seed "
-          f"here) at once; scratch training is paid per subnet.",
+          f"here) at once; scratch training is paid per subnet. The test split has {n_test} images per seed, "
+          f"so one image is {1 / n_test:.2%} of error.",
           "", "| seed | MACs | NAT | no adaptation (<= MACs) | scratch | NAT + fine-tune | scratch (long) |",
           "|---|---|---|---|---|---|---|"]
     for run in runs:
