@@ -110,3 +110,39 @@ def test_damaged_checkpoint_is_a_one_line_error(tiny, monkeypatch, capsys):
     assert "corrupt checkpoint" in resume_error()
     state.unlink()
     assert "checkpoint" in resume_error() and "missing" in resume_error()
+
+
+@pytest.mark.slow
+def test_sigkill_after_a_checkpoint_then_resume_equals_uninterrupted(tiny):
+    """The real thing: a `natkit search nat` process SIGKILLed once iteration 1's checkpoint is on
+    disk (wherever iteration 2 happens to be), then resumed from the command line."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tmp, search = tiny
+    assert search("full") == 0  # also pretrains and caches the supernet for the subprocesses
+    space = tmp / "nat_tiny.toml"
+    cmd = [sys.executable, "-m", "natkit.cli", "search", "nat", "--task", "digits", "--samples-per-class", "15",
+           "--source", "digits", "--space", str(space), "--out", str(tmp / "killed"), "--seed", "0", "-q",
+           "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp / "killed" / "nat_state" / "state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if json.loads(state.read_text())["iteration"] >= 1:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    assert proc.poll() is None, "the search finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert _rows(tmp / "killed") == _rows(tmp / "full")
+    assert _front(tmp / "killed") == _front(tmp / "full")
