@@ -18,7 +18,7 @@ with at most its MACs, and the scratch error of the very same architecture.
   weights serve every subnet at once, while a scratch subnet gets all its steps to itself.
 Each seed writes results/nat/transfer_seeds/seed<N>.json as it finishes; the summary aggregates
 the seeds asked for. 2-4 minutes per seed once the source and warm-up supernets are cached
-(they are shared with nat_search.py); about 11 minutes per seed when they are not.
+(they are shared with nat_search.py), longer when they must be trained first.
 """
 
 from __future__ import annotations
