@@ -333,3 +333,18 @@ def test_k_grows_from_one_until_accuracy_stops_improving(tmp_path, digits):
         assert best[-1] <= max(best[:-1])
     ks = {c.extra.get("k") for c in ctx.archive.candidates(run_id=ctx.run_id) if c.extra.get("stage") == 1}
     assert ks == {0, *range(1, len(rounds) + 1)}
+
+
+def test_resuming_a_finished_run_adds_no_rows(tmp_path, digits):
+    """A resumed run replays the search: every evaluation and every stage-2 bookkeeping row (the
+    unpruned start, each iteration) is read back, so the archive ends as an uninterrupted run left it."""
+    import dataclasses
+
+    ctx = _ctx(tmp_path, digits)
+    T.run(ctx)
+    before = [(c.id, c.eval_key, c.encoding, c.error) for c in ctx.archive.candidates(run_id=ctx.run_id)]
+    again = dataclasses.replace(ctx, resume=True)
+    again.stats = {}
+    T.run(again)
+    after = [(c.id, c.eval_key, c.encoding, c.error) for c in ctx.archive.candidates(run_id=ctx.run_id)]
+    assert after == before

@@ -158,10 +158,9 @@ def run(ctx) -> None:
     head = transfer_head(base, s, epochs=o.head_epochs, seed=ctx.seed)
     head.natkit_source = getattr(base, "natkit_source", {})
     head_metrics = {"error": s.error(head), **s.measure(head)}
-    cid = ctx.archive.add(ctx.run_id, ctx.method, generation=0, encoding=[1, 0], arch=head.natkit_arch,
-                          metrics=head_metrics, extra={"stage": 1, "k": 0, "note": "new head only"},
-                          eval_key=ctx.eval_key({"stage": 1, "k": 0, **s.describe(), "seed": ctx.seed}))
-    ctx.save_model(cid, unfreeze(copy.deepcopy(head)))
+    _record(ctx, ctx.eval_key({"stage": 1, "k": 0, **s.describe(), "seed": ctx.seed}), [1, 0],
+            unfreeze(copy.deepcopy(head)), generation=0, metrics=head_metrics,
+            extra={"stage": 1, "k": 0, "note": "new head only"})
     ctx.log(f"head-only transfer: val error {head_metrics['error']:.4f}")
 
     n_layers = len(meaningful_layers(head, s.example)) - 1
@@ -197,6 +196,18 @@ def run(ctx) -> None:
                             "finalize": round(time.perf_counter() - t2, 1)}
     ctx.stats["front"] = [{"id": c.id, "stage": c.extra.get("stage"), "error": c.error, "test_error": c.test_error,
                            "params": c.params, "macs": c.macs} for c in front]
+
+
+def _record(ctx, eval_key: str, encoding, model, *, generation: int, metrics: dict, extra: dict) -> int:
+    """Archive a row the pymoo problem does not own (head-only transfer, stage 2's unpruned start and
+    its iterations) unless the same evaluation is already there: a resumed run reads it back."""
+    hit = ctx.archive.lookup(eval_key, encoding)
+    if hit is not None:
+        return hit.id
+    cid = ctx.archive.add(ctx.run_id, ctx.method, generation=generation, encoding=encoding, arch=model.natkit_arch,
+                          metrics=metrics, eval_key=eval_key, extra=extra)
+    ctx.save_model(cid, model)
+    return cid
 
 
 def nsga2(pop_size: int, sampling=None):
@@ -278,10 +289,8 @@ def _stage2(ctx, o, s, model, parent, bounds) -> None:
     start_metrics = {"error": s.error(model), **s.measure(model)}
     start = Stage2Start(model, trajs, max(parent_acc, 1.0 - start_metrics["error"]), start_metrics)
     settings0 = {"stage": 2, "parent": parent.id, "s2_epochs": o.s2_epochs, **s.describe(), "seed": ctx.seed}
-    cid = ctx.archive.add(ctx.run_id, ctx.method, generation=0, encoding={"stage": 2, "iteration": 0},
-                          arch=model.natkit_arch, metrics=start_metrics, eval_key=ctx.eval_key(settings0),
-                          extra={"stage": 2, "iterations": 0, "parent": parent.id, "note": "fine-tuned, unpruned"})
-    ctx.save_model(cid, model)
+    _record(ctx, ctx.eval_key(settings0), {"stage": 2, "iteration": 0}, model, generation=0, metrics=start_metrics,
+            extra={"stage": 2, "iterations": 0, "parent": parent.id, "note": "fine-tuned, unpruned"})
     names = [g.name for g in conv_channel_groups(model, s.example, min_channels=min_channels)]
     if not names:
         ctx.log(f"stage 2: no conv layer has more than {min_channels} filters; nothing to compress")
@@ -291,11 +300,9 @@ def _stage2(ctx, o, s, model, parent, bounds) -> None:
 
     def on_iteration(encoding, it, net, metrics, kept):
         problem = holder["problem"]
-        c = ctx.archive.add(ctx.run_id, ctx.method, generation=problem.generation,
-                            encoding={"stage": 2, "x": encoding, "iteration": it}, arch=net.natkit_arch,
-                            metrics=metrics, eval_key=problem.eval_key + "-iter",
-                            extra={"stage": 2, "iteration": it, "within_tolerance": kept, "parent": parent.id})
-        ctx.save_model(c, net)
+        _record(ctx, problem.eval_key + "-iter", {"stage": 2, "x": encoding, "iteration": it}, net,
+                generation=problem.generation, metrics=metrics,
+                extra={"stage": 2, "iteration": it, "within_tolerance": kept, "parent": parent.id})
 
     ev = Stage2Evaluator(start, space, s, epochs=o.s2_epochs, max_iterations=o.s2_iterations,
                          min_channels=min_channels, pull_weight=o.pull_weight, merge=o.merge, seed=ctx.seed,
