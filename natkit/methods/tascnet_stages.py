@@ -12,30 +12,10 @@ import torch.nn as nn
 
 from natkit.core.evaluator import Evaluator
 from natkit.core.space import SearchSpace
-from natkit.prune.surgery import remove_channels  # noqa: F401  (stage 2's physical removal)
+from natkit.prune.surgery import remove_channels
 
-from natkit.methods.tascnet_layers import (  # noqa: F401  (re-exported: tests and users import them from here)
-    MEANINGFUL,
-    BASE_WIDTHS,
-    KERNEL_DOMAINS,
-    DROPOUTS,
-    execution_order,
-    meaningful_layers,
-    LayerSlot,
-    scaled_widths,
-    layer_slots,
-    genome_size,
-    genome_bounds,
-    decode_genome,
-    set_module,
-    get_module,
-    rebuild,
-    unfreeze,
-    trainable_parameters,
-    deeper_parameters,
-    ARCH_NAME,
-    describe,
-)
+from natkit.methods.tascnet_layers import (LayerSlot, decode_genome, describe, genome_bounds, rebuild,
+                                           trainable_parameters, unfreeze)
 
 
 # --------------------------------------------------------------------------------------------
