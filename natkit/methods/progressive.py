@@ -46,10 +46,8 @@ from natkit.prune.relevance import list_criteria, n_to_eliminate
 from natkit.utils.seed import derive_seed
 
 METHOD = "progressive"
-# lowest mean validation error among the four objective criteria in benchmarks/progressive_benchmark.py
-# (results/progressive/criteria.json, results.md); the margin is small, see the claims there
-DEFAULT_CRITERION = "discriminative"
 from natkit.methods.progressive_process import (  # noqa: F401  (re-exported for tests and users)
+    DEFAULT_CRITERION,
     Layer,
     weight_layers,
     conv_indices,
@@ -197,10 +195,14 @@ OPTION_DEFAULTS = {
     "model": "vgg_small",      # the chain CNN pretrained on the source task
     "resolution": 28,          # input size for the 28-32 px VGG (digits are upsampled from 8 px)
     "source_epochs": 2.0,      # source pretraining (cached)
-    "finetune_epochs": 6.0,    # whole-network fine-tuning on the target before simplification
-    "epochs": 1.0,             # E: retraining epochs after each simplified layer
-    "lr": 0.05,                # retraining after each layer (best of {0.01, 0.02, 0.05} on val in a pilot)
-    "finetune_lr": 0.01,
+    # whole-network fine-tuning on the target before simplification, to convergence: the method simplifies
+    # a *trained* network. 20 epochs at 0.05 reach 0 training errors on digits (train loss ~1e-3); the former
+    # 6 at 0.01 left it undertrained (test 2.5% vs 1.1%), so every pruned+retrained network beat the base and
+    # the comparison measured extra training rather than recovery (results/progressive/results.md).
+    "finetune_epochs": 20.0,
+    "epochs": 3.0,             # E: retraining epochs after each simplified layer (1 epoch does not converge)
+    "lr": 0.05,                # retraining after each layer (set from the benchmark's lr grid, see results.md)
+    "finetune_lr": 0.05,
     "batch_size": 64,
     "bn_stats": "frozen",      # BatchNorm statistics of frozen layers during retraining: frozen | update
     "score_images": 256,       # the fixed subset every relevance score is computed on
