@@ -86,10 +86,11 @@ class Run:
 
 
 def encode_key(encoding) -> str:
-    return json.dumps(encoding, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return json.dumps(encoding, sort_keys=True, separators=(",", ":"), default=json_plain)
 
 
-def _json_default(o):
+def json_plain(o):
+    """``json.dumps`` default for numpy scalars and arrays (anything else as its string)."""
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, np.floating):
@@ -227,7 +228,7 @@ class Archive:
 
     # export -----------------------------------------------------------------------------------
     def to_json(self, cands: list[Candidate]) -> str:
-        return "\n".join(json.dumps(_flat(c), default=_json_default) for c in cands)
+        return "\n".join(json.dumps(_flat(c), default=json_plain) for c in cands)
 
     def to_csv(self, cands: list[Candidate]) -> str:
         buf = io.StringIO()

@@ -437,4 +437,3 @@ def run(ctx) -> None:
     ctx.minimize(problem, bounds)
     ctx.stats.update(real_evaluations=problem.n_real, evaluated=len(problem.history))
     ctx.finalize()
-

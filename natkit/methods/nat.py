@@ -19,7 +19,6 @@ iteration the supernet and the loop state go to ``OUT/nat_state/`` (``nat_checkp
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
@@ -179,6 +178,7 @@ class NATLoop:
         self.n_new = 0  # distinct subnets evaluated
         self.n_real = 0  # real evaluations including re-evaluations
         self.log: list[dict] = []
+        self.pending: dict = {}  # on resume: rows an interrupted iteration archived, read back by evaluate()
         big = space.decode(space.extremes()[0])
         maxima = count_params_macs(big)
         if "latency_ms" in self.objectives:
@@ -329,7 +329,7 @@ class NATLoop:
             self._iteration(it)
             if checkpoint is not None:
                 checkpoint.save(self, it)
-        left = [c.id for rows in getattr(self, "pending", {}).values() for c in rows]
+        left = [c.id for rows in self.pending.values() for c in rows]
         if left:  # only if a resumed run took another path than the interrupted one (e.g. latency noise)
             ctx.archive.mark_stale(left, "archived by an interrupted iteration that the resumed run did not repeat")
         return self.log

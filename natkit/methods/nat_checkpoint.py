@@ -21,9 +21,7 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
-
-from natkit.core.archive import OBJECTIVES, encode_key
+from natkit.core.archive import OBJECTIVES, encode_key, json_plain
 from natkit.errors import ConfigError, WeightsError
 
 STATE = "state.json"
@@ -54,7 +52,7 @@ class NATCheckpoint:
                  "members": list(loop.members.values()), "n_new": loop.n_new, "n_real": loop.n_real,
                  "log": loop.log, "bounds": loop.bounds, "last_id": max((c.id for c in own), default=0)}
         tmp = self.dir / (STATE + ".tmp")
-        tmp.write_text(json.dumps(state, default=_plain))
+        tmp.write_text(json.dumps(state, default=json_plain))
         os.replace(tmp, self.dir / STATE)
         for old in self.dir.glob("supernet-*.safetensors"):  # only the newest pair is ever read
             if old.name != weights:
@@ -120,7 +118,7 @@ def _pending(own, last_id: int) -> dict:
 def reuse(loop, key: str, x, budget) -> dict | None:
     """The archived result of ``x`` under ``key`` from the interrupted iteration, if any, as the loop's
     member record (its status before a later re-evaluation marked it stale)."""
-    rows = getattr(loop, "pending", {}).get((key, encode_key(x)))
+    rows = loop.pending.get((key, encode_key(x)))
     if not rows:
         return None
     c = rows.pop(0)
@@ -130,12 +128,3 @@ def reuse(loop, key: str, x, budget) -> dict | None:
         status = "ok" if budget.feasible(metrics) else "infeasible"
     return {"x": x, "metrics": metrics, "id": c.id, "status": status}
 
-
-def _plain(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON: {type(o).__name__}")
