@@ -13,7 +13,8 @@ the tolerance). Then, in the same process and from the same cached source model:
 1. Conventional transfer: the full pretrained network with a new head (trained first, as in
    TASCNet), then its deeper layers (the same k layers, the output layer and everything that runs
    after the first of them) fine-tuned with their pretrained weights for as many epochs as the
-   longest-trained TASCNet candidate received after the head (E + s2_epochs * (1 + iterations)).
+   longest-trained TASCNet candidate received after the head
+   (E + s2_epochs * (1 + iterations) + s2_final_epochs).
    A second row fine-tunes all layers for the same epochs.
    Claim: TASCNet's final front holds a network with equal or better test accuracy and at least
    50 % fewer parameters and MACs. The member is picked on validation only: the smallest-MACs
@@ -54,13 +55,13 @@ from natkit.prune.surgery import magnitude_prune  # noqa: E402
 from natkit.train import pretrained  # noqa: E402
 
 FULL = {
-    "vgg_small": dict(k="2", epochs="3", s2_epochs="2", s2_iterations="3", generations=2, pop=6, s2_pop="4",
-                      s2_generations="2"),
-    "resnet_small": dict(k="2", epochs="3", s2_epochs="2", s2_iterations="3", generations=2, pop=6, s2_pop="4",
-                         s2_generations="2"),
+    "vgg_small": dict(k="2", epochs="3", s2_epochs="2", s2_iterations="3", s2_final_epochs="2", generations=2,
+                      pop=6, s2_pop="6", s2_generations="2"),
+    "resnet_small": dict(k="2", epochs="3", s2_epochs="2", s2_iterations="3", s2_final_epochs="2", generations=2,
+                         pop=6, s2_pop="6", s2_generations="2"),
 }
-QUICK = dict(k="1", epochs="1", s2_epochs="1", s2_iterations="1", generations=1, pop=3, s2_pop="2",
-             s2_generations="1", max_batches="4")
+QUICK = dict(k="1", epochs="1", s2_epochs="1", s2_iterations="1", s2_final_epochs="1", generations=1, pop=3,
+             s2_pop="2", s2_generations="1", max_batches="4")
 
 
 def run_tascnet(net, cfg, out, args):
@@ -126,9 +127,14 @@ def stage2_vs_l1(ctx, s, o, limit=2):
     for c in ours:
         its = c.extra.get("iterations", c.extra.get("iteration", 0))
         epochs = o.s2_epochs * max(int(its), 1)
+        final = float(c.extra.get("final_epochs", 0) or 0)
         model = T.unfreeze(load_model(ctx.model_dir / str(start.id)))
         magnitude_prune(model, s.example, target_macs=c.macs, importance="l1", steps=60)
+        # the same schedule as the stage-2 member: constant-lr epochs, then its closing cosine fine-tune
         s.fit(model, epochs, seed=ctx.seed, lr=o.finetune_lr, schedule="constant")
+        if final > 0:
+            s.fit(model, final, seed=ctx.seed + 7, lr=o.finetune_lr, schedule="cosine")
+            epochs += final
         m = s.measure(model)
         ours_model = load_model(ctx.model_dir / str(c.id))
         rows.append({"candidate": c.id, "iterations": its, "finetune_epochs": epochs,
@@ -219,7 +225,7 @@ def main(argv=None) -> int:
         print(f"=== {net}: TASCNet search ===", flush=True)
         ctx, seconds = run_tascnet(net, cfg, out, args)
         s, o = setting_of(ctx, net)
-        epochs = float(o.epochs) + o.s2_epochs * (1 + o.s2_iterations)
+        epochs = float(o.epochs) + o.s2_epochs * (1 + o.s2_iterations) + float(o.s2_final_epochs)
         print(f"=== {net}: conventional transfer, {epochs:g} epochs ===", flush=True)
         conv_rows = [conventional(ctx, net, args, s, o, epochs, scope) for scope in ("deeper", "all")]
         base_row = conv_rows[0]
@@ -233,7 +239,8 @@ def main(argv=None) -> int:
         plot_transfer(ctx, net, conv_rows, member, png)
         setting = (f"choose={args.choose}; fashion-mnist ({args.source_per_class}/class, {args.source_epochs} ep) -> digits, {net} at "
                    f"28 px, k={o.k}, E={o.epochs:g}, stage 1 NSGA-II {cfg['pop']}x{cfg['generations']}, stage 2 "
-                   f"NSGA-II {o.s2_pop_size}x{o.s2_generations}, {o.s2_iterations} iterations x {o.s2_epochs} ep; "
+                   f"NSGA-II {o.s2_pop_size}x{o.s2_generations}, {o.s2_iterations} iterations x {o.s2_epochs} ep "
+                   f"+ {o.s2_final_epochs:g} closing ep; "
                    f"baseline fine-tunes the same deeper layers {epochs:g} epochs")
         claims.append({
             "claim": "TASCNet's final front has a network with equal or better test accuracy than conventional "

@@ -246,6 +246,29 @@ def test_stage2_evaluation_removes_filters_within_tolerance(digits):
     assert pruned(s.example).shape == (2, 10)
 
 
+
+def test_stage2_closing_finetune_trains_the_kept_network_and_is_measured_after(digits):
+    from natkit.nets import create_model
+
+    base = create_model("vgg_tiny", num_classes=10, in_channels=1)
+    s = T.Setting(digits, 12, 1, max_batches=3, batch_size=32)
+    model = T.describe(T.rebuild(base, [], s.example, 10), base.natkit_arch, [], 10, 12, 1)
+    trajs = T.finetune_recording(model, s, 2, seed=0)
+    m0 = {"error": s.error(model), **s.measure(model)}
+    start = T.Stage2Start(model, trajs, 1 - m0["error"], m0)
+    names = [g.name for g in S.conv_channel_groups(model, s.example, min_channels=2)]
+    space = T.Stage2Space(names, tolerances=(100.0,))
+    enc = space.repair([4] * len(names) + [0])
+    kw = dict(epochs=1, max_iterations=1, min_channels=2, seed=3)
+    _, _, plain_extra, plain = T.Stage2Evaluator(start, space, s, **kw)._evaluate(enc)
+    metrics, _, extra, closed = T.Stage2Evaluator(start, space, s, final_epochs=1, **kw)._evaluate(enc)
+    assert "final_epochs" not in plain_extra and extra["final_epochs"] == 1
+    # same cut, then extra training: same widths, different weights, and the metrics are the closed network's
+    assert extra["before_final"]["macs"] == metrics["macs"] == plain_extra["log"][0]["macs"]
+    assert not all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), closed.state_dict().values()))
+    assert metrics["error"] == pytest.approx(s.error(closed))
+
+
 # ---- the whole method ---------------------------------------------------------------------------
 
 

@@ -26,6 +26,9 @@ Choices where the paper or the issue is silent:
 - Similarity of two filters = cosine of their weight vectors averaged over the recorded epochs;
   pairs are disjoint (greedy from the most similar down); at most ``share * min(C // 2, C - t)``
   pairs per layer and iteration, so a layer never drops below the threshold ``t``.
+- The network an evaluation keeps gets a closing fine-tune of ``s2_final_epochs`` (cosine from the
+  fine-tuning lr) before it is measured and archived; the tolerance test uses the accuracy before it.
+  Without it the last cut is followed by only ``s2_epochs`` at a constant lr.
 - Knee = the stage-1 front member nearest the ideal point after scaling each objective to [0, 1].
 - Archived encodings: ``[1, k, *genes]`` (stage 1), ``[2, *genes]`` (stage 2); the head-only
   transfer, the stage-2 start network and intermediate stage-2 iterations are archived as well
@@ -105,6 +108,7 @@ class Options:
     choose: str = "knee"  # knee | best | a candidate id
     s2_epochs: int = 2  # fine-tuning epochs per stage-2 iteration (also the recorded trajectory length)
     s2_iterations: int = 4
+    s2_final_epochs: float = 2  # closing fine-tune (cosine) of the network an evaluation keeps
     s2_generations: int | None = None
     s2_pop_size: int | None = None
     min_filters: int | None = None  # layers with at most this many filters are left alone
@@ -125,7 +129,7 @@ class Options:
         out = cls()
         if ctx.quick:
             out = cls(pretrain_epochs=3, pretrain_samples=500, head_epochs=2, k="1", epochs=2, max_batches=100,
-                      s2_epochs=2, s2_iterations=2, s2_generations=1, s2_pop_size=3)
+                      s2_epochs=2, s2_iterations=2, s2_generations=1, s2_pop_size=3, s2_final_epochs=1)
         casts = {"model": str, "k": str, "kernels": str, "choose": str, "merge": bool, "weights": str}
         for name, f in known.items():
             if name not in ctx.options:
@@ -306,6 +310,7 @@ def _stage2(ctx, o, s, model, parent, bounds) -> None:
 
     ev = Stage2Evaluator(start, space, s, epochs=o.s2_epochs, max_iterations=o.s2_iterations,
                          min_channels=min_channels, pull_weight=o.pull_weight, merge=o.merge, seed=ctx.seed,
+                         final_epochs=o.s2_final_epochs,
                          parent={"id": parent.id, "encoding": parent.encoding}, on_iteration=on_iteration)
     problem = ctx.problem(space, ev)
     holder["problem"] = problem

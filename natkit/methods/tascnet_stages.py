@@ -185,8 +185,10 @@ class Stage2Evaluator(Evaluator):
 
     def __init__(self, start: Stage2Start, space: Stage2Space, setting: Setting, *, epochs: int,
                  max_iterations: int, min_channels: int, pull_weight: float = 0.0, pull_epochs: int = 1,
-                 merge: bool = False, seed: int = 0, parent: dict | None = None, on_iteration=None):
+                 merge: bool = False, seed: int = 0, parent: dict | None = None, on_iteration=None,
+                 final_epochs: float = 0):
         self.start, self.space, self.s = start, space, setting
+        self.final_epochs = final_epochs
         self.epochs, self.max_iterations, self.min_channels = epochs, max_iterations, min_channels
         self.pull_weight, self.pull_epochs, self.merge = pull_weight, pull_epochs, merge
         self.seed, self.parent, self.on_iteration = seed, parent or {}, on_iteration
@@ -194,7 +196,8 @@ class Stage2Evaluator(Evaluator):
     def settings(self) -> dict:
         return {"stage": 2, "epochs": self.epochs, "max_iterations": self.max_iterations,
                 "min_channels": self.min_channels, "pull_weight": self.pull_weight, "pull_epochs": self.pull_epochs,
-                "merge": self.merge, "seed": self.seed, "parent": self.parent, **self.s.describe()}
+                "final_epochs": self.final_epochs, "merge": self.merge, "seed": self.seed, "parent": self.parent,
+                **self.s.describe()}
 
     def _evaluate(self, encoding):
         plan = self.space.decode(encoding)
@@ -224,6 +227,12 @@ class Stage2Evaluator(Evaluator):
             for it, net, metrics, ok in others:
                 self.on_iteration(list(encoding), it, net, metrics, ok)
         extra = {"stage": 2, "iterations": kept_it, "log": log, "parent": self.parent.get("id")}
+        if kept_it and self.final_epochs > 0:
+            # the kept network's closing fine-tune (cosine from the fine-tuning lr), as after any pruning
+            self.s.fit(kept, self.final_epochs, seed=seed + 7, lr=self.s.finetune_lr, schedule="cosine")
+            extra["before_final"] = kept_metrics
+            kept_metrics = {"error": self.s.error(kept), **self.s.measure(kept)}
+            extra["final_epochs"] = self.final_epochs
         return kept_metrics, kept.natkit_arch, extra, kept
 
     def _prune_once(self, model, trajs, shares, seed) -> dict:
