@@ -21,8 +21,9 @@ the tolerance). Then, in the same process and from the same cached source model:
    front member whose val accuracy is at least the baseline's (else the most accurate member).
 2. Stage 2 vs Torch-Pruning's L1-magnitude channel pruning (``natkit.prune.surgery.magnitude_prune``)
    applied to the same stage-2 starting network (the chosen stage-1 network after its recorded
-   fine-tune) down to each stage-2 front member's MACs, then fine-tuned for as many epochs as that
-   member received in stage 2. Accuracy side by side on the test split.
+   fine-tune) down to each stage-2 front member's MACs (members the method returns or kept on the
+   way; iterations it rejected for leaving the tolerance are not compared), then fine-tuned for as
+   many epochs as that member received in stage 2. Accuracy side by side on the test split.
 
 Writes results/tascnet/{claims.json, transfer.json, transfer.md, transfer_<net>.png,
 stage2_vs_l1_<net>.png}. Default size: ~10-14 minutes in all on one contended core (pretraining,
@@ -118,7 +119,9 @@ def stage2_vs_l1(ctx, s, o, limit=2):
     cands = ctx.archive.candidates(method="tascnet", run_id=ctx.run_id, status="ok")
     start = next(c for c in cands if isinstance(c.encoding, dict) and c.encoding.get("iteration") == 0)
     front = ctx.archive.front(ctx.objectives, run_id=ctx.run_id)
-    ours = [c for c in front if c.extra.get("stage") == 2 and c.id != start.id]
+    # stage 2's outputs: kept networks, not the iterations the method itself rejected (beyond tolerance)
+    ours = [c for c in front if c.extra.get("stage") == 2 and c.id != start.id
+            and c.extra.get("within_tolerance", True)]
     ours = sorted(ours, key=lambda c: c.macs)
     if len(ours) > limit:  # spread over the MAC range
         idx = np.unique(np.linspace(0, len(ours) - 1, limit).round().astype(int))
