@@ -52,6 +52,19 @@ def summarise(results) -> dict:
     return out
 
 
+def target_of(results) -> str:
+    """The benchmark's target task ("digits" unless run with --task)."""
+    return str(results[0].get("args", {}).get("task") or "digits")
+
+
+def label_of(results) -> str:
+    t = target_of(results)
+    if t == "digits":
+        return "Fashion-MNIST -> digits"
+    n = results[0].get("n_train")
+    return f"Fashion-MNIST -> {t} ({n} train images)" if n else f"Fashion-MNIST -> {t}"
+
+
 def aggressive(summary, name) -> bool:
     return min(summary[name]["removed"]) >= 0.9
 
@@ -63,11 +76,12 @@ def write_report(results, out: Path, *, root: Path, seconds: float) -> dict:
     rel = lambda p: (str(Path(p).resolve().relative_to(root)) if Path(p).resolve().is_relative_to(root)  # noqa: E731
                      else str(p))
     plot = out / "compression.png"
-    _plot(summary, plot)
+    _plot(summary, plot, label_of(results))
     rob = _robustness(results, out)
     claims = [_claim_compression(results, rel(plot)), *_claims_ahead(summary, results, rel(plot)),
               _claim_robust(results, rob, rel(out / "robustness.png"))]
-    seed_text = f"; seeds {', '.join(map(str, seeds))} (each seed: its own digits split, source pretraining and fine-tuning order)"
+    seed_text = (f"; seeds {', '.join(map(str, seeds))} (each seed: its own {target_of(results)} split, source pretraining "
+                 "and fine-tuning order)")
     for c in claims:
         c["setting"] += seed_text
     doc = {"claims": claims, "source": "benchmarks/lda_compression.py", "seconds": seconds}
@@ -106,7 +120,8 @@ def _claim_compression(results, plot) -> dict:
     done = [(p, loss) for _, p, loss, _ in per if p is not None]
     return {"claim": ">= 90% of parameters removed with <= 1 point test accuracy loss (VGG on a new task)",
             "setting": f"vgg_small pretrained on Fashion-MNIST ({cfg['source_samples_per_class']}/class, "
-                       f"{cfg['source_epochs']:g} epochs), target digits at {cfg['resolution']} px; the LDA schedule's "
+                       f"{cfg['source_epochs']:g} epochs), target {target_of(results)} at {cfg['resolution']} px; the LDA "
+                       "schedule's "
                        f"result: its last round with val accuracy within {cfg['tolerance']:.0%} of the unpruned network "
                        f"(eta {cfg['eta_start']:g} + {cfg['eta_step']:g} per round, {cfg['finetune_epochs']:g} epochs each)",
             "ours": " || ".join(f"seed {s}: " + (f"{100 * p:.1f}% removed, loss {100 * loss:.2f} points" if p is not None
@@ -130,7 +145,8 @@ def _claims_ahead(summary, results, plot) -> list:
         claims.append({
             "claim": "LDA pruning ahead of L1, Taylor and random pruning at aggressive compression (>= 90% removed)"
                      + (" [same widths]" if mode == "widths" else " [uniform ratio]"),
-            "setting": f"paired per seed: same transferred network, {MODE_TEXT[mode]}, pruned round by round on "
+            "setting": f"{label_of(results)}; paired per seed: same transferred network, {MODE_TEXT[mode]}, pruned "
+                       "round by round on "
                        "LDA's schedule with LDA's fine-tuning calls replayed (same epochs, seeds, optimiser); "
                        "holds = mean paired test-accuracy difference > 0 against each baseline at each level >= 90%",
             "ours": "; ".join(f"{lvl(n)}: LDA {summary[n]['lda']['mean']:.2f} +- {summary[n]['lda']['std']:.2f}%"
@@ -183,7 +199,7 @@ def _claim_robust(results, rob, plot) -> dict:
                         if (l1, *strong[0]) in mean else "")}
 
 
-def _plot(summary, path):
+def _plot(summary, path, label="Fashion-MNIST -> digits"):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -225,7 +241,7 @@ def _plot(summary, path):
     ax.set_ylabel("paired difference (points), mean, 95% CI, seeds")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7)
-    fig.suptitle("vgg_small Fashion-MNIST -> digits: LDA vs Torch-Pruning at LDA's sizes")
+    fig.suptitle(f"vgg_small {label}: LDA vs Torch-Pruning at LDA's sizes")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -235,7 +251,7 @@ def _markdown(results, summary, claims, seconds, rob_rows) -> str:
     from natkit.methods import lda_robust
 
     r0 = results[0]
-    lines = ["# Deep LDA pruning: vgg_small, Fashion-MNIST -> digits", "",
+    lines = [f"# Deep LDA pruning: vgg_small, {label_of(results)}", "",
              f"Seeds {', '.join(str(r['seed']) for r in results)}; unpruned {r0['base_cost']['params']} params, "
              f"{r0['base_cost']['macs']} MACs; unpruned test acc " + ", ".join(
                  f"{100 * r['base_test_acc']:.2f}%" for r in results) + f". Total run time {seconds} s, 1 thread.",

@@ -32,10 +32,11 @@ not converge, and 287 validation images at one share cannot separate criteria.
 Second setting (``--task fashion-mnist --samples-per-class 500 --from results/progressive``): the VGG trained
 on Fashion-MNIST itself (natkit's cached pretraining on the full training set, then 20 epochs on a 5,000-image
 subset so one run stays under a minute), pruned and retrained on that subset, tested on the 10,000-image test
-split (one image = 0.01 points, so differences are measurable, unlike digits' 359). Only the comparison runs:
-each method's lr and the criterion are the ones chosen on the digits benchmark's validation split. Its
+split (one image = 0.01 points, so differences are measurable, unlike digits' 359). The criterion is the one
+chosen on the digits benchmark; each method's lr too, unless ``--lr-here``. Its
 compare.json/png go to results/progressive/fashion-mnist/; ``--part claims`` in results/progressive then adds its
-rows to claims.json and results.md. About 25 minutes.
+rows to claims.json and results.md. About 25 minutes. With ``--lr-here`` each method's lr is chosen on this
+task's own validation split (12,000 images) by the same grid and rule; about 35 minutes more.
 
 Sizes: one run takes 10-25 s on an idle core (E = 3); the full benchmark is ~100 runs, about 25-35 minutes.
 ``--quick``: one share, one seed, two criteria, one lr, a few batches per epoch (< 2 minutes; not meaningful).
@@ -211,8 +212,10 @@ def main(argv=None):
     ap.add_argument("--task", default="digits", help="digits (transfer from Fashion-MNIST) or fashion-mnist")
     ap.add_argument("--samples-per-class", type=int, default=None, help="subset of the task's training images")
     ap.add_argument("--from", dest="from_dir", default=None,
-                    help="reuse the lr per method and the criterion chosen in this directory's lr.json/criteria.json "
-                         "(runs only the comparison)")
+                    help="reuse the criterion (and, without --lr-here, the lr per method) chosen in this directory's "
+                         "criteria.json/lr.json; the criteria part is not run")
+    ap.add_argument("--lr-here", action="store_true",
+                    help="with --from: choose each method's lr on this task's validation split (same grid and rule)")
     args = ap.parse_args(argv)
     if args.out is None:
         args.out = str(OUT if args.task == "digits" else OUT / args.task)
@@ -221,7 +224,8 @@ def main(argv=None):
         for name in ("lr.json", "criteria.json"):
             if not (src / name).is_file():
                 ap.error(f"--from {src}: {name} not found (run the digits benchmark first)")
-        args.part = "compare"
+        if args.part not in ("claims",):
+            args.part = "all" if args.lr_here else "compare"
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -253,11 +257,13 @@ def main(argv=None):
                "n_val": len(task.val), "n_test": len(task.test), "quick": args.quick, "base": base_m}
 
     lr_path, crit_path = out / "lr.json", out / "criteria.json"
-    if args.from_dir:  # the lr per method and the criterion were chosen on the digits run's validation split
-        lr_path, crit_path = Path(args.from_dir) / "lr.json", Path(args.from_dir) / "criteria.json"
-        lr_setting = json.loads(lr_path.read_text())["setting"]
-        setting["lr_note"] = f" on the {lr_setting['target']} benchmark, reused here"
-        setting["lr_grid"] = lr_setting["lr_grid"]
+    if args.from_dir:  # the criterion (and maybe each method's lr) chosen on the digits run's validation split
+        crit_path = Path(args.from_dir) / "criteria.json"
+        if not args.lr_here:
+            lr_path = Path(args.from_dir) / "lr.json"
+            lr_setting = json.loads(lr_path.read_text())["setting"]
+            setting["lr_note"] = f" on the {lr_setting['target']} benchmark, reused here"
+            setting["lr_grid"] = lr_setting["lr_grid"]
     if args.part in ("lr", "all"):
         rows, chosen, table = [], {}, {}
         for meth in METHODS:
@@ -273,7 +279,7 @@ def main(argv=None):
         log(f"lr chosen: {chosen}")
     lrs = json.loads(lr_path.read_text())["chosen"] if lr_path.is_file() else {m: s["lr"] for m in METHODS}
 
-    if args.part in ("criteria", "all"):
+    if args.part in ("criteria", "all") and not args.from_dir:
         rows = [runs.get("progressive", c, sh, sd, lrs["progressive"]) for c in criteria for sh in shares
                 for sd in seeds]
         ranking = {c: mean_val([r for r in rows if r["criterion"] == c]) for c in criteria}

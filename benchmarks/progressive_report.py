@@ -165,7 +165,8 @@ def _compare_section(comp, claims, lines):
 
 def _lr_section(lrj, lines):
     grid = lrj["setting"]["lr_grid"]
-    lines += [f"## Learning rate per method (criterion `{lrj['criterion']}` for progressive/(a)/(b); "
+    lines += [f"## Learning rate per method, {where(lrj['setting'])} (criterion `{lrj['criterion']}` for "
+              f"progressive/(a)/(b); "
               f"mean over seeds and shares: val error / test error)", "",
               "| method | " + " | ".join(f"lr {g:g}" for g in grid) + " | chosen |", "|---|" + "---|" * (len(grid) + 1)]
     for m in ORDER:
@@ -233,6 +234,8 @@ def write_claims(out: Path, seconds: float):
     second = out / "fashion-mnist" / "compare.json"  # the Fashion-MNIST setting, run with --task fashion-mnist
     if second.is_file():
         _compare_section(json.loads(second.read_text()), claims, lines)
+        if (out / "fashion-mnist" / "lr.json").is_file():
+            _lr_section(json.loads((out / "fashion-mnist" / "lr.json").read_text()), lines)
     (out / "claims.json").write_text(json.dumps({"claims": claims, "seconds": round(seconds, 1),
                                                  "default_criterion_in_code": DEFAULT_CRITERION}, indent=2))
     (out / "results.md").write_text("\n".join(lines) + "\n")
