@@ -85,6 +85,9 @@ def write_report(results, out: Path, *, root: Path, seconds: float) -> dict:
     for c in claims:
         c["setting"] += seed_text
     doc = {"claims": claims, "source": "benchmarks/lda_compression.py", "seconds": seconds}
+    second = out / "fashion-mnist" / "claims.json"  # the second target (lda_compression.py --task fashion-mnist)
+    if second.is_file():
+        doc["claims"] = claims + json.loads(second.read_text())["claims"]
     (out / "claims.json").write_text(json.dumps(doc, indent=2))
     (out / "compression.json").write_text(json.dumps({"summary": summary, "seeds": seeds, "claims": claims,
                                                       "per_seed": [{k: r[k] for k in ("seed", "base_test_acc",
@@ -188,7 +191,8 @@ def _claim_robust(results, rob, plot) -> dict:
     seed_wins = sum(int(x >= y) for a, s in strong for x, y in zip(acc[(lda, a, s)], acc[(un, a, s)]))
     l1 = "L1-pruned (same widths)"
     return {"claim": "pruned network at least as robust to noise and FGSM as the unpruned one",
-            "setting": "test split; Gaussian noise sigma and FGSM epsilon on [0,1] pixels; mean over seeds",
+            "setting": f"{label_of(results)}, test split; Gaussian noise sigma and FGSM epsilon on [0,1] pixels; "
+                       "mean over seeds",
             "ours": "; ".join(f"{a} {s:g}: {mean[(lda, a, s)]:.2f}%" for a, s in strong),
             "baseline": "; ".join(f"{a} {s:g}: {mean[(un, a, s)]:.2f}%" for a, s in strong),
             "holds": bool(wins == len(strong)), "plot": plot,
