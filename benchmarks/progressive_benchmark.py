@@ -224,7 +224,7 @@ def main(argv=None):
         for name in ("lr.json", "criteria.json"):
             if not (src / name).is_file():
                 ap.error(f"--from {src}: {name} not found (run the digits benchmark first)")
-        if args.part not in ("claims",):
+        if args.part != "claims":
             args.part = "all" if args.lr_here else "compare"
     torch.set_num_threads(1)
     out = Path(args.out)

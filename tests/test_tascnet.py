@@ -223,31 +223,8 @@ def test_pruned_network_runs_and_its_counts_drop_as_expected():
     assert net(torch.randn(2, 1, 10, 10)).shape == (2, 3)
 
 
-def test_stage2_evaluation_removes_filters_within_tolerance(digits):
-    from natkit.nets import create_model
-
-    base = create_model("vgg_tiny", num_classes=10, in_channels=1)
-    s = T.Setting(digits, 12, 1, max_batches=3, batch_size=32)
-    model = T.describe(T.rebuild(base, [], s.example, 10), base.natkit_arch, [], 10, 12, 1)
-    trajs = T.finetune_recording(model, s, 2, seed=0)
-    m0 = {"error": s.error(model), **s.measure(model)}
-    start = T.Stage2Start(model, trajs, 1 - m0["error"], m0)
-    names = [g.name for g in S.conv_channel_groups(model, s.example, min_channels=2)]
-    space = T.Stage2Space(names, tolerances=(100.0,))  # accept any accuracy: the loop must keep pruning
-    seen = []
-    ev = T.Stage2Evaluator(start, space, s, epochs=1, max_iterations=2, min_channels=2,
-                           on_iteration=lambda *a: seen.append(a[1]))
-    enc = space.repair([4] * len(names) + [0])
-    metrics, arch, extra, pruned = ev._evaluate(enc)
-    assert extra["iterations"] == 2 and seen == [1]
-    assert metrics["macs"] < m0["macs"] and metrics["params"] < m0["params"]
-    widths = [m.out_channels for m in pruned.modules() if isinstance(m, nn.Conv2d)]
-    assert all(w >= 2 for w in widths) and widths != [4, 8]
-    assert pruned(s.example).shape == (2, 10)
-
-
-
-def test_stage2_closing_finetune_trains_the_kept_network_and_is_measured_after(digits):
+def _stage2_setup(digits):
+    """A tiny fine-tuned start network and a stage-2 space that accepts any accuracy (the loop keeps pruning)."""
     from natkit.nets import create_model
 
     base = create_model("vgg_tiny", num_classes=10, in_channels=1)
@@ -258,7 +235,24 @@ def test_stage2_closing_finetune_trains_the_kept_network_and_is_measured_after(d
     start = T.Stage2Start(model, trajs, 1 - m0["error"], m0)
     names = [g.name for g in S.conv_channel_groups(model, s.example, min_channels=2)]
     space = T.Stage2Space(names, tolerances=(100.0,))
-    enc = space.repair([4] * len(names) + [0])
+    return s, m0, start, space, space.repair([4] * len(names) + [0])
+
+
+def test_stage2_evaluation_removes_filters_within_tolerance(digits):
+    s, m0, start, space, enc = _stage2_setup(digits)
+    seen = []
+    ev = T.Stage2Evaluator(start, space, s, epochs=1, max_iterations=2, min_channels=2,
+                           on_iteration=lambda *a: seen.append(a[1]))
+    metrics, arch, extra, pruned = ev._evaluate(enc)
+    assert extra["iterations"] == 2 and seen == [1]
+    assert metrics["macs"] < m0["macs"] and metrics["params"] < m0["params"]
+    widths = [m.out_channels for m in pruned.modules() if isinstance(m, nn.Conv2d)]
+    assert all(w >= 2 for w in widths) and widths != [4, 8]
+    assert pruned(s.example).shape == (2, 10)
+
+
+def test_stage2_closing_finetune_trains_the_kept_network_and_is_measured_after(digits):
+    s, _, start, space, enc = _stage2_setup(digits)
     kw = dict(epochs=1, max_iterations=1, min_channels=2, seed=3)
     _, _, plain_extra, plain = T.Stage2Evaluator(start, space, s, **kw)._evaluate(enc)
     metrics, _, extra, closed = T.Stage2Evaluator(start, space, s, final_epochs=1, **kw)._evaluate(enc)
