@@ -1,7 +1,7 @@
 """Knowledge Evolution in the small-data regime, networks trained from scratch.
 
 Tasks: scikit-learn ``digits`` (all 1,151 training images, 8x8 px) and Fashion-MNIST at 100 training
-images per class (28x28 px); a small VGG (``vgg_small``), one thread. For each task and seed:
+images per class (28x28 px); a small VGG (``vgg_small``, ``--model`` picks another natkit net), one thread. For each task and seed:
 
 - KE (KELS, split rate s) for N generations of e epochs; the dense and the slim network are measured on
   the test split after every generation (fixed N, no selection on test);
@@ -11,11 +11,12 @@ images per class (28x28 px); a small VGG (``vgg_small``), one thread. For each t
   total N*e epochs;
 - MACs and parameters of the dense and the slim network (thop).
 
-Writes, per configuration tag ``N{generations}_e{epochs}``, ``results/ke/small_data_<tag>.json`` (every
+Writes, per configuration tag ``N{generations}_e{epochs}`` (plus ``_<model>`` for a net other than vgg_small), ``results/ke/small_data_<tag>.json`` (every
 number), ``small_data_<tag>.md``, ``generations_<tag>.png`` and ``slim_vs_scratch_<tag>.png``; ``claims.json``
 gathers the claims of every stored configuration. ``--render JSON`` redraws one from its stored numbers.
-Committed configurations: N=6 x e=3 (short generations; the default) and N=4 x e=8 (longer generations,
-closer to the paper's train-to-convergence regime); each takes ~10-14 minutes on one contended core.
+Committed configurations (vgg_small): N=6 x e=3 (short generations; the default, ~2.5 minutes), N=5 x e=30
+(long generations, closer to the paper's train-to-convergence regime) and N=10 x e=15 (more generations at
+the same total epochs), ~25 minutes each; resnet_small at N=10 x e=15 (a residual net, as in the paper).
 ``--pilot`` gives a 1-2 minute look.
 """
 
@@ -123,7 +124,7 @@ def summarise(runs, args, tag):
                       "slim_scratch": ms(scratch), "gain_a_paired": ms(d_a), "gain_b_paired": ms(d_b),
                       "macs_reduction": macs_red, "params_reduction": params_red,
                       "dense_macs": rs[0]["dense_cost"]["macs"], "slim_macs": rs[0]["slim_cost"]["macs"]}
-        setting = (f"{t}, n_train={rs[0]['n_train']}, vgg_small from scratch, KELS s={s}, N={N} generations x "
+        setting = (f"{t}, n_train={rs[0]['n_train']}, {args.model} from scratch, KELS s={s}, N={N} generations x "
                    f"{e} epochs, test error over {len(rs)} seeds (mean ± std)")
         claims.append({
             "claim": "KE improves the dense network over ordinary training (generation N vs generation 1)",
@@ -150,7 +151,7 @@ def summarise(runs, args, tag):
             "paired_gain_pp": f"{100 * ms(d_b)[0]:.2f} ± {100 * ms(d_b)[1]:.2f}"})
         claims.append({
             "claim": "the slim network cuts inference cost (paper: 73% relative reduction at s=0.5, ResNet-18)",
-            "setting": f"{t}, vgg_small, s={s}, thop MACs at {_resolution(rs[0])} px",
+            "setting": f"{t}, {args.model}, s={s}, thop MACs at {_resolution(rs[0])} px",
             "ours": f"{100 * macs_red:.1f}% fewer MACs ({rs[0]['slim_cost']['macs']:,} vs "
                     f"{rs[0]['dense_cost']['macs']:,}), {100 * params_red:.1f}% fewer params",
             "baseline": f"dense: {rs[0]['dense_cost']['macs']:,} MACs", "holds": bool(macs_red >= 0.7),
@@ -211,7 +212,7 @@ def plot(runs, summary, args, out, tag):
 def markdown(summary, claims, args, elapsed) -> str:
     f = lambda v: f"{100 * v[0]:.2f} ± {100 * v[1]:.2f}"  # noqa: E731
     lines = [f"# Knowledge Evolution, small-data regime ({args.seeds} seeds, test error %, mean ± std)", "",
-             f"vgg_small from scratch, KELS s={args.split_rate}, N={args.generations} generations x {args.epochs} "
+             f"{args.model} from scratch, KELS s={args.split_rate}, N={args.generations} generations x {args.epochs} "
              f"epochs, SGD lr {args.lr} cosine per generation, batch {args.batch_size}; {elapsed / 60:.1f} min.", "",
              "| task | dense gen 1 | dense gen N | " + ("dense scratch N·e ep | " if args.dense_long else "")
              + "slim scratch N·e ep | KE slim gen N | KE slim gen N, BN re-estimated | slim MACs reduction |",
@@ -263,7 +264,8 @@ def main(argv=None):
             for seed in range(args.seeds):
                 runs.append(one_seed(spec, seed, args, log))
         elapsed = time.time() - t0
-    tag = ("pilot_" if args.pilot else "") + f"N{args.generations}_e{args.epochs}"
+    tag = (("pilot_" if args.pilot else "") + f"N{args.generations}_e{args.epochs}"
+           + ("" if args.model == "vgg_small" else f"_{args.model}"))
     summary, claims = summarise(runs, args, tag)
     plot(runs, summary, args, out, tag)
     (out / f"small_data_{tag}.json").write_text(json.dumps({"settings": {k: v for k, v in vars(args).items() if k != "render"},

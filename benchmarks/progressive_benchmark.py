@@ -24,6 +24,9 @@ Parts (each stores its runs in results/progressive/runs.json, so a later part re
 - ``criteria``  progressive with the four objective criteria at both shares, at progressive's chosen lr; the
                 default is the lowest mean validation error over seeds *and* shares (6 runs per criterion).
 - ``compare``   all four methods at their chosen lr, with the chosen criterion; *test* error is reported.
+- ``bn``        progressive with the frozen layers' BatchNorm statistics frozen (the default) vs. updated
+                (``bn_stats=update``: their weights stay frozen, their running statistics follow the changed
+                inputs), at progressive's lr and criterion, both shares, all seeds.
 
 Changes from the previous session (E = 1, base fine-tuned 6 epochs at 0.01, one lr 0.05 for all, criteria at
 share 0.5 only): the base was undertrained (every pruned+retrained baseline beat it), 1 epoch per layer does
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import sys
 import time
@@ -155,8 +159,15 @@ def run_tp_l1(base, task, share, criterion, rt, score_batches, seed):
     return model
 
 
+def run_progressive_bn_update(base, task, share, criterion, rt, score_batches, seed):
+    """Progressive retraining whose frozen layers keep estimating BatchNorm statistics (weights stay frozen)."""
+    return run_progressive(base, task, share, criterion, dataclasses.replace(rt, bn_stats="update"), score_batches,
+                           seed)
+
+
 METHODS = {"progressive": run_progressive, "global_retrain": run_global_retrain, "one_shot": run_one_shot,
            "tp_l1": run_tp_l1}
+VARIANTS = {"progressive_bn_update": run_progressive_bn_update}  # part ``bn`` only
 
 
 class Runs:
@@ -185,7 +196,7 @@ class Runs:
                                        seed=derive_seed(seed, "subset"))
         t0 = time.perf_counter()
         torch.manual_seed(seed)
-        model = METHODS[method](self.base, self.task, share, criterion, rt, score_batches, seed)
+        model = {**METHODS, **VARIANTS}[method](self.base, self.task, share, criterion, rt, score_batches, seed)
         r = metrics(model, self.task)
         r.update(method=method, criterion=criterion, share=share, seed=seed, E=self.E, lr=lr, max_batches=self.max_batches,
                  seconds=round(time.perf_counter() - t0, 1))
@@ -205,7 +216,7 @@ def main(argv=None):
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--part", choices=["lr", "criteria", "compare", "all", "claims"], default="all")
+    ap.add_argument("--part", choices=["lr", "criteria", "compare", "bn", "all", "claims"], default="all")
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--epochs", type=float, default=None, help="E, retraining epochs per layer (default 3)")
     ap.add_argument("--out", default=None, help="default results/progressive (digits) or results/progressive/<task>")
@@ -224,8 +235,10 @@ def main(argv=None):
         for name in ("lr.json", "criteria.json"):
             if not (src / name).is_file():
                 ap.error(f"--from {src}: {name} not found (run the digits benchmark first)")
-        if args.part != "claims":
+        if args.part == "all":  # the lr (here or reused) and the criterion (reused): then compare
             args.part = "all" if args.lr_here else "compare"
+        elif args.part not in ("compare", "bn", "claims"):
+            ap.error("with --from only --part all, compare, bn or claims make sense")
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -298,6 +311,11 @@ def main(argv=None):
             {"setting": {**setting, "lr": lrs}, "criterion": chosen_crit, "runs": rows,
              "plot": str((out / "compare.png").resolve().relative_to(ROOT)) if out.resolve().is_relative_to(ROOT)
              else str(out / "compare.png")}, indent=2))
+    if args.part == "bn":
+        rows = [runs.get(m, chosen_crit, sh, sd, lrs["progressive"]) for m in ("progressive", "progressive_bn_update")
+                for sh in shares for sd in seeds]
+        (out / "bn.json").write_text(json.dumps({"setting": {**setting, "lr": lrs["progressive"]},
+                                                 "criterion": chosen_crit, "runs": rows}, indent=2))
     if (out / "compare.json").is_file():
         plot_compare(out, base_m)
     write_claims(out, time.perf_counter() - t_start)

@@ -218,6 +218,31 @@ def _criteria_section(crit, claims, lines, default_in_code):
         "plot": crit["plot"]})
 
 
+def _bn_section(bn: dict, lines: list) -> None:
+    """Frozen vs. updated BatchNorm statistics of the frozen layers during progressive retraining."""
+    st, rows = bn["setting"], bn["runs"]
+    names = {"progressive": "frozen (default)", "progressive_bn_update": "updated (bn_stats=update)"}
+    lines += ["", f"## BatchNorm statistics of the frozen layers, {where(st)} (progressive, criterion "
+              f"`{bn['criterion']}`, lr {st['lr']:g}, E = {st['E_per_layer']:g}; val error / test error, mean ± std "
+              f"over seeds {st['seeds']})", "",
+              "| share | " + " | ".join(names.values()) + " | paired test difference, updated - frozen |",
+              "|---|---|---|---|"]
+    for sh in st["shares"]:
+        cells, tests = [], {}
+        for m in names:
+            rs = _select(rows, method=m, share=sh)
+            cells.append(f"{_fmt([r['val_error'] for r in rs])} / {_fmt([r['test_error'] for r in rs])}")
+            tests[m] = {r["seed"]: r["test_error"] for r in rs}
+        d = paired(tests["progressive_bn_update"], tests["progressive"])
+        lines.append(f"| {sh:g} | " + " | ".join(cells) + f" | {100 * d['mean']:+.2f} ± {100 * d['se']:.2f} (s.e.) "
+                     f"points ({d['wins']} better / {d['ties']} equal / {d['losses']} worse) |")
+    val = {m: float(np.mean([r["val_error"] for r in _select(rows, method=m)])) for m in names}
+    better = min(val, key=lambda m: (round(val[m], 9), m != "progressive"))
+    lines += ["", f"Mean val error over seeds and shares: frozen {_pct(val['progressive'])}, updated "
+              f"{_pct(val['progressive_bn_update'])}; on validation the better reading is **{names[better]}** "
+              "(a tie keeps the default).", ""]
+
+
 def write_claims(out: Path, seconds: float):
     from natkit.methods.progressive_process import DEFAULT_CRITERION
 
@@ -231,6 +256,8 @@ def write_claims(out: Path, seconds: float):
         _lr_section(lrj, lines)
     if crit:
         _criteria_section(crit, claims, lines, DEFAULT_CRITERION)
+    if (out / "bn.json").is_file():
+        _bn_section(json.loads((out / "bn.json").read_text()), lines)
     second = out / "fashion-mnist" / "compare.json"  # the Fashion-MNIST setting, run with --task fashion-mnist
     if second.is_file():
         _compare_section(json.loads(second.read_text()), claims, lines)
