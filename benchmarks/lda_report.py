@@ -258,7 +258,7 @@ def _markdown(results, summary, claims, seconds, rob_rows) -> str:
     lines = [f"# Deep LDA pruning: vgg_small, {label_of(results)}", "",
              f"Seeds {', '.join(str(r['seed']) for r in results)}; unpruned {r0['base_cost']['params']} params, "
              f"{r0['base_cost']['macs']} MACs; unpruned test acc " + ", ".join(
-                 f"{100 * r['base_test_acc']:.2f}%" for r in results) + f". Total run time {seconds} s, 1 thread.",
+                 f"{100 * r['base_test_acc']:.2f}%" for r in results) + f". Run time {seconds:.0f} s summed over seeds, 1 thread each.",
              "", f"Noise: {_noise(results)}.", "",
              "## Same sizes: LDA vs Torch-Pruning (test accuracy %, mean +- std over seeds; paired LDA - baseline "
              "in points, mean [95% CI], won/tied/lost)", ""]
