@@ -1,7 +1,8 @@
 """Knowledge Evolution in the small-data regime, networks trained from scratch.
 
 Tasks: scikit-learn ``digits`` (all 1,151 training images, 8x8 px) and Fashion-MNIST at 100 training
-images per class (28x28 px); a small VGG (``vgg_small``, ``--model`` picks another natkit net), one thread. For each task and seed:
+images per class (28x28 px); a small VGG (``vgg_small``; ``--model`` picks another natkit net), one thread.
+For each task and seed:
 
 - KE (KELS, split rate s) for N generations of e epochs; the dense and the slim network are measured on
   the test split after every generation (fixed N, no selection on test);
@@ -11,9 +12,9 @@ images per class (28x28 px); a small VGG (``vgg_small``, ``--model`` picks anoth
   total N*e epochs;
 - MACs and parameters of the dense and the slim network (thop).
 
-Writes, per configuration tag ``N{generations}_e{epochs}`` (plus ``_<model>`` for a net other than vgg_small), ``results/ke/small_data_<tag>.json`` (every
-number), ``small_data_<tag>.md``, ``generations_<tag>.png`` and ``slim_vs_scratch_<tag>.png``; ``claims.json``
-gathers the claims of every stored configuration. ``--render JSON`` redraws one from its stored numbers.
+Writes, per configuration tag ``N{generations}_e{epochs}`` (plus ``_<model>`` for a net other than vgg_small),
+``results/ke/small_data_<tag>.json`` (every number), ``small_data_<tag>.md``, ``generations_<tag>.png`` and
+``slim_vs_scratch_<tag>.png``; ``claims.json`` gathers the claims of every stored configuration. ``--render JSON`` redraws one from its stored numbers.
 Committed configurations (vgg_small): N=6 x e=3 (short generations; the default, ~2.5 minutes), N=5 x e=30
 (long generations, closer to the paper's train-to-convergence regime) and N=10 x e=15 (more generations at
 the same total epochs), ~25 minutes each; resnet_small at N=10 x e=15 (a residual net, as in the paper).

@@ -22,7 +22,7 @@ Parts (each stores its runs in results/progressive/runs.json, so a later part re
                 baselines (a)/(b) with criterion ``mean_abs``); each method's lr = lowest mean *validation*
                 error over seeds and shares. Same grid and rule for every method.
 - ``criteria``  progressive with the four objective criteria at both shares, at progressive's chosen lr; the
-                default is the lowest mean validation error over seeds *and* shares (6 runs per criterion).
+                default is the lowest mean validation error over seeds *and* shares (2 x seeds runs each).
 - ``compare``   all four methods at their chosen lr, with the chosen criterion; *test* error is reported.
 - ``bn``        progressive with the frozen layers' BatchNorm statistics frozen (the default) vs. updated
                 (``bn_stats=update``: their weights stay frozen, their running statistics follow the changed
@@ -41,7 +41,8 @@ compare.json/png go to results/progressive/fashion-mnist/; ``--part claims`` in 
 rows to claims.json and results.md. About 25 minutes. With ``--lr-here`` each method's lr is chosen on this
 task's own validation split (12,000 images) by the same grid and rule; about 35 minutes more.
 
-Sizes: one run takes 10-25 s on an idle core (E = 3); the full benchmark is ~100 runs, about 25-35 minutes.
+Sizes: one run takes 10-25 s on an idle core (E = 3); the full benchmark is ~100 runs per 3 seeds, about 25-35
+minutes (the committed digits run uses ``--seeds 10``: about 40 minutes, then ``--part bn --seeds 10``).
 ``--quick``: one share, one seed, two criteria, one lr, a few batches per epoch (< 2 minutes; not meaningful).
 """
 
