@@ -8,7 +8,7 @@ of kernels in every conv layer, chosen so every layer's count is an integer and 
 
 Methods, all at equal total training epochs (6 conv layers x E, E = 3 by default):
 - ``progressive``    layer by layer; after each layer, retrain layers 1..l+1 for E epochs, later layers frozen
-                     (weights and BatchNorm statistics).
+                     (weights; their BatchNorm running statistics follow the new inputs, ``bn_stats=update``).
 - ``global_retrain`` (a) same criterion and order, but each layer is eliminated in ``ACTIONS`` actions,
                      each followed by retraining the *entire* model for E / ACTIONS epochs.
 - ``one_shot``       (b) same criterion scored once on the trained model, all layers eliminated at once,
@@ -24,9 +24,10 @@ Parts (each stores its runs in results/progressive/runs.json, so a later part re
 - ``criteria``  progressive with the four objective criteria at both shares, at progressive's chosen lr; the
                 default is the lowest mean validation error over seeds *and* shares (2 x seeds runs each).
 - ``compare``   all four methods at their chosen lr, with the chosen criterion; *test* error is reported.
-- ``bn``        progressive with the frozen layers' BatchNorm statistics frozen (the default) vs. updated
-                (``bn_stats=update``: their weights stay frozen, their running statistics follow the changed
-                inputs), at progressive's lr and criterion, both shares, all seeds.
+  The lr and the criterion were chosen with frozen BatchNorm statistics (the default until ``bn`` was run).
+- ``bn``        progressive with the frozen layers' BatchNorm statistics frozen vs. updated (``bn_stats=update``,
+                the default: their weights stay frozen, their running statistics follow the changed inputs), at
+                progressive's lr and criterion, both shares, all seeds.
 
 Changes from the previous session (E = 1, base fine-tuned 6 epochs at 0.01, one lr 0.05 for all, criteria at
 share 0.5 only): the base was undertrained (every pruned+retrained baseline beat it), 1 epoch per layer does
@@ -50,7 +51,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 import sys
 import time
@@ -160,47 +160,48 @@ def run_tp_l1(base, task, share, criterion, rt, score_batches, seed):
     return model
 
 
-def run_progressive_bn_update(base, task, share, criterion, rt, score_batches, seed):
-    """Progressive retraining whose frozen layers keep estimating BatchNorm statistics (weights stay frozen)."""
-    return run_progressive(base, task, share, criterion, dataclasses.replace(rt, bn_stats="update"), score_batches,
-                           seed)
-
-
 METHODS = {"progressive": run_progressive, "global_retrain": run_global_retrain, "one_shot": run_one_shot,
            "tp_l1": run_tp_l1}
-VARIANTS = {"progressive_bn_update": run_progressive_bn_update}  # part ``bn`` only
 
 
 class Runs:
-    """Every run of the benchmark, keyed by (method, criterion, share, seed, E, lr, batch cap), stored after each
-    run. Delete runs.json when the code or the base network changes."""
+    """Every run of the benchmark, keyed by (method, criterion, share, seed, E, lr, batch cap, BN statistics of
+    progressive's frozen layers), stored after each run. Delete runs.json when the code or the base network
+    changes. Rows stored before ``bn_stats`` was recorded are progressive runs with frozen statistics."""
 
     def __init__(self, path: Path, base, task, E: float, batch_size: int, max_batches, n_score: int):
         self.path, self.base, self.task = path, base, task
         self.E, self.batch_size, self.max_batches, self.n_score = E, batch_size, max_batches, n_score
         self.rows = json.loads(path.read_text())["runs"] if path.is_file() else []
+        for r in self.rows:  # older files: no bn_stats field, and a separate method name for "update"
+            if r["method"] == "progressive_bn_update":
+                r["method"], r["bn_stats"] = "progressive", "update"
+            elif r["method"] == "progressive":
+                r.setdefault("bn_stats", "frozen")
 
     @staticmethod
     def key(r):
         return (r["method"], r["criterion"], float(r["share"]), int(r["seed"]), float(r["E"]), float(r["lr"]),
-                r.get("max_batches"))
+                r.get("max_batches"), r.get("bn_stats"))
 
-    def get(self, method, criterion, share, seed, lr) -> dict:
+    def get(self, method, criterion, share, seed, lr, bn_stats=None) -> dict:
         criterion = "l1" if method == "tp_l1" else criterion
-        k = (method, criterion, float(share), int(seed), float(self.E), float(lr), self.max_batches)
+        # only progressive has frozen layers; its default is the method's
+        bn_stats = (bn_stats or P.DEFAULT_BN_STATS) if method == "progressive" else None
+        k = (method, criterion, float(share), int(seed), float(self.E), float(lr), self.max_batches, bn_stats)
         for r in self.rows:
             if self.key(r) == k:
                 return r
         rt = P.Retraining(TrainConfig(epochs=self.E, lr=lr, batch_size=self.batch_size, max_batches=self.max_batches),
-                          resolution=RES, channels=CH)
+                          resolution=RES, channels=CH, bn_stats=bn_stats or P.DEFAULT_BN_STATS)
         score_batches = P.fixed_subset(self.task, self.n_score, resolution=RES, channels=CH,
                                        seed=derive_seed(seed, "subset"))
         t0 = time.perf_counter()
         torch.manual_seed(seed)
-        model = {**METHODS, **VARIANTS}[method](self.base, self.task, share, criterion, rt, score_batches, seed)
+        model = METHODS[method](self.base, self.task, share, criterion, rt, score_batches, seed)
         r = metrics(model, self.task)
         r.update(method=method, criterion=criterion, share=share, seed=seed, E=self.E, lr=lr, max_batches=self.max_batches,
-                 seconds=round(time.perf_counter() - t0, 1))
+                 bn_stats=bn_stats, seconds=round(time.perf_counter() - t0, 1))
         log(f"{method:15s} {criterion:15s} share {share} seed {seed} lr {lr}: val {r['val_error']:.4f} "
             f"test {r['test_error']:.4f} macs {r['macs']:,} ({r['seconds']} s)")
         self.rows.append(r)
@@ -266,7 +267,7 @@ def main(argv=None):
                "resolution": RES,
                "E_per_layer": E, "total_epochs": E * len(base_m["widths"]), "lr_grid": list(grid),
                "finetune_lr": s["finetune_lr"], "finetune_epochs": s["finetune_epochs"],
-               "source_epochs": s["source_epochs"], "batch_size": s["batch_size"], "bn_stats": "frozen",
+               "source_epochs": s["source_epochs"], "batch_size": s["batch_size"], "bn_stats": P.DEFAULT_BN_STATS,
                "shares": shares, "seeds": seeds, "score_images": n_score, "actions_per_layer_a": ACTIONS,
                "n_val": len(task.val), "n_test": len(task.test), "quick": args.quick, "base": base_m}
 
@@ -313,8 +314,8 @@ def main(argv=None):
              "plot": str((out / "compare.png").resolve().relative_to(ROOT)) if out.resolve().is_relative_to(ROOT)
              else str(out / "compare.png")}, indent=2))
     if args.part == "bn":
-        rows = [runs.get(m, chosen_crit, sh, sd, lrs["progressive"]) for m in ("progressive", "progressive_bn_update")
-                for sh in shares for sd in seeds]
+        rows = [runs.get("progressive", chosen_crit, sh, sd, lrs["progressive"], bn_stats=b)
+                for b in ("frozen", "update") for sh in shares for sd in seeds]
         (out / "bn.json").write_text(json.dumps({"setting": {**setting, "lr": lrs["progressive"]},
                                                  "criterion": chosen_crit, "runs": rows}, indent=2))
     if (out / "compare.json").is_file():

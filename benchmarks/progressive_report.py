@@ -37,7 +37,7 @@ def paired(a: dict, b: dict) -> dict:
 
 
 def _select(rows, **kw):
-    return [r for r in rows if all(r[k] == v for k, v in kw.items())]
+    return [r for r in rows if all(r.get(k) == v for k, v in kw.items())]
 
 
 def where(st) -> str:
@@ -220,27 +220,28 @@ def _criteria_section(crit, claims, lines, default_in_code):
 
 def _bn_section(bn: dict, lines: list) -> None:
     """Frozen vs. updated BatchNorm statistics of the frozen layers during progressive retraining."""
+    from natkit.methods.progressive_process import DEFAULT_BN_STATS
+
     st, rows = bn["setting"], bn["runs"]
-    names = {"progressive": "frozen (default)", "progressive_bn_update": "updated (bn_stats=update)"}
+    names = {b: f"{b}{' (default)' if b == DEFAULT_BN_STATS else ''}" for b in ("frozen", "update")}
     lines += ["", f"## BatchNorm statistics of the frozen layers, {where(st)} (progressive, criterion "
               f"`{bn['criterion']}`, lr {st['lr']:g}, E = {st['E_per_layer']:g}; val error / test error, mean ± std "
               f"over seeds {st['seeds']})", "",
-              "| share | " + " | ".join(names.values()) + " | paired test difference, updated - frozen |",
+              "| share | " + " | ".join(names.values()) + " | paired test difference, update - frozen |",
               "|---|---|---|---|"]
     for sh in st["shares"]:
         cells, tests = [], {}
-        for m in names:
-            rs = _select(rows, method=m, share=sh)
+        for b in names:
+            rs = _select(rows, bn_stats=b, share=sh)
             cells.append(f"{_fmt([r['val_error'] for r in rs])} / {_fmt([r['test_error'] for r in rs])}")
-            tests[m] = {r["seed"]: r["test_error"] for r in rs}
-        d = paired(tests["progressive_bn_update"], tests["progressive"])
+            tests[b] = {r["seed"]: r["test_error"] for r in rs}
+        d = paired(tests["update"], tests["frozen"])
         lines.append(f"| {sh:g} | " + " | ".join(cells) + f" | {100 * d['mean']:+.2f} ± {100 * d['se']:.2f} (s.e.) "
                      f"points ({d['wins']} better / {d['ties']} equal / {d['losses']} worse) |")
-    val = {m: float(np.mean([r["val_error"] for r in _select(rows, method=m)])) for m in names}
-    better = min(val, key=lambda m: (round(val[m], 9), m != "progressive"))
-    lines += ["", f"Mean val error over seeds and shares: frozen {_pct(val['progressive'])}, updated "
-              f"{_pct(val['progressive_bn_update'])}; on validation the better reading is **{names[better]}** "
-              "(a tie keeps the default).", ""]
+    val = {b: float(np.mean([r["val_error"] for r in _select(rows, bn_stats=b)])) for b in names}
+    better = min(val, key=lambda b: (round(val[b], 9), b != DEFAULT_BN_STATS))
+    lines += ["", f"Mean val error over seeds and shares: frozen {_pct(val['frozen'])}, update "
+              f"{_pct(val['update'])}; lower on validation: **{better}**; default in code: **{DEFAULT_BN_STATS}**.", ""]
 
 
 def write_claims(out: Path, seconds: float):

@@ -37,16 +37,17 @@ def _model(seed=0):
     return create_model("vgg", num_classes=3, in_channels=1, cfg=CFG, hidden=(8,))
 
 
-def _rt(lr=0.05):
-    return P.Retraining(TrainConfig(epochs=1, lr=lr, batch_size=32), resolution=8, channels=1)
+def _rt(lr=0.05, bn_stats=P.DEFAULT_BN_STATS):
+    return P.Retraining(TrainConfig(epochs=1, lr=lr, batch_size=32), resolution=8, channels=1, bn_stats=bn_stats)
 
 
 def _state(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+@pytest.mark.parametrize("bn_stats", ["frozen", "update"])
 @pytest.mark.parametrize("pos", [0, 1, 2])
-def test_retraining_for_layer_l_changes_only_layers_1_to_l_plus_1(task, pos):
+def test_retraining_for_layer_l_changes_only_layers_1_to_l_plus_1(task, pos, bn_stats):
     model = _model()
     model.train()  # frozen BN must not update running statistics even though training mode is on
     layers = P.weight_layers(model)
@@ -54,10 +55,11 @@ def test_retraining_for_layer_l_changes_only_layers_1_to_l_plus_1(task, pos):
     before = _state(model)
     shares = [0.0, 0.0, 0.0]
     shares[pos] = 0.5
-    steps = P.simplify(model, task, shares, _rt(), criterion="l1", score_batches=None)
+    steps = P.simplify(model, task, shares, _rt(bn_stats=bn_stats), criterion="l1", score_batches=None)
     eliminated = steps[pos].eliminated
     assert len(eliminated) == 2 if pos == 0 else 3
     after = _state(model)
+    stats_moved = []
     last_trained = convs[pos] + 1  # the next weight layer (a conv, or the head's first Linear)
     for layer in layers:
         for name, _ in layer.members:
@@ -71,8 +73,13 @@ def test_retraining_for_layer_l_changes_only_layers_1_to_l_plus_1(task, pos):
                         old = old[:, [i for i in range(old.shape[1]) if i not in eliminated]]
                     if key.endswith("weight") and layer.members[0][0] == name:
                         assert not torch.equal(old, new), f"{key} should have been retrained"
+                elif bn_stats == "update" and key.endswith(("running_mean", "running_var")):
+                    # running statistics follow the retrained layers' new outputs; weights stay
+                    stats_moved.append(not torch.equal(old, new))
                 else:
                     assert torch.equal(old, new), f"{key} changed but layer {layer.index} is frozen"
+    if bn_stats == "update" and stats_moved:
+        assert any(stats_moved), "bn_stats=update: frozen layers' running statistics should follow the new inputs"
     # the classifier output layer is never retrained
     head_out = P.weight_layers(model)[-1].name
     assert torch.equal(before[head_out + ".weight"], after[head_out + ".weight"])
