@@ -264,6 +264,8 @@ def write_claims(out: Path, seconds: float):
         _compare_section(json.loads(second.read_text()), claims, lines)
         if (out / "fashion-mnist" / "lr.json").is_file():
             _lr_section(json.loads((out / "fashion-mnist" / "lr.json").read_text()), lines)
+        if (out / "fashion-mnist" / "bn.json").is_file():
+            _bn_section(json.loads((out / "fashion-mnist" / "bn.json").read_text()), lines)
     (out / "claims.json").write_text(json.dumps({"claims": claims, "seconds": round(seconds, 1),
                                                  "default_criterion_in_code": DEFAULT_CRITERION}, indent=2))
     (out / "results.md").write_text("\n".join(lines) + "\n")
