@@ -49,7 +49,7 @@ def _state(model):
 @pytest.mark.parametrize("pos", [0, 1, 2])
 def test_retraining_for_layer_l_changes_only_layers_1_to_l_plus_1(task, pos, bn_stats):
     model = _model()
-    model.train()  # frozen BN must not update running statistics even though training mode is on
+    model.train()  # with bn_stats=frozen, frozen BNs must not update running statistics in training mode
     layers = P.weight_layers(model)
     convs = P.conv_indices(layers)
     before = _state(model)

@@ -91,7 +91,8 @@ def retrain_scope(model: nn.Module, conv_position: int) -> tuple[list[nn.Module]
 
 @contextlib.contextmanager
 def frozen_layers(modules: list[nn.Module], bn_stats: str = DEFAULT_BN_STATS):
-    """No gradients for these modules' parameters and inference-mode forward (BN running statistics).
+    """No gradients for these modules' parameters; inference-mode forward for all but, with
+    ``bn_stats="update"``, their BatchNorms.
 
     ``bn_stats="update"`` (the default) lets the frozen BatchNorms keep estimating running statistics (affine
     weights stay frozen); ``"frozen"`` keeps every tensor of their state. The benchmark compares both.
