@@ -38,8 +38,8 @@ on Fashion-MNIST itself (natkit's cached pretraining on the full training set, t
 subset so one run stays under a minute), pruned and retrained on that subset, tested on the 10,000-image test
 split (one image = 0.01 points, so differences are measurable, unlike digits' 359). The criterion is the one
 chosen on the digits benchmark; each method's lr too, unless ``--lr-here``. Its
-compare.json/png go to results/progressive/fashion-mnist/; ``--part claims`` in results/progressive then adds its
-rows to claims.json and results.md. About 25 minutes. With ``--lr-here`` each method's lr is chosen on this
+compare.json/png go to results/progressive/fashion-mnist/, and its rows are added to
+results/progressive/claims.json and results.md. About 25 minutes. With ``--lr-here`` each method's lr is chosen on this
 task's own validation split (12,000 images) by the same grid and rule; about 35 minutes more.
 
 Sizes: one run takes 10-25 s on an idle core (E = 3); the full benchmark is ~100 runs per 3 seeds, about 25-35
@@ -167,17 +167,12 @@ METHODS = {"progressive": run_progressive, "global_retrain": run_global_retrain,
 class Runs:
     """Every run of the benchmark, keyed by (method, criterion, share, seed, E, lr, batch cap, BN statistics of
     progressive's frozen layers), stored after each run. Delete runs.json when the code or the base network
-    changes. Rows stored before ``bn_stats`` was recorded are progressive runs with frozen statistics."""
+    changes."""
 
     def __init__(self, path: Path, base, task, E: float, batch_size: int, max_batches, n_score: int):
         self.path, self.base, self.task = path, base, task
         self.E, self.batch_size, self.max_batches, self.n_score = E, batch_size, max_batches, n_score
         self.rows = json.loads(path.read_text())["runs"] if path.is_file() else []
-        for r in self.rows:  # older files: no bn_stats field, and a separate method name for "update"
-            if r["method"] == "progressive_bn_update":
-                r["method"], r["bn_stats"] = "progressive", "update"
-            elif r["method"] == "progressive":
-                r.setdefault("bn_stats", "frozen")
 
     @staticmethod
     def key(r):
@@ -186,14 +181,14 @@ class Runs:
 
     def get(self, method, criterion, share, seed, lr, bn_stats=None) -> dict:
         criterion = "l1" if method == "tp_l1" else criterion
-        # only progressive has frozen layers; its default is the method's
-        bn_stats = (bn_stats or P.DEFAULT_BN_STATS) if method == "progressive" else None
+        bn = bn_stats or P.DEFAULT_BN_STATS
+        bn_stats = bn if method == "progressive" else None  # only progressive has frozen layers
         k = (method, criterion, float(share), int(seed), float(self.E), float(lr), self.max_batches, bn_stats)
         for r in self.rows:
             if self.key(r) == k:
                 return r
         rt = P.Retraining(TrainConfig(epochs=self.E, lr=lr, batch_size=self.batch_size, max_batches=self.max_batches),
-                          resolution=RES, channels=CH, bn_stats=bn_stats or P.DEFAULT_BN_STATS)
+                          resolution=RES, channels=CH, bn_stats=bn)
         score_batches = P.fixed_subset(self.task, self.n_score, resolution=RES, channels=CH,
                                        seed=derive_seed(seed, "subset"))
         t0 = time.perf_counter()
@@ -245,9 +240,10 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
+    # a second setting (--from) is reported beside the digits run, in the --from directory's claims and results.md
+    report_dir = Path(args.from_dir) if args.from_dir else out
     if args.part == "claims":  # re-derive claims.json/results.md from the stored JSON
-        prev = json.loads((out / "claims.json").read_text()).get("seconds", 0) if (out / "claims.json").is_file() else 0
-        write_claims(out, prev)
+        write_claims(report_dir)
         return
 
     task = load_task(args.task, seed=0, samples_per_class=args.samples_per_class)
@@ -320,7 +316,7 @@ def main(argv=None):
                                                  "criterion": chosen_crit, "runs": rows}, indent=2))
     if (out / "compare.json").is_file():
         plot_compare(out, base_m)
-    write_claims(out, time.perf_counter() - t_start)
+    write_claims(report_dir)
     log(f"done in {time.perf_counter() - t_start:.0f} s")
 
 
