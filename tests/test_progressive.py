@@ -198,3 +198,17 @@ def test_default_options_use_the_benchmarked_criterion(task, tmp_path):
                      options={"epochs": "2", "lr": "0.02"})
     s = P.settings_from(ctx)
     assert s["relevance"] == P.DEFAULT_CRITERION and s["epochs"] == 2.0 and s["lr"] == 0.02
+
+
+def test_defaults_are_the_digits_benchmarks_choices():
+    """The method's defaults are what the committed digits benchmark chose on validation: the lr
+    (lr.json), the criterion (criteria.json) and the BatchNorm reading of frozen layers (bn.json)."""
+    import json
+    from pathlib import Path
+
+    res = Path(__file__).resolve().parents[1] / "results" / "progressive"
+    assert P.OPTION_DEFAULTS["lr"] == json.loads((res / "lr.json").read_text())["chosen"]["progressive"]
+    assert P.DEFAULT_CRITERION == json.loads((res / "criteria.json").read_text())["best"]
+    runs = json.loads((res / "bn.json").read_text())["runs"]
+    val = {b: np.mean([r["val_error"] for r in runs if r["bn_stats"] == b]) for b in ("frozen", "update")}
+    assert P.DEFAULT_BN_STATS == min(val, key=val.get)
