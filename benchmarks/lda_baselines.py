@@ -12,6 +12,12 @@ optimiser and learning-rate schedule, recovery epochs included):
 * ``uniform``: Torch-Pruning's ``MagnitudePruner`` with one pruning ratio for every layer (its usual
   use), the ratio bisected so the count lands as close as possible to LDA's. This also compares
   LDA's per-layer *allocation*; counts differ by a few parameters (reported).
+* ``global``: Torch-Pruning's ``MagnitudePruner(global_pruning=True)``: the (per-group normalised)
+  importances of all layers are ranked together, so the baseline chooses its own per-layer widths by
+  its own criterion. It removes the least important 2 % of the remaining prunable channels per step
+  until the count reaches LDA's (the nearer of the last two steps), and a layer at LDA's width floor
+  (``min_width`` of its unpruned width, ``Pruner.floors``) is left out of the ranking, so both sides
+  obey the same floor (one step can cross it by a channel or two).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from natkit.prune import tracing as TR
 from natkit.prune.surgery import dependency_graph, magnitude_prune, remove_channels
 
 IMPORTANCES = ("l1", "taylor", "random")
-MODES = ("widths", "uniform")
+MODES = ("widths", "uniform", "global")
 
 
 def _importance(name):
@@ -116,6 +122,25 @@ def prune_uniform(model, target_params: int, example, importance: str, *, loss_f
     return min((lo_m, hi_m), key=lambda m: abs(count_params(m) - target_params))
 
 
+def prune_global(model, target_params: int, example, importance: str, *, floors: dict, loss_fn=None, seed=0,
+                 step: float = 0.02, max_steps: int = 400):
+    """Torch-Pruning global pruning in small steps down to ``target_params`` (see the module doc)."""
+    current = copy.deepcopy(model).cpu().eval()
+    prev = current
+    for k in range(max_steps):
+        if count_params(current) <= target_params:
+            break
+        nxt = copy.deepcopy(current)
+        named, w = dict(nxt.named_modules()), widths(nxt)
+        ignored = [named[n] for n, f in floors.items() if n in w and w[n] <= f]
+        nxt = magnitude_prune(nxt, example, ratio=step, importance=importance, loss_fn=loss_fn,
+                              seed=seed + k, global_pruning=True, ignored_layers=ignored)
+        if count_params(nxt) >= count_params(current):  # every layer at its floor: nothing left to remove
+            break
+        prev, current = current, nxt
+    return min((prev, current), key=lambda m: abs(count_params(m) - target_params))
+
+
 def trajectory(base, task, pruner, rounds, importance: str, mode: str, seed: int, log=print):
     """The baseline's network after each LDA round: cut to LDA's size of that round, then the same
     fine-tuning calls as LDA's round (``Round.chunks``)."""
@@ -127,9 +152,12 @@ def trajectory(base, task, pruner, rounds, importance: str, mode: str, seed: int
         if mode == "widths":
             current = prune_to_widths(current, widths(r.model), pruner.example, importance, loss_fn=loss_fn,
                                       seed=seed + k)
-        else:
+        elif mode == "uniform":
             current = prune_uniform(current, r.metrics["params"], pruner.example, importance, loss_fn=loss_fn,
                                     seed=seed + k)
+        else:
+            current = prune_global(current, r.metrics["params"], pruner.example, importance,
+                                   floors=pruner.floors, loss_fn=loss_fn, seed=seed + k)
         for epochs, ft_seed in r.chunks:
             pruner.finetune(current, epochs, seed=ft_seed)
         out.append(current)

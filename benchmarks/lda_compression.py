@@ -20,7 +20,9 @@ Every seed draws its own digits split, source pretraining and fine-tuning order.
 3. Baselines (``benchmarks/lda_baselines.py``), round by round on LDA's schedule, replaying LDA's
    fine-tuning calls exactly: Torch-Pruning L1, Taylor and random importance (a) cut to LDA's
    per-layer widths (identical parameter and MAC counts), (b) with one uniform ratio, count nearest
-   to LDA's. Levels: the rounds nearest 60 % and 80 % removed, the first round >= 90 %, and the
+   to LDA's, (c) with Torch-Pruning's global ranking (its own per-layer widths, LDA's width floor),
+   count nearest to LDA's; (c) was added later to the stored seeds with ``--add-modes global``, which
+   replays a seed and checks that its schedule reproduces the stored one exactly. Levels: the rounds nearest 60 % and 80 % removed, the first round >= 90 %, and the
    schedule's result. Claim (declared before the 5-seed run): LDA is ahead at the aggressive levels
    (>= 90 % removed) if its mean paired test-accuracy difference over seeds is > 0 against each
    baseline at each such level; the 95 % t-interval of that difference, the seeds won/tied/lost and
@@ -103,6 +105,9 @@ def main(argv=None):
     ap.add_argument("--m-floor", type=int, default=-1)
     ap.add_argument("--modes", default="widths,uniform", help="baseline modes (lda_baselines.MODES)")
     ap.add_argument("--skip-baselines", action="store_true", help="schedule only (tuning)")
+    ap.add_argument("--add-modes", default=None,
+                    help="e.g. global: replay each stored seed (seeds/seed<N>.json; the schedule must reproduce it "
+                         "exactly) and add these baseline modes to its comparisons")
     ap.add_argument("--aggregate-only", action="store_true", help="rebuild the report from results/lda/seeds/")
     ap.add_argument("--task", default="digits",
                     help="target: digits (transfer from Fashion-MNIST), or fashion-mnist (the source task itself, "
@@ -169,6 +174,8 @@ def run_seed(args, seed, out, t_start):
             f"widths {list(t['widths'].values())}")
     if args.skip_baselines:
         return None
+    if args.add_modes:
+        return add_modes(args, seed, out, table, rounds, base, task, pruner, t_seed, log)
     levels = pick_levels([t["params_removed"] for t in table], result_i)
     upto = rounds[:max(levels.values()) + 1]
     modes = [m for m in str(args.modes).split(",") if m]
@@ -204,6 +211,39 @@ def run_seed(args, seed, out, t_start):
               "final_params_check": {k[0] + "_" + k[1]: count_params(v[-1]) for k, v in traj.items()}}
     log(f"seed {seed} done in {result['seconds']} s")
     return result
+
+
+def add_modes(args, seed, out, table, rounds, base, task, pruner, t_seed, log):
+    """The stored seed with the baseline modes ``--add-modes`` added at its levels. The replayed schedule
+    must equal the stored one round by round (params, val and test accuracy), so the new baselines
+    start from the same network and follow the same fine-tuning calls as the stored ones did."""
+    path = out / "seeds" / f"seed{seed}.json"
+    if not path.is_file():
+        raise SystemExit(f"--add-modes: {path} not found (run the seed first)")
+    stored = json.loads(path.read_text())
+    key = [(t["params"], round(t["val_acc"], 6), round(t["test_acc"], 6)) for t in stored["schedule"]]
+    got = [(t["params"], round(t["val_acc"], 6), round(t["test_acc"], 6)) for t in table]
+    if key != got:
+        raise SystemExit(f"--add-modes: seed {seed}: the replayed schedule differs from {path}; rerun the seed")
+    levels = stored["levels"]
+    upto = rounds[:max(levels.values()) + 1]
+    modes = [m for m in str(args.add_modes).split(",") if m]
+    res = pruner.cfg.resolution
+    for mode in modes:
+        for imp in BL.IMPORTANCES:
+            models = BL.trajectory(base, task, pruner, upto, imp, mode, seed, log)
+            for row in stored["comparisons"]:
+                cost = measure(models[row["index"]], res, task.in_channels)
+                row[f"{imp}_{mode}"] = {"params": cost["params"], "macs": cost["macs"],
+                                        "test_acc": test_acc(models[row["index"]], task, res)}
+            stored["final_params_check"][f"{imp}_{mode}"] = count_params(models[-1])
+    for row in stored["comparisons"]:
+        log(f"level {row['level']} ({row['params_removed']:.1%}): lda {row['lda_test_acc']:.4f} " + " ".join(
+            f"{k}={v['test_acc']:.4f}" for k, v in row.items() if isinstance(v, dict) and k.endswith(tuple(modes))))
+    extra = round(time.time() - t_seed, 1)
+    stored["seconds"] = round(stored["seconds"] + extra, 1)  # the replay is part of this seed's compute
+    stored.setdefault("added_modes", []).append({"modes": modes, "seconds": extra})
+    return stored
 
 
 if __name__ == "__main__":

@@ -14,7 +14,11 @@ import numpy as np
 
 BASELINES = ("l1", "taylor", "random")
 MODE_TEXT = {"widths": "same per-layer widths as LDA (identical params and MACs)",
-             "uniform": "Torch-Pruning MagnitudePruner, one uniform ratio, params nearest to LDA's"}
+             "uniform": "Torch-Pruning MagnitudePruner, one uniform ratio, params nearest to LDA's",
+             "global": "Torch-Pruning MagnitudePruner with global_pruning (its own per-layer widths, LDA's width "
+                       "floor), params nearest to LDA's"}
+ALL_MODES = tuple(MODE_TEXT)
+MODE_LABEL = {"widths": "same widths", "uniform": "uniform ratio", "global": "global ranking"}
 NAMES = {"l1": "L1", "taylor": "Taylor", "random": "random"}
 
 
@@ -137,7 +141,7 @@ def _claim_compression(results, plot) -> dict:
 
 
 def _claims_ahead(summary, results, plot) -> list:
-    modes = [m for m in ("widths", "uniform") if f"l1_{m}" in next(iter(summary.values()))]
+    modes = [m for m in ALL_MODES if f"l1_{m}" in next(iter(summary.values()))]
     deep = [n for n in summary if aggressive(summary, n)]
     claims = []
     for mode in modes:
@@ -147,7 +151,7 @@ def _claims_ahead(summary, results, plot) -> list:
         lvl = lambda n: f"{n} ({100 * np.mean(summary[n]['removed']):.1f}% removed)"  # noqa: E731
         claims.append({
             "claim": "LDA pruning ahead of L1, Taylor and random pruning at aggressive compression (>= 90% removed)"
-                     + (" [same widths]" if mode == "widths" else " [uniform ratio]"),
+                     + f" [{MODE_LABEL[mode]}]",
             "setting": f"{label_of(results)}; paired per seed: same transferred network, {MODE_TEXT[mode]}, pruned "
                        "round by round on "
                        "LDA's schedule with LDA's fine-tuning calls replayed (same epochs, seeds, optimiser); "
@@ -210,14 +214,14 @@ def _plot(summary, path, label="Fashion-MNIST -> digits"):
     import matplotlib.pyplot as plt
 
     names = list(summary)
-    modes = [m for m in ("widths", "uniform") if f"l1_{m}" in summary[names[0]]]
+    modes = [m for m in ALL_MODES if f"l1_{m}" in summary[names[0]]]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     ax = axes[0]
     x = [100 * np.mean(summary[n]["removed"]) for n in names]
     ax.errorbar(x, [summary[n]["lda"]["mean"] for n in names], yerr=[summary[n]["lda"]["std"] for n in names],
                 fmt="-o", color="C0", capsize=3, label="LDA")
     for k, b in enumerate(BASELINES):
-        for mode, style in zip(modes, ("s--", "^:")):
+        for mode, style in zip(modes, ("s--", "^:", "v-.")):
             key = f"{b}_{mode}"
             ax.errorbar([xi + 0.3 * (k + 1) for xi in x], [summary[n][key]["mean"] for n in names],
                         yerr=[summary[n][key]["std"] for n in names], fmt=style, color=f"C{k + 1}", capsize=2,
@@ -234,7 +238,8 @@ def _plot(summary, path, label="Fashion-MNIST -> digits"):
         for k, b in enumerate(BASELINES):
             p = [summary[n][f"{b}_{mode}"]["paired"] for n in names]
             off = pos - 0.4 + width * (j + 0.5)
-            ax.bar(off, [c["mean"] for c in p], width, color=f"C{k + 1}", alpha=0.9 if mode == "widths" else 0.45,
+            ax.bar(off, [c["mean"] for c in p], width, color=f"C{k + 1}",
+                   alpha={"widths": 0.9, "uniform": 0.45}.get(mode, 0.25), hatch="//" if mode == "global" else None,
                    yerr=[[c["mean"] - c["ci95"][0] for c in p], [c["ci95"][1] - c["mean"] for c in p]], capsize=2,
                    label=f"LDA - {NAMES[b]} ({mode})")
             for xi, c in zip(off, p):
@@ -271,8 +276,11 @@ def _markdown(results, summary, claims, seconds, rob_rows) -> str:
         lines.append(f"| {n} | {100 * np.mean(s['removed']):.1f}% ({100 * min(s['removed']):.1f}-"
                      f"{100 * max(s['removed']):.1f}) | {s['lda']['mean']:.2f} +- {s['lda']['std']:.2f} | "
                      + " | ".join(cells) + " |")
-    lines += ["", "Parameter gap baseline - LDA (uniform mode; same-widths mode is 0 by construction): " + "; ".join(
-        f"{n}: {s['l1_uniform']['param_gap']}" for n, s in summary.items() if "l1_uniform" in s), ""]
+    for mode in ("uniform", "global"):
+        if f"l1_{mode}" in summary[next(iter(summary))]:
+            lines += ["", f"Parameter gap baseline - LDA, L1 {mode} mode (same-widths mode is 0 by construction): "
+                      + "; ".join(f"{n}: {s[f'l1_{mode}']['param_gap']}" for n, s in summary.items())]
+    lines.append("")
     for r in results:
         lines += [f"## Seed {r['seed']}: LDA schedule", "",
                   "| round | eta | M' | params | removed | MACs | val acc | test acc | accepted | widths |",

@@ -161,3 +161,28 @@ def test_baselines_cut_to_ldas_exact_widths(task):
     top = torch.topk(scores, target["features.0"]).indices.sort().values
     b = BL.prune_to_widths(base, target, pruner.example, "l1", seed=0)
     assert torch.equal(b.features[0].weight, conv.weight[top])
+
+
+def test_global_baseline_reaches_the_count_and_keeps_the_floors(task):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import lda_baselines as BL
+
+    cfg = lda.LDAConfig.from_options(TINY)
+    base, _ = lda.prepare_base(task, cfg, seed=0, log=lambda m: None)
+    pruner = lda.Pruner(task, cfg, seed=0)
+    w0 = BL.widths(base)
+    # the first conv sits at its floor already: global ranking must leave it alone
+    floors = {"features.0": w0["features.0"], "features.4": 2, "classifier.1": 3}
+    target = int(0.5 * count_params(base))
+    loss_fn = BL._taylor_loss(task, pruner, 0)
+    for imp in BL.IMPORTANCES:
+        b = BL.prune_global(base, target, pruner.example, imp, floors=floors, loss_fn=loss_fn, seed=0)
+        w = BL.widths(b)
+        assert w["features.0"] == w0["features.0"]
+        assert w["features.4"] >= 2 and w["classifier.1"] >= 3
+        assert w["classifier.1"] < w0["classifier.1"] or w["features.4"] < w0["features.4"]
+        # the nearer of the two steps around the target: within a few percent of it
+        assert abs(count_params(b) - target) <= 0.1 * target, (imp, count_params(b), target)

@@ -94,11 +94,13 @@ def remove_channels(model: nn.Module, plan: dict, example_input: torch.Tensor) -
 def magnitude_prune(model: nn.Module, example_input: torch.Tensor, *, ratio: float | None = None,
                     target_macs: float | None = None, target_params: float | None = None,
                     importance: str = "l1", ignored_layers=None, loss_fn=None, steps: int = 40,
-                    seed: int = 0) -> nn.Module:
+                    seed: int = 0, global_pruning: bool = False) -> nn.Module:
     """Torch-Pruning's channel pruning with an importance criterion (``l1``, ``taylor``, ``random``).
 
     Either a uniform per-layer ``ratio``, or iterative steps until MACs/params reach the target.
     ``taylor`` needs ``loss_fn(model) -> loss`` evaluated on real data before each step.
+    ``global_pruning``: Torch-Pruning ranks all layers' (normalised) importances together, so with a
+    ``ratio`` that share of all prunable channels goes and the per-layer widths are its choice.
     """
     tp = _tp()
     torch.manual_seed(seed)
@@ -117,7 +119,7 @@ def magnitude_prune(model: nn.Module, example_input: torch.Tensor, *, ratio: flo
     frozen.__enter__()
     try:
         _magnitude_steps(tp, model, example_input, imp, ratio, target_macs, target_params, importance, ignored,
-                         loss_fn, steps)
+                         loss_fn, steps, global_pruning)
     finally:
         frozen.__exit__()
     model.train(was_training)
@@ -125,16 +127,17 @@ def magnitude_prune(model: nn.Module, example_input: torch.Tensor, *, ratio: flo
 
 
 def _magnitude_steps(tp, model, example_input, imp, ratio, target_macs, target_params, importance, ignored,
-                     loss_fn, steps):
+                     loss_fn, steps, global_pruning=False):
     if ratio is not None:
         pruner = tp.pruner.MagnitudePruner(model, example_input, importance=imp(), pruning_ratio=ratio,
-                                           ignored_layers=ignored)
+                                           ignored_layers=ignored, global_pruning=global_pruning)
         _step(pruner, model, loss_fn, importance)
     else:
         if target_macs is None and target_params is None:
             raise ConfigError("give ratio, target_macs or target_params")
         pruner = tp.pruner.MagnitudePruner(model, example_input, importance=imp(), pruning_ratio=0.99,
-                                           iterative_steps=steps, ignored_layers=ignored)
+                                           iterative_steps=steps, ignored_layers=ignored,
+                                           global_pruning=global_pruning)
         for _ in range(steps):
             macs, params = tp.utils.count_ops_and_params(model, example_input)
             if (target_macs is None or macs <= target_macs) and (target_params is None or params <= target_params):
