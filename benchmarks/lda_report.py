@@ -147,7 +147,8 @@ def _claims_ahead(summary, results, plot) -> list:
     for mode in modes:
         cells = {(n, b): summary[n][f"{b}_{mode}"]["paired"] for n in deep for b in BASELINES}
         holds = bool(deep) and all(c["mean"] > 0 for c in cells.values())
-        sig = [f"{n} vs {NAMES[b]}" for (n, b), c in cells.items() if c["ci95"][0] > 0]
+        above = [f"{n} vs {NAMES[b]}" for (n, b), c in cells.items() if c["ci95"][0] > 0]
+        below = [f"{n} vs {NAMES[b]}" for (n, b), c in cells.items() if c["ci95"][1] < 0]
         lvl = lambda n: f"{n} ({100 * np.mean(summary[n]['removed']):.1f}% removed)"  # noqa: E731
         claims.append({
             "claim": "LDA pruning ahead of L1, Taylor and random pruning at aggressive compression (>= 90% removed)"
@@ -165,9 +166,15 @@ def _claims_ahead(summary, results, plot) -> list:
                 f"/tied {cells[(n, b)]['ties']}/lost {cells[(n, b)]['losses']} seeds)" for b in BASELINES)
                 for n in deep),
             "holds": holds, "plot": plot,
-            "note": (f"95% interval above 0 for: {', '.join(sig)}" if sig else "no paired 95% interval excludes 0")
-                    + "; " + _noise(results)})
+            "note": _significance(above, below) + "; " + _noise(results)})
     return claims
+
+
+def _significance(above: list, below: list) -> str:
+    """Which paired 95% intervals exclude 0, on either side."""
+    parts = ([f"95% interval above 0 (LDA ahead) for: {', '.join(above)}"] if above else []) + (
+        [f"95% interval below 0 (LDA behind) for: {', '.join(below)}"] if below else [])
+    return "; ".join(parts) or "no paired 95% interval excludes 0"
 
 
 def _robustness(results, out) -> dict:

@@ -186,3 +186,16 @@ def test_global_baseline_reaches_the_count_and_keeps_the_floors(task):
         assert w["classifier.1"] < w0["classifier.1"] or w["features.4"] < w0["features.4"]
         # the nearer of the two steps around the target: within a few percent of it
         assert abs(count_params(b) - target) <= 0.1 * target, (imp, count_params(b), target)
+
+
+def test_report_note_names_intervals_that_exclude_zero_on_either_side():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import lda_report as R
+
+    both = R._significance(["~60% vs L1"], ["first >=90% vs Taylor"])
+    assert "above 0 (LDA ahead) for: ~60% vs L1" in both and "below 0 (LDA behind) for: first >=90% vs Taylor" in both
+    assert "excludes 0" not in R._significance([], ["x vs L1"])
+    assert R._significance([], []) == "no paired 95% interval excludes 0"
