@@ -111,12 +111,11 @@ def train_supernet(net, space, task, *, epochs: float, batch_size: int, lr: floa
 
 def pretrain_supernet(config: MBV3Config, source, *, epochs: float = 2, warmup_epochs: float = 1,
                       batch_size: int = 64, lr: float = 0.05, n_random: int = 2, distill: float = 0.5,
-                      seed: int = 0, device="cpu", cache=None, log=None, cached_only: bool = False):
+                      seed: int = 0, device="cpu", cache=None, log=None):
     """A supernet trained on ``source``: ``warmup_epochs`` of the largest subnet alone, then hidden
     channels sorted by importance, then ``epochs`` of the sandwich rule (largest, smallest and
     ``n_random`` random subnets per step, the smaller ones distilled in place from the largest).
-    Trained once per configuration; later calls load it from ``$NATKIT_CACHE``. With
-    ``cached_only`` the call returns ``None`` instead of training."""
+    Trained once per configuration; later calls load it from ``$NATKIT_CACHE``."""
     from safetensors.torch import load_file, save_file
 
     from natkit.train.pretrain import cache_dir
@@ -136,8 +135,6 @@ def pretrain_supernet(config: MBV3Config, source, *, epochs: float = 2, warmup_e
         net.natkit_source = {**json.loads(meta_path.read_text()), "path": str(path), "cached": True}
         net.set_active(space.decode(big))
         return net.to(device)
-    if cached_only:
-        return None
     t0 = time.perf_counter()
     if warmup_epochs > 0:
         train_supernet(net, space, source, epochs=warmup_epochs, batch_size=batch_size, lr=lr,
