@@ -1,6 +1,6 @@
 """Torch-Pruning baselines replayed on the LDA schedule, for ``benchmarks/lda_compression.py``.
 
-Two ways to put a baseline at LDA's size, both starting from the *same* transferred network as LDA
+Three ways to put a baseline at LDA's size, all starting from the *same* transferred network as LDA
 and replaying LDA's fine-tuning calls of every round exactly (same epochs, same seeds, same
 optimiser and learning-rate schedule, recovery epochs included):
 
@@ -17,7 +17,9 @@ optimiser and learning-rate schedule, recovery epochs included):
   its own criterion. It removes the least important 2 % of the remaining prunable channels per step
   until the count reaches LDA's (the nearer of the last two steps), and a layer at LDA's width floor
   (``min_width`` of its unpruned width, ``Pruner.floors``) is left out of the ranking, so both sides
-  obey the same floor (one step can cross it by a channel or two).
+  obey the same floor. One step can still cross it: Torch-Pruning removes every channel whose score
+  ties the step's threshold (Taylor scores of dead channels are all 0). In the stored seeds the
+  most a global baseline went below the all-floors network was 51 parameters (of 3,943).
 """
 
 from __future__ import annotations
@@ -125,6 +127,11 @@ def prune_uniform(model, target_params: int, example, importance: str, *, loss_f
 def prune_global(model, target_params: int, example, importance: str, *, floors: dict, loss_fn=None, seed=0,
                  step: float = 0.02, max_steps: int = 400):
     """Torch-Pruning global pruning in small steps down to ``target_params`` (see the module doc)."""
+    if not floors:
+        raise ValueError("prune_global needs the width floors (Pruner.set_reference was not called)")
+    missing = sorted(set(floors) - set(widths(model)))
+    if missing:
+        raise ValueError(f"prune_global: floor for {missing[0]!r}, which is not a prunable layer of the model")
     current = copy.deepcopy(model).cpu().eval()
     prev = current
     for k in range(max_steps):
@@ -132,7 +139,7 @@ def prune_global(model, target_params: int, example, importance: str, *, floors:
             break
         nxt = copy.deepcopy(current)
         named, w = dict(nxt.named_modules()), widths(nxt)
-        ignored = [named[n] for n, f in floors.items() if n in w and w[n] <= f]
+        ignored = [named[n] for n, f in floors.items() if w[n] <= f]
         nxt = magnitude_prune(nxt, example, ratio=step, importance=importance, loss_fn=loss_fn,
                               seed=seed + k, global_pruning=True, ignored_layers=ignored)
         if count_params(nxt) >= count_params(current):  # every layer at its floor: nothing left to remove

@@ -22,7 +22,8 @@ Every seed draws its own digits split, source pretraining and fine-tuning order.
    per-layer widths (identical parameter and MAC counts), (b) with one uniform ratio, count nearest
    to LDA's, (c) with Torch-Pruning's global ranking (its own per-layer widths, LDA's width floor),
    count nearest to LDA's; (c) was added later to the stored seeds with ``--add-modes global``, which
-   replays a seed and checks that its schedule reproduces the stored one exactly. Levels: the rounds nearest 60 % and 80 % removed, the first round >= 90 %, and the
+   replays a seed and checks that its schedule reproduces the stored one exactly (a new run computes
+   all three). Levels: the rounds nearest 60 % and 80 % removed, the first round >= 90 %, and the
    schedule's result. Claim (declared before the 5-seed run): LDA is ahead at the aggressive levels
    (>= 90 % removed) if its mean paired test-accuracy difference over seeds is > 0 against each
    baseline at each such level; the 95 % t-interval of that difference, the seeds won/tied/lost and
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -90,7 +92,8 @@ def pick_levels(removed, result_i):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "results" / "lda"))
-    ap.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated; the first seed's robustness table is shown")
+    ap.add_argument("--seeds", default="0,1,2,3,4,5,6,7",
+                    help="comma-separated; the first seed's robustness table is shown")
     ap.add_argument("--source-per-class", type=int, default=2000)
     ap.add_argument("--source-epochs", type=float, default=2)
     ap.add_argument("--transfer-epochs", type=float, default=10)
@@ -103,7 +106,7 @@ def main(argv=None):
     ap.add_argument("--recover-epochs", type=float, default=3)
     ap.add_argument("--min-width", type=float, default=0.2)
     ap.add_argument("--m-floor", type=int, default=-1)
-    ap.add_argument("--modes", default="widths,uniform", help="baseline modes (lda_baselines.MODES)")
+    ap.add_argument("--modes", default=",".join(BL.MODES), help="baseline modes (lda_baselines.MODES)")
     ap.add_argument("--skip-baselines", action="store_true", help="schedule only (tuning)")
     ap.add_argument("--add-modes", default=None,
                     help="e.g. global: replay each stored seed (seeds/seed<N>.json; the schedule must reproduce it "
@@ -115,6 +118,10 @@ def main(argv=None):
     ap.add_argument("--samples-per-class", type=int, default=None, help="subset of the target's training images")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
+    for given in (args.modes, args.add_modes or ""):
+        unknown = [m for m in given.split(",") if m and m not in BL.MODES]
+        if unknown:
+            ap.error(f"unknown baseline mode {unknown[0]!r}; known: {', '.join(BL.MODES)}")
     torch.set_num_threads(1)
     t_start = time.time()
     out = Path(args.out)
@@ -127,7 +134,10 @@ def main(argv=None):
             res = run_seed(args, seed, out, t_start)
             if res is None:
                 return
-            (out / "seeds" / f"seed{seed}.json").write_text(json.dumps(res, indent=2, default=str))
+            path = out / "seeds" / f"seed{seed}.json"
+            tmp = path.with_suffix(".tmp")  # the seed file may hold hours of results: never truncate it in place
+            tmp.write_text(json.dumps(res, indent=2, default=str))
+            os.replace(tmp, path)
     results = [json.loads((out / "seeds" / f"seed{s}.json").read_text()) for s in seeds]
     # the run time of the seeds themselves (an --aggregate-only rebuild takes no time of its own)
     REP.write_report(results, out, root=ROOT, seconds=round(sum(r.get("seconds", 0.0) for r in results), 1))
@@ -221,13 +231,16 @@ def add_modes(args, seed, out, table, rounds, base, task, pruner, t_seed, log):
     if not path.is_file():
         raise SystemExit(f"--add-modes: {path} not found (run the seed first)")
     stored = json.loads(path.read_text())
+    modes = [m for m in str(args.add_modes).split(",") if m]
+    present = [m for m in modes if f"l1_{m}" in stored["comparisons"][0]]
+    if present:
+        raise SystemExit(f"--add-modes: seed {seed} already has mode {present[0]!r} ({path})")
     key = [(t["params"], round(t["val_acc"], 6), round(t["test_acc"], 6)) for t in stored["schedule"]]
     got = [(t["params"], round(t["val_acc"], 6), round(t["test_acc"], 6)) for t in table]
     if key != got:
         raise SystemExit(f"--add-modes: seed {seed}: the replayed schedule differs from {path}; rerun the seed")
     levels = stored["levels"]
     upto = rounds[:max(levels.values()) + 1]
-    modes = [m for m in str(args.add_modes).split(",") if m]
     res = pruner.cfg.resolution
     for mode in modes:
         for imp in BL.IMPORTANCES:

@@ -39,6 +39,9 @@ def summarise(results) -> dict:
     """Per level: removal, LDA and baseline accuracy (mean, std) and paired differences, in points."""
     level_names = list(dict.fromkeys(c["level"] for r in results for c in r["comparisons"]))
     keys = [k for k in results[0]["comparisons"][0] if isinstance(results[0]["comparisons"][0][k], dict)]
+    lacking = [(r["seed"], k) for r in results for c in r["comparisons"] for k in keys if k not in c]
+    if lacking:  # e.g. a mode added to some seed files only (lda_compression.py --add-modes)
+        raise SystemExit(f"seed {lacking[0][0]} has no {lacking[0][1]!r} baseline; add it to every seed first")
     out = {}
     for name in level_names:
         rows = [(r["seed"], c) for r in results for c in r["comparisons"] if c["level"] == name]
@@ -283,10 +286,13 @@ def _markdown(results, summary, claims, seconds, rob_rows) -> str:
         lines.append(f"| {n} | {100 * np.mean(s['removed']):.1f}% ({100 * min(s['removed']):.1f}-"
                      f"{100 * max(s['removed']):.1f}) | {s['lda']['mean']:.2f} +- {s['lda']['std']:.2f} | "
                      + " | ".join(cells) + " |")
-    for mode in ("uniform", "global"):
-        if f"l1_{mode}" in summary[next(iter(summary))]:
-            lines += ["", f"Parameter gap baseline - LDA, L1 {mode} mode (same-widths mode is 0 by construction): "
-                      + "; ".join(f"{n}: {s[f'l1_{mode}']['param_gap']}" for n, s in summary.items())]
+    # one uniform ratio gives every importance the same widths; global ranking's widths depend on the importance
+    for mode, imps in (("uniform", ("l1",)), ("global", BASELINES)):
+        for imp in imps:
+            if f"{imp}_{mode}" in summary[next(iter(summary))]:
+                lines += ["", f"Parameter gap baseline - LDA, {NAMES[imp]} {mode} mode (same-widths mode is 0 by "
+                          "construction): " + "; ".join(f"{n}: {s[f'{imp}_{mode}']['param_gap']}"
+                                                        for n, s in summary.items())]
     lines.append("")
     for r in results:
         lines += [f"## Seed {r['seed']}: LDA schedule", "",

@@ -128,7 +128,7 @@ def main(argv=None):
                        for e, r in zip(encs, results["in-process"])],
     }
     (out / "throughput.json").write_text(json.dumps(result, indent=2, default=str))
-    plot = plot_throughput(rows, overhead_ms, out / "throughput.png", n, host()["load_avg_1min"])
+    plot_throughput(rows, overhead_ms, out / "throughput.png", n, host()["load_avg_1min"])
     write_md(out / "throughput.md", result)
 
     med = result["per_candidate_s"]["median"]

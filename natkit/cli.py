@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--weights", help="source-network weights file (.safetensors or a torch state dict) instead "
                    "of natkit's own pretraining")
     s.add_argument("--resume", action="store_true", help="continue the run in OUT without repeating evaluations")
-    s.add_argument("--quick", action="store_true", help="tiny settings: end to end in under 2 minutes on 2 cores")
+    s.add_argument("--quick", action="store_true", help="tiny settings: about a minute per method on 2 cores "
+                   "(nat: 3-4 minutes the first time, while it pretrains and caches its supernet)")
     s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     s.add_argument("--samples-per-class", type=int, help="keep this many training images per class")
     s.add_argument("--classes", help="comma-separated class subset of the target task")

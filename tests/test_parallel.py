@@ -20,8 +20,7 @@ from natkit.errors import ConfigError, NatkitError
 torch.set_num_threads(1)
 pytest.importorskip("distributed")
 
-from natkit.core import parallel  # noqa: E402
-from natkit.core.parallel import DaskRunner, dask_runner  # noqa: E402
+from natkit.core.parallel import dask_runner  # noqa: E402
 
 
 class WeightedSum(Evaluator):

@@ -1,7 +1,5 @@
 """The progressive process on a tiny VGG and a synthetic task (seconds)."""
 
-import copy
-
 import numpy as np
 import pytest
 import torch
