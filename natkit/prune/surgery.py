@@ -95,7 +95,8 @@ def magnitude_prune(model: nn.Module, example_input: torch.Tensor, *, ratio: flo
                     target_macs: float | None = None, target_params: float | None = None,
                     importance: str = "l1", ignored_layers=None, loss_fn=None, steps: int = 40,
                     seed: int = 0, global_pruning: bool = False) -> nn.Module:
-    """Torch-Pruning's channel pruning with an importance criterion (``l1``, ``taylor``, ``random``).
+    """Torch-Pruning's channel pruning with an importance criterion (``l1``, ``taylor``, ``random``),
+    in place: ``model`` itself is pruned and returned (pass a copy to keep the original).
 
     Either a uniform per-layer ``ratio``, or iterative steps until MACs/params reach the target.
     ``taylor`` needs ``loss_fn(model) -> loss`` evaluated on real data before each step.
@@ -135,9 +136,11 @@ def _magnitude_steps(tp, model, example_input, imp, ratio, target_macs, target_p
     else:
         if target_macs is None and target_params is None:
             raise ConfigError("give ratio, target_macs or target_params")
+        # global ranking may take one layer's channels long before the others': keep 5 % of every layer
         pruner = tp.pruner.MagnitudePruner(model, example_input, importance=imp(), pruning_ratio=0.99,
                                            iterative_steps=steps, ignored_layers=ignored,
-                                           global_pruning=global_pruning)
+                                           global_pruning=global_pruning,
+                                           max_pruning_ratio=0.95 if global_pruning else 1.0)
         for _ in range(steps):
             macs, params = tp.utils.count_ops_and_params(model, example_input)
             if (target_macs is None or macs <= target_macs) and (target_params is None or params <= target_params):
