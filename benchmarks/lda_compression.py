@@ -129,6 +129,8 @@ def main(argv=None):
     seeds = [int(x) for x in str(args.seeds).split(",") if x.strip()]
     if args.quick:
         seeds = seeds[:1]
+    if args.add_modes and not args.aggregate_only:
+        check_add_modes(out, seeds, [m for m in args.add_modes.split(",") if m])
     if not args.aggregate_only:
         for seed in seeds:
             res = run_seed(args, seed, out, t_start)
@@ -223,18 +225,25 @@ def run_seed(args, seed, out, t_start):
     return result
 
 
+def check_add_modes(out, seeds, modes):
+    """Before any replay: every seed file exists and lacks the modes to add."""
+    for seed in seeds:
+        path = out / "seeds" / f"seed{seed}.json"
+        if not path.is_file():
+            raise SystemExit(f"--add-modes: {path} not found (run the seed first)")
+        first = json.loads(path.read_text())["comparisons"][0]
+        present = [m for m in modes if f"l1_{m}" in first]
+        if present:
+            raise SystemExit(f"--add-modes: seed {seed} already has mode {present[0]!r} ({path})")
+
+
 def add_modes(args, seed, out, table, rounds, base, task, pruner, t_seed, log):
     """The stored seed with the baseline modes ``--add-modes`` added at its levels. The replayed schedule
     must equal the stored one round by round (params, val and test accuracy), so the new baselines
     start from the same network and follow the same fine-tuning calls as the stored ones did."""
     path = out / "seeds" / f"seed{seed}.json"
-    if not path.is_file():
-        raise SystemExit(f"--add-modes: {path} not found (run the seed first)")
-    stored = json.loads(path.read_text())
+    stored = json.loads(path.read_text())  # checked by check_add_modes before any replay
     modes = [m for m in str(args.add_modes).split(",") if m]
-    present = [m for m in modes if f"l1_{m}" in stored["comparisons"][0]]
-    if present:
-        raise SystemExit(f"--add-modes: seed {seed} already has mode {present[0]!r} ({path})")
     key = [(t["params"], round(t["val_acc"], 6), round(t["test_acc"], 6)) for t in stored["schedule"]]
     got = [(t["params"], round(t["val_acc"], 6), round(t["test_acc"], 6)) for t in table]
     if key != got:

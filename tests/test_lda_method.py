@@ -199,3 +199,20 @@ def test_report_note_names_intervals_that_exclude_zero_on_either_side():
     assert "above 0 (LDA ahead) for: ~60% vs L1" in both and "below 0 (LDA behind) for: first >=90% vs Taylor" in both
     assert "excludes 0" not in R._significance([], ["x vs L1"])
     assert R._significance([], []) == "no paired 95% interval excludes 0"
+
+
+def test_add_modes_refuses_a_missing_seed_or_a_mode_it_already_has(tmp_path):
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import lda_compression as C
+
+    (tmp_path / "seeds").mkdir()
+    (tmp_path / "seeds" / "seed0.json").write_text(json.dumps({"comparisons": [{"l1_widths": {}, "l1_global": {}}]}))
+    C.check_add_modes(tmp_path, [0], ["uniform"])  # not there yet: fine
+    with pytest.raises(SystemExit, match="already has mode 'global'"):
+        C.check_add_modes(tmp_path, [0], ["global"])
+    with pytest.raises(SystemExit, match="seed1.json not found"):
+        C.check_add_modes(tmp_path, [0, 1], ["uniform"])
