@@ -1,8 +1,11 @@
 import multiprocessing as mp
+import sqlite3
 
 import numpy as np
+import pytest
 
 from natkit.core.archive import Archive, nondominated
+from natkit.errors import NatkitError
 
 
 def test_front_equals_brute_force(tmp_path):
@@ -63,3 +66,26 @@ def test_stale_rows_leave_the_front(tmp_path):
     new = a.add(run, "nat", generation=1, encoding=[1], metrics={"error": 0.2, "macs": 1})
     a.mark_stale([old])
     assert [c.id for c in a.front()] == [new] and a.get(old).status == "stale"
+
+
+def test_opening_retries_a_locked_database_and_names_other_failures(tmp_path, monkeypatch):
+    real, calls = Archive._open, []
+
+    def flaky(self):  # what a second process creating the same archive at that instant can cause
+        calls.append(1)
+        if len(calls) <= 2:
+            self._db = sqlite3.connect(":memory:")
+            raise sqlite3.OperationalError("database is locked")
+        return real(self)
+
+    monkeypatch.setattr(Archive, "_open", flaky)
+    a = Archive(tmp_path / "a.sqlite")
+    assert len(calls) == 3 and a.start_run("m", "t", {}, 0) == 1
+    a.close()
+
+    def broken(self):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(Archive, "_open", broken)
+    with pytest.raises(NatkitError, match="cannot open archive .*disk I/O error"):
+        Archive(tmp_path / "b.sqlite")

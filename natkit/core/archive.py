@@ -104,18 +104,34 @@ class Archive:
     def __init__(self, path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=60000")
-            self._db.executescript(_SCHEMA)
-            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise NatkitError(f"archive {self.path} has schema {row[0]}, this natkit reads {SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as exc:
-            raise NatkitError(f"cannot open archive {self.path}: {exc}") from None
+        # Two processes creating the same archive at once can meet SQLite's deadlock check (switching to
+        # WAL, or two schema transactions upgrading their locks), which fails at once with "database is
+        # locked" instead of waiting on the busy timeout; opening again a moment later succeeds.
+        for attempt in range(40):
+            self._db = None
+            try:
+                self._open()
+                return
+            except sqlite3.OperationalError as exc:
+                if self._db is not None:
+                    self._db.close()
+                if "locked" not in str(exc) or attempt == 39:
+                    raise NatkitError(f"cannot open archive {self.path}: {exc}") from None
+                time.sleep(min(0.05 * (attempt + 1), 0.5))
+            except sqlite3.DatabaseError as exc:
+                raise NatkitError(f"cannot open archive {self.path}: {exc}") from None
+
+    def _open(self):
+        self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=60000")
+        self._db.executescript(_SCHEMA)
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) != SCHEMA_VERSION:
+            self._db.close()
+            raise NatkitError(f"archive {self.path} has schema {row[0]}, this natkit reads {SCHEMA_VERSION}")
 
     def close(self):
         self._db.close()
