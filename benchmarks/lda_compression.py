@@ -190,22 +190,15 @@ def run_seed(args, seed, out, t_start):
         return add_modes(args, seed, out, table, rounds, base, task, pruner, t_seed, log)
     levels = pick_levels([t["params_removed"] for t in table], result_i)
     upto = rounds[:max(levels.values()) + 1]
-    modes = [m for m in str(args.modes).split(",") if m]
-    traj = {(imp, mode): BL.trajectory(base, task, pruner, upto, imp, mode, seed, log)
-            for mode in modes for imp in BL.IMPORTANCES}
+    traj = trajectories(base, task, pruner, upto, [m for m in str(args.modes).split(",") if m], seed, log)
     comparisons = []
     for name, i in levels.items():
         t = table[i]
         row = {"level": name, "round": t["round"], "index": i, "p0": p0, "params_removed": t["params_removed"],
                "lda_params": t["params"], "lda_macs": t["macs"], "lda_test_acc": t["test_acc"],
                "finetune_epochs": sum(x.epochs for x in rounds[:i + 1])}
-        for (imp, mode), models in traj.items():
-            cost = measure(models[i], res, task.in_channels)
-            row[f"{imp}_{mode}"] = {"params": cost["params"], "macs": cost["macs"],
-                                    "test_acc": test_acc(models[i], task, res)}
+        add_baselines(row, traj, task, res, log)
         comparisons.append(row)
-        log(f"level {name} ({row['params_removed']:.1%}): lda {row['lda_test_acc']:.4f} " + " ".join(
-            f"{k}={v['test_acc']:.4f}" for k, v in row.items() if isinstance(v, dict)))
 
     # --- robustness: unpruned, LDA's result, L1 at the same widths -----------------------------
     ri = levels["result"]
@@ -220,9 +213,30 @@ def run_seed(args, seed, out, t_start):
               "result_round": table[result_i]["round"] if result_i is not None else None,
               "robustness": rob_rows, "robust_models": list(rob_models),
               "seconds": round(time.time() - t_seed, 1), "threads": torch.get_num_threads(),
-              "final_params_check": {k[0] + "_" + k[1]: count_params(v[-1]) for k, v in traj.items()}}
+              "final_params_check": final_counts(traj)}
     log(f"seed {seed} done in {result['seconds']} s")
     return result
+
+
+def trajectories(base, task, pruner, upto, modes, seed, log) -> dict:
+    """{(importance, mode): the baseline's network after each of LDA's rounds ``upto``}."""
+    return {(imp, mode): BL.trajectory(base, task, pruner, upto, imp, mode, seed, log)
+            for mode in modes for imp in BL.IMPORTANCES}
+
+
+def add_baselines(row, traj, task, res, log):
+    """Each baseline's params, MACs and test accuracy at the level ``row`` (its round ``row['index']``)."""
+    i = row["index"]
+    for (imp, mode), models in traj.items():
+        cost = measure(models[i], res, task.in_channels)
+        row[f"{imp}_{mode}"] = {"params": cost["params"], "macs": cost["macs"],
+                                "test_acc": test_acc(models[i], task, res)}
+    log(f"level {row['level']} ({row['params_removed']:.1%}): lda {row['lda_test_acc']:.4f} " + " ".join(
+        f"{imp}_{mode}={row[f'{imp}_{mode}']['test_acc']:.4f}" for imp, mode in traj))
+
+
+def final_counts(traj) -> dict:
+    return {f"{imp}_{mode}": count_params(models[-1]) for (imp, mode), models in traj.items()}
 
 
 def check_add_modes(out, seeds, modes):
@@ -248,20 +262,11 @@ def add_modes(args, seed, out, table, rounds, base, task, pruner, t_seed, log):
     got = [(t["params"], round(t["val_acc"], 6), round(t["test_acc"], 6)) for t in table]
     if key != got:
         raise SystemExit(f"--add-modes: seed {seed}: the replayed schedule differs from {path}; rerun the seed")
-    levels = stored["levels"]
-    upto = rounds[:max(levels.values()) + 1]
-    res = pruner.cfg.resolution
-    for mode in modes:
-        for imp in BL.IMPORTANCES:
-            models = BL.trajectory(base, task, pruner, upto, imp, mode, seed, log)
-            for row in stored["comparisons"]:
-                cost = measure(models[row["index"]], res, task.in_channels)
-                row[f"{imp}_{mode}"] = {"params": cost["params"], "macs": cost["macs"],
-                                        "test_acc": test_acc(models[row["index"]], task, res)}
-            stored["final_params_check"][f"{imp}_{mode}"] = count_params(models[-1])
+    upto = rounds[:max(stored["levels"].values()) + 1]
+    traj = trajectories(base, task, pruner, upto, modes, seed, log)
     for row in stored["comparisons"]:
-        log(f"level {row['level']} ({row['params_removed']:.1%}): lda {row['lda_test_acc']:.4f} " + " ".join(
-            f"{k}={v['test_acc']:.4f}" for k, v in row.items() if isinstance(v, dict) and k.endswith(tuple(modes))))
+        add_baselines(row, traj, task, pruner.cfg.resolution, log)
+    stored["final_params_check"].update(final_counts(traj))
     extra = round(time.time() - t_seed, 1)
     stored["seconds"] = round(stored["seconds"] + extra, 1)  # the replay is part of this seed's compute
     stored.setdefault("added_modes", []).append({"modes": modes, "seconds": extra})

@@ -100,6 +100,17 @@ def json_plain(o):
     return str(o)
 
 
+def _retry_locked(fn, attempts: int):
+    """``fn()``, called again after a growing pause while SQLite answers "database is locked"."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(min(0.05 * (attempt + 1), 1.0))
+
+
 class Archive:
     def __init__(self, path):
         self.path = Path(path)
@@ -107,50 +118,41 @@ class Archive:
         # Two processes creating the same archive at once can meet SQLite's deadlock check (switching to
         # WAL, or two schema transactions upgrading their locks), which fails at once with "database is
         # locked" instead of waiting on the busy timeout; opening again a moment later succeeds.
-        for attempt in range(40):
-            self._db = None
-            try:
-                self._open()
-                return
-            except sqlite3.OperationalError as exc:
-                if self._db is not None:
-                    self._db.close()
-                if "locked" not in str(exc) or attempt == 39:
-                    raise NatkitError(f"cannot open archive {self.path}: {exc}") from None
-                time.sleep(min(0.05 * (attempt + 1), 0.5))
-            except sqlite3.DatabaseError as exc:
-                raise NatkitError(f"cannot open archive {self.path}: {exc}") from None
+        try:
+            _retry_locked(self._open, attempts=40)
+        except sqlite3.DatabaseError as exc:
+            raise NatkitError(f"cannot open archive {self.path}: {exc}") from None
 
     def _open(self):
         self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=60000")
-        self._db.executescript(_SCHEMA)
-        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None:
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) != SCHEMA_VERSION:
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=60000")
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise NatkitError(f"archive {self.path} has schema {row[0]}, this natkit reads {SCHEMA_VERSION}")
+        except BaseException:
             self._db.close()
-            raise NatkitError(f"archive {self.path} has schema {row[0]}, this natkit reads {SCHEMA_VERSION}")
+            raise
 
     def close(self):
         self._db.close()
 
     def _write(self, sql, args):
-        for attempt in range(20):
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    cur = self._db.execute(sql, args)
-                    self._db.execute("COMMIT")
-                    return cur.lastrowid
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == 19:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
+        return _retry_locked(lambda: self._transaction(sql, args), attempts=20)
+
+    def _transaction(self, sql, args):
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = self._db.execute(sql, args)
+            self._db.execute("COMMIT")
+            return cur.lastrowid
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     # runs -------------------------------------------------------------------------------------
     def start_run(self, method: str, task: str, config: dict, seed: int) -> int:
