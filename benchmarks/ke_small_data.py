@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from natkit.data import load_task  # noqa: E402
 from natkit.measure import measure  # noqa: E402
-from natkit.methods.ke import evolve, slim_baseline  # noqa: E402
-from natkit.methods.ke_split import scaled_arch  # noqa: E402
+from natkit.methods.ke.method import evolve, slim_baseline  # noqa: E402
+from natkit.methods.ke.split import scaled_arch  # noqa: E402
 from natkit.nets import build_from_arch, create_model  # noqa: E402
 from natkit.train import TrainConfig, calibration_batches, evaluate, recalibrate_bn, train  # noqa: E402
 from natkit.utils.seed import derive_seed  # noqa: E402

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ke_small_data import write_claims  # noqa: E402
 from natkit.data import load_task  # noqa: E402
-from natkit.methods.ke import evolve  # noqa: E402
+from natkit.methods.ke.method import evolve  # noqa: E402
 from natkit.nets import create_model  # noqa: E402
 from natkit.train import TrainConfig  # noqa: E402
 from natkit.utils.seed import derive_seed  # noqa: E402

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from natkit.errors import ConfigError
 from natkit.measure import count_params
-from natkit.prune import tracing as TR
+from natkit.methods.lda import tracing as TR
 from natkit.prune.surgery import dependency_graph, magnitude_prune, remove_channels
 
 IMPORTANCES = ("l1", "taylor", "random")

@@ -7,7 +7,7 @@ Every seed draws its own digits split, source pretraining and fine-tuning order.
 
 1. Unpruned reference: new decision layer, fine-tuned on digits (one network per seed, shared by
    LDA and every baseline of that seed: the comparison is paired).
-2. LDA schedule (``natkit.methods.lda.schedule``): Fisher utility of the pre-decision layer, M' by
+2. LDA schedule (``natkit.methods.lda.method.schedule``): Fisher utility of the pre-decision layer, M' by
    validation sensitivity, deconv tracing, t_i = eta * std, physical removal, fine-tune, eta raised
    by a step each round while val accuracy stays within 1 point; continued past the first failure
    until ``--until`` of the parameters are gone, so that deep levels can be compared too.
@@ -28,7 +28,7 @@ Every seed draws its own digits split, source pretraining and fine-tuning order.
    (>= 90 % removed) if its mean paired test-accuracy difference over seeds is > 0 against each
    baseline at each such level; the 95 % t-interval of that difference, the seeds won/tied/lost and
    the test-set noise (one image, binomial standard error) are reported beside it.
-4. Robustness (``natkit.methods.lda_robust``): test accuracy under Gaussian noise and FGSM for the
+4. Robustness (``natkit.methods.lda.robust``): test accuracy under Gaussian noise and FGSM for the
    unpruned, the LDA-pruned and the L1-pruned (same widths) network.
 
 Second target (``--task fashion-mnist --samples-per-class 300 --out results/lda/fashion-mnist``): the same
@@ -61,8 +61,8 @@ import lda_report as REP  # noqa: E402
 
 from natkit.data import load_task  # noqa: E402
 from natkit.measure import count_params, measure  # noqa: E402
-from natkit.methods import lda_robust  # noqa: E402
-from natkit.methods.lda import LDAConfig, Pruner, prepare_base, schedule  # noqa: E402
+from natkit.methods.lda import robust as lda_robust  # noqa: E402
+from natkit.methods.lda.method import LDAConfig, Pruner, prepare_base, schedule  # noqa: E402
 from natkit.train import evaluate  # noqa: E402
 
 

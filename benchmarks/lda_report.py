@@ -182,7 +182,7 @@ def _significance(above: list, below: list) -> str:
 
 def _robustness(results, out) -> dict:
     """Accuracy under noise / FGSM averaged over seeds, models renamed by role."""
-    from natkit.methods import lda_robust
+    from natkit.methods.lda import robust as lda_robust
 
     roles = ["unpruned", "LDA-pruned (result)", "L1-pruned (same widths)"]
     acc = {}
@@ -267,7 +267,7 @@ def _plot(summary, path, label="Fashion-MNIST -> digits"):
 
 
 def _markdown(results, summary, claims, seconds, rob_rows) -> str:
-    from natkit.methods import lda_robust
+    from natkit.methods.lda import robust as lda_robust
 
     r0 = results[0]
     lines = [f"# Deep LDA pruning: vgg_small, {label_of(results)}", "",

@@ -1,7 +1,7 @@
 """Deep LDA pruning as a multi-objective problem: NSGA over eta and the kept share M', two ways
 of evaluating a candidate, against the paper's schedule on the same unpruned network.
 
-``natkit.methods.lda.run`` on digits (source: Fashion-MNIST, cached), objectives ``error``, ``params``
+``natkit.methods.lda.method.run`` on digits (source: Fashion-MNIST, cached), objectives ``error``, ``params``
 and ``robust_error`` (mean val error under Gaussian noise sigma=0.2 and FGSM epsilon=0.05), the same
 eta start/step and fine-tuning epochs as ``benchmarks/lda_compression.py``:
 
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from natkit.core.archive import Archive  # noqa: E402
 from natkit.data import load_task  # noqa: E402
-from natkit.methods import lda  # noqa: E402
+from natkit.methods.lda import method as lda  # noqa: E402
 from natkit.methods.context import RunContext  # noqa: E402
 
 OBJECTIVES = ["error", "params", "robust_error"]

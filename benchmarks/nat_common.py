@@ -19,9 +19,9 @@ RESULTS = ROOT / "results" / "nat"
 from natkit.core.archive import Archive  # noqa: E402
 from natkit.data import load_task  # noqa: E402
 from natkit.methods.context import RunContext  # noqa: E402
-from natkit.methods.nat import load_nat_space  # noqa: E402
-from natkit.methods.nat_space import NATSpace  # noqa: E402
-from natkit.methods.nat_supernet import (GeneDistribution, new_head,  # noqa: E402
+from natkit.methods.nat.method import load_nat_space  # noqa: E402
+from natkit.methods.nat.space import NATSpace  # noqa: E402
+from natkit.methods.nat.supernet import (GeneDistribution, new_head,  # noqa: E402
                                          pretrain_supernet, train_supernet)
 from natkit.train.pretrain import cache_dir  # noqa: E402
 from natkit.utils.seed import derive_seed  # noqa: E402

@@ -15,9 +15,9 @@ import torch
 
 from nat_common import RESULTS, write_result  # noqa: I001
 from natkit.measure.counts import count_macs, count_params
-from natkit.methods.nat import load_nat_space
-from natkit.methods.nat_space import NATSpace, count_params_macs
-from natkit.nets.ofa_mbv3 import OFAMobileNetV3
+from natkit.methods.nat.method import load_nat_space
+from natkit.methods.nat.space import NATSpace, count_params_macs
+from natkit.methods.nat.ofa_mbv3 import OFAMobileNetV3
 
 
 def measure(space_name, n, num_classes, in_channels, seed):

@@ -17,7 +17,7 @@ import torch
 
 from nat_common import RESULTS, target_supernet, write_result  # noqa: I001
 from natkit.data import load_task
-from natkit.methods.nat_supernet import InPlaceEvaluator
+from natkit.methods.nat.supernet import InPlaceEvaluator
 
 
 def _clock():
@@ -103,7 +103,7 @@ def main():
 
 
 def nat_warmup():
-    from natkit.methods.nat import load_nat_space
+    from natkit.methods.nat.method import load_nat_space
 
     return load_nat_space("nat_small")[2]["warmup_epochs"]
 

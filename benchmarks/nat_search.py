@@ -22,9 +22,9 @@ from nat_common import RESULTS, copy_net, make_ctx, target_supernet, write_resul
 from natkit.core.search import hypervolume
 from natkit.core.archive import nondominated
 from natkit.data import load_task
-from natkit.methods.nat import NATLoop, load_nat_space, make_algorithm
-from natkit.methods.nat_space import count_params_macs
-from natkit.methods.nat_supernet import InPlaceEvaluator
+from natkit.methods.nat.method import NATLoop, load_nat_space, make_algorithm
+from natkit.methods.nat.space import count_params_macs
+from natkit.methods.nat.supernet import InPlaceEvaluator
 
 BENCH = dict(initial=6, iterations=3, k=4, adapt_epochs=0.5, adapt_samples=1, search_generations=20,
              search_pop=30, surrogate="adaptive", reeval="all", n_calib=128)

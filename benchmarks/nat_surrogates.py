@@ -14,9 +14,9 @@ import numpy as np
 
 from nat_common import RESULTS, target_supernet, write_result  # noqa: I001
 from natkit.data import load_task
-from natkit.methods.nat import load_nat_space
-from natkit.methods.nat_supernet import InPlaceEvaluator
-from natkit.surrogate import create_surrogate, rank_metrics
+from natkit.methods.nat.method import load_nat_space
+from natkit.methods.nat.supernet import InPlaceEvaluator
+from natkit.methods.nat.surrogate import create_surrogate, rank_metrics
 
 NAMES = ["rbf", "rbf_ensemble", "gp", "mlp", "trees", "adaptive"]
 

@@ -33,8 +33,8 @@ import json
 from nat_common import RESULTS, copy_net, make_ctx, target_supernet, write_result  # noqa: I001
 from natkit.core.archive import nondominated
 from natkit.data import load_task
-from natkit.methods.nat import NATLoop, finetune_subnet, load_nat_space
-from natkit.methods.nat_supernet import InPlaceEvaluator
+from natkit.methods.nat.method import NATLoop, finetune_subnet, load_nat_space
+from natkit.methods.nat.supernet import InPlaceEvaluator
 from natkit.nets import build_from_arch
 from natkit.train import TrainConfig, evaluate, train
 from natkit.utils.seed import seed_everything

@@ -66,9 +66,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from natkit.data import load_task  # noqa: E402
 from natkit.measure import measure  # noqa: E402
-from natkit.methods import progressive as P  # noqa: E402
+from natkit.methods.progressive import method as P  # noqa: E402
 from natkit.methods.context import RunContext  # noqa: E402
-from natkit.prune.relevance import list_criteria, lowest_ranked, n_to_eliminate, score_kernels  # noqa: E402
+from natkit.methods.progressive.relevance import list_criteria, lowest_ranked, n_to_eliminate, score_kernels  # noqa: E402
 from natkit.train import TrainConfig, evaluate, train  # noqa: E402
 from natkit.utils.seed import derive_seed  # noqa: E402
 

@@ -220,7 +220,7 @@ def _criteria_section(crit, claims, lines, default_in_code):
 
 def _bn_section(bn: dict, lines: list) -> None:
     """Frozen vs. updated BatchNorm statistics of the frozen layers during progressive retraining."""
-    from natkit.methods.progressive_process import DEFAULT_BN_STATS
+    from natkit.methods.progressive.process import DEFAULT_BN_STATS
 
     st, rows = bn["setting"], bn["runs"]
     names = {b: f"{b}{' (default)' if b == DEFAULT_BN_STATS else ''}" for b in ("frozen", "update")}
@@ -245,7 +245,7 @@ def _bn_section(bn: dict, lines: list) -> None:
 
 
 def write_claims(out: Path):
-    from natkit.methods.progressive_process import DEFAULT_CRITERION
+    from natkit.methods.progressive.process import DEFAULT_CRITERION
 
     claims, lines = [], []
     comp = json.loads((out / "compare.json").read_text()) if (out / "compare.json").is_file() else None

@@ -33,7 +33,7 @@ from scale_common import ROOT, distinct_encodings, host, update_claims  # noqa: 
 from natkit.core.problem import SerialRunner  # noqa: E402
 from natkit.data import load_task  # noqa: E402
 from natkit.measure import measure  # noqa: E402
-from natkit.methods.width_space import VGGWidthSpace, WidthEvaluator  # noqa: E402
+from natkit.methods.width.space import VGGWidthSpace, WidthEvaluator  # noqa: E402
 from natkit.nets import create_model  # noqa: E402
 from natkit.train import TrainConfig  # noqa: E402
 

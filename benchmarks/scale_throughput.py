@@ -27,7 +27,7 @@ from scale_common import ROOT, NullEvaluator, distinct_encodings, host, update_c
 from natkit.core.parallel import dask_runner  # noqa: E402
 from natkit.core.problem import SerialRunner  # noqa: E402
 from natkit.data import load_task  # noqa: E402
-from natkit.methods.width_space import VGGWidthSpace, WidthEvaluator  # noqa: E402
+from natkit.methods.width.space import VGGWidthSpace, WidthEvaluator  # noqa: E402
 from natkit.train import TrainConfig  # noqa: E402
 
 

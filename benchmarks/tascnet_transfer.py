@@ -4,7 +4,7 @@ Source: Fashion-MNIST (``--source-per-class`` train images per class, 28 px), pr
 ``natkit.train.pretrained`` and cached. Target: scikit-learn ``digits`` (1,151 train / 287 val /
 359 test images, 8x8 resized to 28 px). Networks: ``vgg_small`` and ``resnet_small``. One thread.
 
-For each network, one ``natkit search tascnet`` run (``natkit.methods.tascnet.run``) with a fixed k
+For each network, one ``natkit search tascnet`` run (``natkit.methods.tascnet.method.run``) with a fixed k
 (the last k conv/dense layers before the output are searched), NSGA-II over (error, params, macs)
 in stage 1, the most accurate stage-1 network compressed in stage 2 as in the paper (``--choose knee``
 for natkit's default) (itself NSGA-II over per-layer pair shares and
@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from natkit.core.archive import Archive  # noqa: E402
 from natkit.data import load_task  # noqa: E402
-from natkit.methods import tascnet as T  # noqa: E402
+from natkit.methods.tascnet import method as T  # noqa: E402
 from natkit.methods.context import RunContext  # noqa: E402
 from natkit.nets.io import load_model  # noqa: E402
 from natkit.prune.surgery import magnitude_prune  # noqa: E402

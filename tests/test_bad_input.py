@@ -333,7 +333,7 @@ def test_python_api_raises_typed_errors_naming_the_value(tmp_path):
     from natkit.core.problem import check_objectives
     from natkit.data import load_task
     from natkit.methods import get_method
-    from natkit.methods.width_space import load_width_space
+    from natkit.methods.width.space import load_width_space
     from natkit.nets import create_model
     from natkit.train import TrainConfig
 

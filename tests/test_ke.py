@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-import natkit.methods.ke as ke
+import natkit.methods.ke.method as ke
 from natkit.core.archive import Archive
 from natkit.data import load_task
 from natkit.errors import ConfigError
 from natkit.methods.context import RunContext
-from natkit.methods.ke_split import kels_masks
+from natkit.methods.ke.split import kels_masks
 from natkit.nets import create_model
 from natkit.train import TrainConfig
 

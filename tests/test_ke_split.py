@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from natkit.errors import ConfigError
-from natkit.methods.ke_split import (extract_slim, kels_masks, reset_hypothesis, slim_state_dict, wels_masks,
+from natkit.methods.ke.split import (extract_slim, kels_masks, reset_hypothesis, slim_state_dict, wels_masks,
                                      zero_reset)
 from natkit.nets import create_model, load_model, save_model
 

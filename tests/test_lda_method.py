@@ -9,10 +9,10 @@ from natkit.core.archive import Archive
 from natkit.data import load_task
 from natkit.errors import ConfigError
 from natkit.measure import count_macs, count_params
-from natkit.methods import lda
+from natkit.methods.lda import method as lda
 from natkit.methods.context import RunContext
 from natkit.nets.io import load_model
-from natkit.prune import lda_utility as LU
+from natkit.methods.lda import utility as LU
 
 torch.set_num_threads(1)
 
@@ -100,7 +100,7 @@ def test_bad_options_are_config_errors():
 
 
 def test_eta_rounds_rise_to_each_groups_eta():
-    from natkit.methods.lda_search import eta_rounds
+    from natkit.methods.lda.search import eta_rounds
 
     assert eta_rounds(1.0, 2, 0.5, 0.25) == [(0.5, 0.5), (0.75, 0.75), (1.0, 1.0)]
     assert eta_rounds([0.25, 1.0], 2, 0.5, 0.5) == [(0.25, 0.5), (0.25, 1.0)]

@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 
 from natkit.core.task import Split, Task
-from natkit.methods import lda_robust as R
+from natkit.methods.lda import robust as R
 
 torch.set_num_threads(1)
 

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from natkit.nets import create_model
 from natkit.nets.vgg import VGG
-from natkit.prune import tracing as T
+from natkit.methods.lda import tracing as T
 
 torch.set_num_threads(1)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from natkit.errors import ConfigError
-from natkit.prune import lda_utility as U
+from natkit.methods.lda import utility as U
 
 
 def _blobs(n=300, seed=0):

@@ -9,7 +9,7 @@ import torch
 from natkit.core.archive import Archive
 from natkit.data import load_task
 from natkit.errors import ConfigError
-from natkit.methods import nat
+from natkit.methods.nat import method as nat
 from natkit.methods.context import RunContext
 
 torch.set_num_threads(1)
@@ -147,9 +147,9 @@ def test_space_files_load():
 
 
 def test_gene_distribution_follows_good_genomes():
-    from natkit.methods.nat_space import NATSpace
-    from natkit.methods.nat_supernet import GeneDistribution
-    from natkit.nets.ofa_mbv3 import MBV3Config
+    from natkit.methods.nat.space import NATSpace
+    from natkit.methods.nat.supernet import GeneDistribution
+    from natkit.methods.nat.ofa_mbv3 import MBV3Config
 
     space = NATSpace(MBV3Config(), num_classes=10, in_channels=1)
     good = space.sample(50, np.random.default_rng(0))

@@ -9,7 +9,7 @@ import torch
 from natkit.core.archive import Archive
 from natkit.core.budget import Budget
 from natkit.data import load_task
-from natkit.methods import nat
+from natkit.methods.nat import method as nat
 from natkit.methods.context import RunContext
 
 from test_nat_loop import TINY_TOML

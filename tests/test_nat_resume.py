@@ -8,7 +8,7 @@ import torch
 
 from natkit import cli
 from natkit.core.archive import Archive
-from natkit.methods import nat
+from natkit.methods.nat import method as nat
 
 from test_nat_loop import TINY_TOML
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from natkit.methods.nat_space import N_VAR, NATSpace, count_params_macs
-from natkit.nets.ofa_mbv3 import MBV3Config, OFAMobileNetV3
+from natkit.methods.nat.space import N_VAR, NATSpace, count_params_macs
+from natkit.methods.nat.ofa_mbv3 import MBV3Config, OFAMobileNetV3
 
 torch.set_num_threads(1)
 
@@ -162,7 +162,7 @@ def test_imagenet_space_subnet_runs_and_counts_equal_thop():
     still runs on CPU (batch 1), in place and extracted alike, and its closed-form counts equal thop."""
     import thop
 
-    from natkit.methods.nat import load_nat_space
+    from natkit.methods.nat.method import load_nat_space
 
     config, _, _, _ = load_nat_space("nat_imagenet")
     torch.manual_seed(0)

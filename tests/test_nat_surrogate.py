@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from natkit.errors import ConfigError
-from natkit.surrogate import AdaptiveSurrogate, create_surrogate, list_surrogates, rank_metrics
+from natkit.methods.nat.surrogate import AdaptiveSurrogate, create_surrogate, list_surrogates, rank_metrics
 
 
 def _data(n, seed=0):

@@ -6,9 +6,9 @@ import torch
 
 from natkit.core.task import Split, Task
 from natkit.errors import ConfigError
-from natkit.methods import progressive as P
+from natkit.methods.progressive import method as P
 from natkit.nets import create_model
-from natkit.prune.relevance import lowest_ranked
+from natkit.methods.progressive.relevance import lowest_ranked
 from natkit.train import TrainConfig
 
 torch.set_num_threads(1)

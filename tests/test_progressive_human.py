@@ -7,8 +7,8 @@ import torch
 
 from natkit.core.task import Split, Task
 from natkit.errors import ConfigError, NatkitError
-from natkit.methods import progressive as P
-from natkit.methods import progressive_human as H
+from natkit.methods.progressive import method as P
+from natkit.methods.progressive import human as H
 from natkit.nets import create_model
 from natkit.train import TrainConfig
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from natkit.errors import ConfigError
-from natkit.prune import relevance as R
+from natkit.methods.progressive import relevance as R
 
 torch.set_num_threads(1)
 

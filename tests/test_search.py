@@ -46,7 +46,7 @@ def test_same_seed_same_front(tmp_path):
 
 
 def test_resume_after_interrupt_repeats_nothing(tmp_path, monkeypatch):
-    from natkit.methods import width_space
+    from natkit.methods.width import space as width_space
 
     ref = _search(tmp_path, "ref")
     n_ref = len(Archive(ref / "archive.sqlite").candidates())

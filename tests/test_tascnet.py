@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 
 from natkit.measure import count_macs, count_params
-from natkit.methods import tascnet as T
-from natkit.prune import similarity as S
+from natkit.methods.tascnet import method as T
+from natkit.methods.tascnet import similarity as S
 
 torch.set_num_threads(1)
 

@@ -7,13 +7,13 @@ import importlib
 from natkit.errors import ConfigError
 
 METHODS = {
-    "nat": ("natkit.methods.nat", "Neural Architecture Transfer: supernet adapted online + surrogate search"),
-    "tascnet": ("natkit.methods.tascnet", "TASCNet: search the deeper layers, then prune redundant filters"),
-    "progressive": ("natkit.methods.progressive", "layer-by-layer kernel elimination, progressive retraining"),
-    "ke": ("natkit.methods.ke", "Knowledge Evolution: fit/reset generations and the slim network"),
-    "lda": ("natkit.methods.lda", "task-dependent Deep LDA pruning"),
-    "width": ("natkit.methods.width", "reference: NSGA-II over VGG per-layer widths, trained from scratch"),
-    "random": ("natkit.methods.random_search", "reference: random sampling of the width space, same budget"),
+    "nat": ("natkit.methods.nat.method", "Neural Architecture Transfer: supernet adapted online + surrogate search"),
+    "tascnet": ("natkit.methods.tascnet.method", "TASCNet: search the deeper layers, then prune redundant filters"),
+    "progressive": ("natkit.methods.progressive.method", "layer-by-layer kernel elimination, progressive retraining"),
+    "ke": ("natkit.methods.ke.method", "Knowledge Evolution: fit/reset generations and the slim network"),
+    "lda": ("natkit.methods.lda.method", "task-dependent Deep LDA pruning"),
+    "width": ("natkit.methods.width.method", "reference: NSGA-II over VGG per-layer widths, trained from scratch"),
+    "random": ("natkit.methods.random.method", "reference: random sampling of the width space, same budget"),
 }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from natkit.errors import ConfigError
-from natkit.nets.ofa_mbv3 import MAX_DEPTH, N_STAGES, MBV3Config
+from natkit.methods.nat.ofa_mbv3 import MAX_DEPTH, N_STAGES, MBV3Config
 
 N_LAYER_GENES = N_STAGES * MAX_DEPTH
 N_VAR = 2 + N_LAYER_GENES

@@ -135,7 +135,7 @@ def _out_channel_coupling(model, example_input, modules) -> dict[nn.Module, list
     """For each module: the conv/linear layers whose outputs must keep the same width as its own."""
     import torch_pruning as tp
 
-    from natkit.prune.similarity import dependency_graph
+    from natkit.methods.tascnet.similarity import dependency_graph
 
     dg = dependency_graph(model, example_input)
     out = {}

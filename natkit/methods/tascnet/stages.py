@@ -14,7 +14,7 @@ from natkit.core.evaluator import Evaluator
 from natkit.core.space import SearchSpace
 from natkit.prune.surgery import remove_channels
 
-from natkit.methods.tascnet_layers import (LayerSlot, decode_genome, describe, genome_bounds, rebuild,
+from natkit.methods.tascnet.layers import (LayerSlot, decode_genome, describe, genome_bounds, rebuild,
                                            trainable_parameters, unfreeze)
 
 
@@ -236,7 +236,7 @@ class Stage2Evaluator(Evaluator):
         return kept_metrics, kept.natkit_arch, extra, kept
 
     def _prune_once(self, model, trajs, shares, seed) -> dict:
-        from natkit.prune.similarity import (conv_channel_groups, filters_to_remove, l1_over_epochs,
+        from natkit.methods.tascnet.similarity import (conv_channel_groups, filters_to_remove, l1_over_epochs,
                                              merge_into_kept, most_similar_pairs, pull_together_loss,
                                              trajectory_similarity)
 
@@ -268,7 +268,7 @@ class Stage2Evaluator(Evaluator):
 
 def finetune_recording(model: nn.Module, s: Setting, epochs: int, *, seed: int) -> dict:
     """Fine-tune every layer ``epochs`` epochs, snapshotting every conv group after each epoch."""
-    from natkit.prune.similarity import TrajectoryRecorder, conv_channel_groups
+    from natkit.methods.tascnet.similarity import TrajectoryRecorder, conv_channel_groups
 
     unfreeze(model)
     recorder = TrajectoryRecorder(conv_channel_groups(model, s.example))

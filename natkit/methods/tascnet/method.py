@@ -46,7 +46,7 @@ import torch.nn as nn
 from natkit.errors import ConfigError
 from natkit.prune.surgery import remove_channels  # noqa: F401  (stage 2's physical removal)
 
-from natkit.methods.tascnet_layers import (  # noqa: F401  (re-exported: tests and users import them from here)
+from natkit.methods.tascnet.layers import (  # noqa: F401  (re-exported: tests and users import them from here)
     MEANINGFUL,
     BASE_WIDTHS,
     KERNEL_DOMAINS,
@@ -68,7 +68,7 @@ from natkit.methods.tascnet_layers import (  # noqa: F401  (re-exported: tests a
     ARCH_NAME,
     describe,
 )
-from natkit.methods.tascnet_stages import (  # noqa: F401  (re-exported: tests and users import them from here)
+from natkit.methods.tascnet.stages import (  # noqa: F401  (re-exported: tests and users import them from here)
     Setting,
     _seed,
     transfer_head,
@@ -284,7 +284,7 @@ def _parent_model(ctx, parent, evaluators, head) -> nn.Module:
 
 
 def _stage2(ctx, o, s, model, parent, bounds) -> None:
-    from natkit.prune.similarity import conv_channel_groups
+    from natkit.methods.tascnet.similarity import conv_channel_groups
 
     widest = max((m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)), default=0)
     min_channels = o.min_filters if o.min_filters is not None else max(2, int(round(64 * widest / 512)))

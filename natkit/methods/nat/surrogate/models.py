@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from natkit.surrogate.base import Surrogate, register_surrogate
+from natkit.methods.nat.surrogate.base import Surrogate, register_surrogate
 
 
 class _Scaled(Surrogate):

@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from natkit.errors import ConfigError
-from natkit.nets import mbv3_subnet as _static  # noqa: F401  (registers `mbv3_subnet` for extract)
+from natkit.methods.nat import subnet as _static  # noqa: F401  (registers `mbv3_subnet` for extract)
 from natkit.nets.registry import register_model
 
 N_STAGES = 5

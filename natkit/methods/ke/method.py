@@ -31,7 +31,7 @@ from natkit.core.problem import ArchiveProblem
 from natkit.core.space import SearchSpace
 from natkit.errors import ConfigError
 from natkit.measure import measure
-from natkit.methods.ke_split import extract_slim, reset_hypothesis, scaled_arch, split_masks
+from natkit.methods.ke.split import extract_slim, reset_hypothesis, scaled_arch, split_masks
 from natkit.nets import build_from_arch, create_model
 from natkit.train import TrainConfig, calibration_batches, evaluate, recalibrate_bn, train
 from natkit.utils.seed import derive_seed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from natkit.surrogate.base import Surrogate, create_surrogate, rank_metrics, register_surrogate
+from natkit.methods.nat.surrogate.base import Surrogate, create_surrogate, rank_metrics, register_surrogate
 
 DEFAULT_POOL = ("rbf", "rbf_ensemble", "gp", "mlp", "trees")
 

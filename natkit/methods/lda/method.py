@@ -3,18 +3,18 @@
 1. A network pretrained on the source task (cached) gets a new decision layer for the target and is
    fine-tuned on it: the unpruned reference.
 2. Pre-decision utility: Fisher ratio sigma_b^2 / sigma_w^2 of each pre-decision neuron on the
-   target's train split (``natkit.prune.lda_utility``); the top M' neurons are kept, M' by validation
+   target's train split (``natkit.methods.lda.utility``); the top M' neurons are kept, M' by validation
    sensitivity, Otsu's threshold, or a given share.
 3. Cross-layer "deconv" tracing of the kept neurons gives every channel a utility; channels under
    t_i = eta * std(non-zero utilities of layer i) are removed physically (Torch-Pruning), the
-   network is fine-tuned (``natkit.prune.tracing``).
+   network is fine-tuned (``natkit.methods.lda.tracing``).
    Every layer keeps at least ``min_width`` of its unpruned width (and M' at least classes - 1 and
    ``min_width`` of the pre-decision width): see ``Pruner.set_reference`` for why.
 4. Stage ``schedule`` (the paper's procedure): prune, fine-tune, raise eta by a step, repeat while
    the validation accuracy stays within ``tolerance`` of the unpruned network (a failing round gets
    ``recover_epochs`` more fine-tuning once before the loop stops); utilities and M' are recomputed
    on the current network every round.
-   Stage ``search`` (``natkit.methods.lda_search``): NSGA-II/III (pymoo) over eta (shared or one per
+   Stage ``search`` (``natkit.methods.lda.search``): NSGA-II/III (pymoo) over eta (shared or one per
    layer group) and the kept share M'; by default each candidate is the schedule stopped at its own
    eta (``search_mode``), objectives from the run (``error``, ``params``, ``macs``, optional ``robust_error``:
    mean error under Gaussian noise sigma and FGSM epsilon on the validation split).
@@ -32,9 +32,9 @@ import torch
 import torch.nn as nn
 
 from natkit.errors import ConfigError
-from natkit.methods.lda_search import SEARCH_MODES, LDAEvaluator, LDASpace  # noqa: F401  (re-exported)
-from natkit.prune import lda_utility as LU
-from natkit.prune import tracing as TR
+from natkit.methods.lda.search import SEARCH_MODES, LDAEvaluator, LDASpace  # noqa: F401  (re-exported)
+from natkit.methods.lda import utility as LU
+from natkit.methods.lda import tracing as TR
 
 SELECT_RULES = ("validation", "otsu")
 
@@ -293,7 +293,7 @@ class Pruner:
         m = {"error": evaluate(model, self.task, "val", resolution=self.res, channels=self.ch)["error"],
              **count_latency_if(model, self.res, self.ch, latency)}
         if robust:
-            from natkit.methods.lda_robust import robust_error
+            from natkit.methods.lda.robust import robust_error
 
             m["robust_error"] = robust_error(model, self.task, sigma=self.cfg.sigma, epsilon=self.cfg.epsilon,
                                              resolution=self.res, channels=self.ch, seed=self.seed,

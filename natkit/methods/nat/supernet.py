@@ -16,8 +16,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from natkit.core.evaluator import Evaluator
-from natkit.methods.nat_space import NATSpace, count_params_macs
-from natkit.nets.ofa_mbv3 import MBV3Config, OFAMobileNetV3
+from natkit.methods.nat.space import NATSpace, count_params_macs
+from natkit.methods.nat.ofa_mbv3 import MBV3Config, OFAMobileNetV3
 from natkit.train.bn import recalibrate_bn
 from natkit.train.loop import distillation_loss, evaluate
 from natkit.utils.seed import derive_seed, seed_everything

@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 
 from natkit.errors import ConfigError
-from natkit.prune.relevance import _stream, pooled_activations
+from natkit.methods.progressive.relevance import _stream, pooled_activations
 
 ELIMINATE_KEY = "eliminate"
 
@@ -329,7 +329,7 @@ def run_human(ctx, base: nn.Module, rt, s: dict) -> None:
     """
     import copy
 
-    from natkit.methods.progressive import METHOD, conv_widths, measure_state, pruned_arch, simplify, weight_layers
+    from natkit.methods.progressive.method import METHOD, conv_widths, measure_state, pruned_arch, simplify, weight_layers
 
     layers = [(l.name, int(l.module.out_channels)) for l in weight_layers(base) if l.is_conv]
     decisions = load_decisions(s["decisions"], layers) if s.get("decisions") else None

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from natkit.errors import ConfigError
-from natkit.prune.relevance import as_batches, lowest_ranked, n_to_eliminate, score_kernels
+from natkit.methods.progressive.relevance import as_batches, lowest_ranked, n_to_eliminate, score_kernels
 from natkit.utils.seed import derive_seed
 
 METHOD = "progressive"

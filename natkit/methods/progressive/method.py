@@ -45,11 +45,11 @@ import torch.nn as nn
 from natkit.core.evaluator import Evaluator
 from natkit.core.space import SearchSpace
 from natkit.errors import ConfigError
-from natkit.prune.relevance import list_criteria, n_to_eliminate
+from natkit.methods.progressive.relevance import list_criteria, n_to_eliminate
 from natkit.utils.seed import derive_seed
 
 METHOD = "progressive"
-from natkit.methods.progressive_process import (  # noqa: F401  (re-exported for tests and users)
+from natkit.methods.progressive.process import (  # noqa: F401  (re-exported for tests and users)
     DEFAULT_BN_STATS,
     DEFAULT_CRITERION,
     Layer,
@@ -314,7 +314,7 @@ def run(ctx) -> None:
         ctx.generations, ctx.pop_size = min(ctx.generations, 2), min(ctx.pop_size, 4)
     if s["relevance"] == "human" and s["decisions"]:
         # fail on a malformed decision file before any training: check it against the untrained network
-        from natkit.methods.progressive_human import load_decisions
+        from natkit.methods.progressive.human import load_decisions
         from natkit.nets import create_model
 
         probe = create_model(s["model"], num_classes=ctx.task.num_classes, in_channels=ctx.task.in_channels)
@@ -326,7 +326,7 @@ def run(ctx) -> None:
                     bn_stats=s["bn_stats"])
     ctx.stats.update(progressive={k: v for k, v in s.items()})
     if s["relevance"] == "human":
-        from natkit.methods.progressive_human import run_human
+        from natkit.methods.progressive.human import run_human
 
         run_human(ctx, base, rt, s)
         return

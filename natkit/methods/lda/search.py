@@ -25,7 +25,7 @@ import numpy as np
 from natkit.core.evaluator import Evaluator
 from natkit.core.space import SearchSpace
 from natkit.errors import ConfigError
-from natkit.prune import lda_utility as LU
+from natkit.methods.lda import utility as LU
 
 SEARCH_MODES = ("progressive", "oneshot")
 

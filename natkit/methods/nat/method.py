@@ -28,12 +28,12 @@ from natkit.core.budget import Budget
 from natkit.core.config import check_keys, read_toml
 from natkit.core.search import hypervolume
 from natkit.errors import ConfigError
-from natkit.methods.nat_checkpoint import NATCheckpoint, reuse
-from natkit.methods.nat_space import NATSpace, count_params_macs
-from natkit.methods.nat_supernet import (GeneDistribution, InPlaceEvaluator, new_head, pretrain_supernet,
+from natkit.methods.nat.checkpoint import NATCheckpoint, reuse
+from natkit.methods.nat.space import NATSpace, count_params_macs
+from natkit.methods.nat.supernet import (GeneDistribution, InPlaceEvaluator, new_head, pretrain_supernet,
                                          train_supernet)
-from natkit.nets.ofa_mbv3 import MBV3Config
-from natkit.surrogate import create_surrogate, rank_metrics
+from natkit.methods.nat.ofa_mbv3 import MBV3Config
+from natkit.methods.nat.surrogate import create_surrogate, rank_metrics
 
 PRETRAIN_DEFAULTS = dict(samples_per_class=500, warmup_epochs=1, epochs=2, batch_size=64, lr=0.05, n_random=2,
                          distill=0.5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pymoo.operators.sampling.rnd import IntegerRandomSampling
 
-from natkit.methods.width_space import build_reference
+from natkit.methods.width.space import build_reference
 
 
 def run(ctx) -> None:

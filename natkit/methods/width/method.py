@@ -3,7 +3,7 @@ briefly from scratch on the target. Every method is compared against it."""
 
 from __future__ import annotations
 
-from natkit.methods.width_space import build_reference
+from natkit.methods.width.space import build_reference
 
 
 def run(ctx) -> None:

@@ -23,14 +23,14 @@ def register_surrogate(name: str):
 
 
 def list_surrogates() -> list[str]:
-    import natkit.surrogate.models  # noqa: F401  (registers the families)
+    import natkit.methods.nat.surrogate.models  # noqa: F401  (registers the families)
 
     return sorted(_SURROGATES)
 
 
 def create_surrogate(name: str, *, seed: int = 0, **kw) -> "Surrogate":
-    import natkit.surrogate.models  # noqa: F401
-    import natkit.surrogate.adaptive  # noqa: F401
+    import natkit.methods.nat.surrogate.models  # noqa: F401
+    import natkit.methods.nat.surrogate.adaptive  # noqa: F401
 
     if name not in _SURROGATES:
         raise ConfigError(f"unknown surrogate {name!r}; choose from {', '.join(sorted(_SURROGATES))}")

@@ -1,0 +1,1 @@
+"""The ke method: see method.py."""

@@ -1,0 +1,1 @@
+"""The lda method: see method.py."""

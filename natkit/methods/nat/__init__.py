@@ -1,0 +1,1 @@
+"""The nat method: see method.py."""

@@ -1,0 +1,1 @@
+"""The progressive method: see method.py."""

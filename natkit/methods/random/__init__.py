@@ -1,0 +1,1 @@
+"""The random method: see method.py."""

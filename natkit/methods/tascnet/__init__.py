@@ -1,0 +1,1 @@
+"""The tascnet method: see method.py."""

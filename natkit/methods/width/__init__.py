@@ -1,0 +1,1 @@
+"""The width method: see method.py."""
