@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
 from pathlib import Path
 
 from natkit.errors import ConfigError, NatkitError
@@ -24,17 +22,21 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("method", help=f"one of {', '.join(METHODS)}")
     s.add_argument("--task", default="digits", help="target task: fashion-mnist, digits, folder:PATH, npz:PATH")
     s.add_argument("--source", default="fashion-mnist", help="source task for pretraining (methods that need one)")
-    s.add_argument("--out", required=True, help="run directory")
+    s.add_argument("--out", help="run directory (required unless --list-options)")
+    s.add_argument("--list-options", action="store_true", help="print the method's options (type, default, "
+                   "quick value, doc) and exit")
     s.add_argument("--archive", help="task archive to write (default OUT/archive.sqlite); share it across runs")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--generations", type=int, default=10)
-    s.add_argument("--pop-size", type=int, default=20)
+    s.add_argument("--generations", type=int, default=None, help="search generations (an option; default: "
+                   "the method's, see --list-options)")
+    s.add_argument("--pop-size", type=int, default=None, help="population size (an option, like --generations)")
     s.add_argument("--objectives", default="error,macs", help="two or more of error,params,macs,latency_ms")
     s.add_argument("--budget", help="budget NAME (search_spaces/NAME.toml) or FILE with a [budget] table")
-    s.add_argument("--space", help="search space NAME or FILE (method-specific)")
-    s.add_argument("--model", help="source network for compression methods (e.g. vgg_small, resnet_small)")
+    s.add_argument("--space", help="search space NAME or FILE (the option 'space' of nat, lda, width, random; "
+                   "other methods reject it)")
+    s.add_argument("--model", help="source network (the option 'model' of the methods that compress one)")
     s.add_argument("--weights", help="source-network weights file (.safetensors or a torch state dict) instead "
-                   "of natkit's own pretraining")
+                   "of natkit's own pretraining (the option 'weights' of the methods that declare it)")
     s.add_argument("--resume", action="store_true", help="continue the run in OUT without repeating evaluations")
     s.add_argument("--quick", action="store_true", help="tiny settings: about a minute per method on 2 cores "
                    "(nat: 3-4 minutes the first time, while it pretrains and caches its supernet)")
@@ -44,12 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--data-root", help="folder with datasets (also $NATKIT_DATA)")
     s.add_argument("--keep-models", choices=["front", "all", "none"], default="front",
                    help="which trained candidates to keep in OUT/models for export")
-    s.add_argument("--relevance", help="progressive: relevance criterion (or 'human')")
-    s.add_argument("--decisions", help="progressive --relevance human: decision file (TOML or JSON)")
     s.add_argument("--workers", type=int, default=0, help="evaluate on a local Dask cluster with N workers")
     s.add_argument("--scheduler", help="evaluate on an existing Dask cluster (scheduler address)")
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="method-specific setting (repeatable)")
+                   help="method option (repeatable), typed by the method's declaration; see --list-options")
     s.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     s.add_argument("-q", "--quiet", action="store_true")
 
@@ -128,155 +128,32 @@ def _open_archive(d):
     return Archive(archive_path(d))
 
 
-def _parse_options(items) -> dict:
-    out = {}
-    for it in items:
-        if "=" not in it:
-            raise ConfigError(f"--option needs KEY=VALUE, got {it!r}")
-        k, v = it.split("=", 1)
-        out[k.strip()] = _auto(v.strip())
-    return out
-
-
-def _auto(v: str):
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return v
-
-
 def _methods(arg):
     return [m.strip() for m in arg.split(",")] if arg else None
 
 
 def cmd_search(args) -> int:
-    from natkit.core.archive import Archive, package_versions
-    from natkit.core.budget import load_budget
-    from natkit.core.problem import check_objectives
-    from natkit.data import load_task
-    from natkit.methods import get_method
-    from natkit.methods.context import RunContext
+    from natkit.api import parse_option_items, run_search
 
-    out = Path(args.out)
-    run_file = out / "run.json"
-    stored = None
-    if args.resume:
-        if not run_file.is_file():
-            raise ConfigError(f"nothing to resume: {run_file} does not exist")
-        try:
-            stored = json.loads(run_file.read_text())
-        except json.JSONDecodeError:
-            raise ConfigError(f"corrupt {run_file}; cannot resume") from None
-        args = argparse.Namespace(**{**vars(args), **stored["args"], "resume": True})
-    module = get_method(args.method)
-    objectives = check_objectives(args.objectives.split(","))
-    budget = load_budget(args.budget)
-    if args.generations < 1 or args.pop_size < 2:
-        raise ConfigError(f"--generations must be >= 1 and --pop-size >= 2, got --generations {args.generations} "
-                          f"and --pop-size {args.pop_size}")
-    if args.workers < 0:
-        raise ConfigError(f"--workers must be a positive integer, got {args.workers}")
-    options = _parse_options(args.option)
-    if args.weights:
-        from natkit.nets.io import load_state_dict_file
+    if args.list_options:
+        from natkit.core.options import format_options
+        from natkit.methods import get_method
 
-        load_state_dict_file(args.weights)  # a missing or corrupt file fails here, before any work
-    for key in ("space", "model", "relevance", "decisions", "weights"):
-        if getattr(args, key):
-            options[key] = getattr(args, key)
-    if args.decisions and not Path(args.decisions).is_file():
-        raise ConfigError(f"decision file not found: {args.decisions}")
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available")
-    classes = [int(c) for c in args.classes.split(",")] if args.classes else None
-    task = load_task(args.task, root=args.data_root, seed=args.seed, samples_per_class=args.samples_per_class,
-                     classes=classes)
-    out.mkdir(parents=True, exist_ok=True)
-    arch_path = Path(args.archive) if args.archive else out / "archive.sqlite"
-    archive = Archive(arch_path)
-    config = {k: v for k, v in vars(args).items() if k not in ("cmd", "resume", "quiet")}
-    runner, closer = _runner(args)  # an unreachable scheduler fails before a run is recorded
-    if stored:
-        run_id = stored["run_id"]
-    else:
-        run_id = archive.start_run(args.method, task.spec, config, args.seed)
-    record = {"run_id": run_id, "archive": str(arch_path.resolve()),
-              "archive_relative": os.path.relpath(arch_path.resolve(), out.resolve()), "method": args.method, "task": task.describe(),
-              "args": config, "seed": args.seed, "options": options, "versions": package_versions(),
-              "budget": budget.limits, "started": time.time()}
-    if stored:
-        record["resumed"] = stored.get("resumed", 0) + 1
-        record["started"] = stored["started"]
-    _write_atomic(run_file, json.dumps(record, indent=2, default=str))
-    ctx = RunContext(method=args.method, task=task, archive=archive, run_id=run_id, out_dir=out, seed=args.seed,
-                     generations=args.generations, pop_size=args.pop_size, objectives=objectives, budget=budget,
-                     quick=args.quick, device=device, options=options, resume=bool(stored),
-                     source_spec=args.source, data_root=args.data_root, runner=runner,
-                     keep_models=args.keep_models, verbose=not args.quiet)
-    ctx.log(f"task {task.spec}: {task.source}; {task.describe()['sizes']}; device {device}")
-    t0 = time.time()
-    try:
-        module.run(ctx)
-    except BaseException:
-        archive.finish_run(run_id, "interrupted")
-        raise
-    finally:
-        closer()
-    elapsed = time.time() - t0
-    archive.finish_run(run_id, "done")
-    record.update(stats=ctx.stats, elapsed_s=elapsed, finished=time.time())
-    _write_atomic(run_file, json.dumps(record, indent=2, default=str))
-    front = archive.front(objectives, run_id=run_id)
-    own = archive.candidates(run_id=run_id)
-    if not own:  # every candidate was read back from earlier runs with the same settings
-        front = archive.front(objectives, method=args.method)
-        ctx.log("every evaluation was already in the archive; showing the method's front over all its runs")
-    _raise_if_all_failed(archive, run_id, arch_path)
-    feasible_any = archive.candidates(run_id=run_id, status="ok")
-    if own and not feasible_any and budget.n_constr:
-        raise NatkitError(f"no candidate met the budget ({budget.describe()}); every evaluation is archived "
-                          f"as infeasible in {arch_path}")
-    (out / "front.csv").write_text(archive.to_csv(front))
+        print(format_options(get_method(args.method).Options, args.method))
+        return 0
+    if not args.out:
+        raise ConfigError("search needs --out DIR")
+    res = run_search(args.method, out=args.out, task=args.task, options=parse_option_items(args.option),
+                     quick=args.quick, seed=args.seed, objectives=args.objectives, budget=args.budget,
+                     source=args.source, archive=args.archive, resume=args.resume, device=args.device,
+                     data_root=args.data_root, samples_per_class=args.samples_per_class, classes=args.classes,
+                     keep_models=args.keep_models, workers=args.workers, scheduler=args.scheduler,
+                     threads=args.threads, verbose=not args.quiet, space=args.space, model=args.model,
+                     weights=args.weights, generations=args.generations, pop_size=args.pop_size)
     if not args.quiet:
-        print(_table(front, objectives))
-        print(f"{len(front)} on the front; run {run_id} in {arch_path}; {elapsed:.1f} s")
+        print(_table(res.front, res.objectives))
+        print(f"{len(res.front)} on the front; run {res.run_id} in {res.archive_path}; {res.seconds:.1f} s")
     return 0
-
-
-def _raise_if_all_failed(archive, run_id, arch_path) -> None:
-    """A search whose every evaluation failed (e.g. a diverging loss) is an error, not an empty front."""
-    if archive.candidates(run_id=run_id, status=("ok", "infeasible")):
-        return
-    failed = archive.candidates(run_id=run_id, status="failed")
-    keys = {c.eval_key for c in failed}
-    if failed and not any(c.eval_key in keys for c in archive.candidates(status=("ok", "infeasible"))):
-        first = (failed[0].message or "no message").splitlines()[0]
-        raise NatkitError(f"all {len(failed)} evaluated candidates failed, e.g. {first}; "
-                          f"they are archived as failed in {arch_path}")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """A SIGKILL mid-write must not leave a half run.json that --resume cannot read."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def _runner(args):
-    if args.workers or args.scheduler:
-        from natkit.core.parallel import dask_runner
-
-        return dask_runner(workers=args.workers, scheduler=args.scheduler)
-    from natkit.core.problem import SerialRunner
-
-    return SerialRunner(), lambda: None
 
 
 def _table(cands, objectives) -> str:

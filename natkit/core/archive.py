@@ -5,7 +5,16 @@ Contract (what every caller may rely on):
   killed process loses at most the evaluation in flight and concurrent writers lose nothing;
 - records come back as immutable ``Candidate`` objects;
 - ``lookup(eval_key, encoding)`` finds an earlier ``ok``/``infeasible`` result of the same evaluator
-  settings, so a resumed or repeated search does not evaluate it again.
+  settings, so a resumed or repeated search does not evaluate it again;
+- every row has one ``Status`` (below); methods never call ``add`` themselves: every row enters through
+  ``natkit.core.writer.write_row``, which does the look-up, the budget check and model saving.
+
+Status of a row (``Status``, stored as its value):
+- ``ok``: evaluated and within the run's budget; the only status that reaches a front;
+- ``infeasible``: evaluated, but over the budget (kept so a resumed run does not evaluate it again);
+- ``failed``: the evaluation raised (message says why); never looked up, so a retry evaluates again;
+- ``stale``: an earlier ``ok``/``infeasible`` result that a later evaluation superseded (e.g. a NAT
+  subnet re-evaluated after the supernet was adapted); kept for the record, off every front.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import json
 import sqlite3
 import time
 from dataclasses import asdict, dataclass
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +53,18 @@ CREATE TABLE IF NOT EXISTS generations (
 """
 
 
+class Status(str, Enum):
+    """A row's status; see the module docstring for what each value means."""
+
+    OK = "ok"
+    INFEASIBLE = "infeasible"
+    FAILED = "failed"
+    STALE = "stale"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Candidate:
     id: int
@@ -56,7 +78,7 @@ class Candidate:
     macs: float | None
     latency_ms: float | None
     test_error: float | None
-    status: str
+    status: str  # a Status value
     message: str
     extra: dict
     seconds: float | None
@@ -178,8 +200,11 @@ class Archive:
     def add(self, run_id: int, method: str, *, generation: int, encoding, arch=None, metrics: dict | None = None,
             status: str = "ok", message: str = "", eval_key: str = "", test_error=None, extra=None,
             seconds=None) -> int:
-        if status not in ("ok", "failed", "infeasible"):
-            raise ValueError(f"bad status {status!r}")
+        """Insert one row (storage only: callers go through ``natkit.core.writer.write_row``)."""
+        try:
+            status = Status(status).value
+        except ValueError:
+            raise ValueError(f"bad status {status!r}; choose from {', '.join(s.value for s in Status)}") from None
         metrics = dict(metrics or {})
         extra = dict(extra or {})
         for k in list(metrics):
@@ -196,8 +221,8 @@ class Archive:
         """Status ``stale``: kept for the record, off every front (e.g. NAT rows whose supernet weights
         have since been adapted and re-evaluated)."""
         for cid in cand_ids:
-            self._write("UPDATE candidates SET status='stale', message=? WHERE id=? AND status IN ('ok','infeasible')",
-                        (reason, int(cid)))
+            self._write("UPDATE candidates SET status=?, message=? WHERE id=? AND status IN (?, ?)",
+                        (Status.STALE.value, reason, int(cid), Status.OK.value, Status.INFEASIBLE.value))
 
     def set_test_error(self, cand_id: int, value: float) -> None:
         self._write("UPDATE candidates SET test_error=? WHERE id=?", (float(value), cand_id))

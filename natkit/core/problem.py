@@ -11,6 +11,7 @@ from pymoo.core.problem import Problem
 from natkit.core.archive import OBJECTIVES, Archive, encode_key
 from natkit.core.budget import Budget
 from natkit.core.evaluator import EvalResult, Evaluator
+from natkit.core.writer import ArchiveWriter, metrics_of
 from natkit.errors import ConfigError
 
 
@@ -54,6 +55,7 @@ class ArchiveProblem(Problem):
                       **(worst or {})}
         self.runner = runner or SerialRunner()
         self.model_dir = model_dir
+        self.writer = ArchiveWriter(archive, run_id, method, budget, model_dir)
         self.generation = 0
         self.n_real = 0  # real evaluations done by this process
         self.history: list[tuple[list[int], dict, str]] = []  # (encoding, metrics, status) in order
@@ -66,9 +68,9 @@ class ArchiveProblem(Problem):
         out: list = [None] * len(encodings)
         todo = []
         for i, enc in enumerate(encodings):
-            hit = self.archive.lookup(self.eval_key, enc)
+            hit = self.archive.lookup(self.eval_key, enc)  # read only: found rows are not evaluated again
             if hit is not None:
-                out[i] = (self._metrics_of(hit), hit.status)
+                out[i] = (metrics_of(hit), hit.status)
             else:
                 todo.append(i)
         # identical encodings inside one population are evaluated once
@@ -87,27 +89,11 @@ class ArchiveProblem(Problem):
                 out[i] = out[first[encode_key(encodings[i])]]
         return out
 
-    def _metrics_of(self, cand) -> dict:
-        m = {k: cand.metric(k) for k in OBJECTIVES}
-        m.update(cand.extra)
-        return m
-
     def _archive_result(self, encoding, res: EvalResult):
-        status = res.status
-        if status == "ok" and self.budget.n_constr and not self.budget.feasible(res.metrics):
-            status = "infeasible"
-        extra = dict(res.extra)
-        cid = self.archive.add(self.run_id, self.method, generation=self.generation, encoding=encoding,
-                               arch=res.arch, metrics=res.metrics, status=status, message=res.message,
-                               eval_key=self.eval_key, extra=extra, seconds=res.seconds)
-        if res.model is not None and self.model_dir is not None and status != "failed":
-            from natkit.nets.io import save_model
-
-            save_model(res.model, self.model_dir / str(cid))
-        self.n_real += 1
-        m = dict(res.metrics)
-        m.update(extra)
-        return m, status
+        row = self.writer.write(encoding, res, eval_key=self.eval_key, generation=self.generation)
+        if not row.reused:
+            self.n_real += 1
+        return row.metrics, row.status
 
     def _evaluate(self, X, out, *args, **kwargs):
         encodings = [self.space.repair(x) for x in np.atleast_2d(X)]

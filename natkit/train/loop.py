@@ -55,7 +55,9 @@ class TrainConfig:
             bad("schedule", "cosine or constant")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Integral floats as ints: a cache or evaluation key must not depend on whether a value was
+        typed ``2`` or ``2.0`` (a typed float option gives 2.0 where a loose dict gave 2)."""
+        return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in asdict(self).items()}
 
 
 def make_optimizer(params, cfg: TrainConfig):

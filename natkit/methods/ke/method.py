@@ -22,14 +22,17 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from natkit.core.evaluator import Evaluator
+from natkit.core.evaluator import EvalResult, Evaluator
 from natkit.core.problem import ArchiveProblem
 from natkit.core.space import SearchSpace
+from natkit.core.options import Options as BaseOptions, option
 from natkit.errors import ConfigError
+from natkit.methods.common import finalize
 from natkit.measure import measure
 from natkit.methods.ke.split import extract_slim, reset_hypothesis, scaled_arch, split_masks
 from natkit.nets import build_from_arch, create_model
@@ -37,8 +40,44 @@ from natkit.train import TrainConfig, calibration_batches, evaluate, recalibrate
 from natkit.utils.seed import derive_seed
 
 METHOD = "ke"
-TRAIN_KEYS = ("lr", "momentum", "weight_decay", "optimizer", "schedule", "label_smoothing", "batch_size",
-              "max_batches")
+
+
+@dataclass
+class Options(BaseOptions):
+    """The options of ``natkit search ke``."""
+
+    WHY_NOT: ClassVar[dict] = {
+        "space": "its space is (split rate, generations, epochs), set by the rate_*, max_generations and epochs_* "
+                 "options",
+        "weights": "knowledge evolution trains its network from scratch on the target"}
+
+    generations: int = option(10, quick=2, doc="NSGA generations")
+    pop_size: int = option(20, quick=4, doc="population size")
+    split: str = option("kels", doc="KELS (kernel-level, slim network) or WELS (weight-level)", choices=("kels", "wels"))
+    model: str = option("vgg_small", doc="network trained from scratch")
+    rate_min: float = option(0.2, doc="smallest split rate")
+    rate_max: float = option(0.8, doc="largest split rate")
+    rate_step: float = option(0.1, doc="split-rate step")
+    max_generations: int = option(5, quick=4, doc="most KE generations of one evaluation")
+    epochs_min: int = option(2, quick=2, doc="fewest epochs per generation")
+    epochs_max: int = option(10, quick=4, doc="most epochs per generation")
+    val_limit: int | None = option(None, quick=1000, doc="cap on validation images")
+    resolution: int | None = option(None, doc="input resolution (default: the task's image size)")
+    slim_bn: str = option("copy", doc="slim network's BatchNorm statistics", choices=("copy", "recalibrate"))
+    lr: float = option(0.05, doc="learning rate")
+    momentum: float = option(0.9, doc="SGD momentum")
+    weight_decay: float = option(5e-4, doc="weight decay")
+    optimizer: str = option("sgd", doc="optimizer", choices=("sgd", "adam", "adamw"))
+    schedule: str = option("cosine", doc="learning-rate schedule", choices=("cosine", "constant"))
+    label_smoothing: float = option(0.0, doc="label smoothing")
+    batch_size: int = option(32, doc="batch size (small data: more steps per epoch)")
+    max_batches: int | None = option(None, quick=40, doc="cap on batches per epoch")
+
+    def check(self) -> None:
+        if not 0 < self.rate_min <= self.rate_max <= 1 or self.rate_step <= 0:
+            raise ConfigError(f"KE split rates need 0 < rate_min <= rate_max <= 1 and rate_step > 0, "
+                              f"got {self.rate_min}, {self.rate_max}, {self.rate_step}")
+
 
 
 # ------------------------------------------------------------------------------------------ space
@@ -207,78 +246,42 @@ class KEProblem(ArchiveProblem):
             self.train_epochs += int(res.extra.get("total_epochs", 0))
         for key, records in ((self.eval_key, also.get("slim", [])), (self.dense_key, also.get("dense", []))):
             for enc, metrics, arch, extra, model in records:
-                if self.archive.lookup(key, enc) is not None:
-                    continue
-                cid = self.archive.add(self.run_id, self.method, generation=self.generation, encoding=enc,
-                                       arch=arch, metrics=metrics, status="ok" if self._feasible(metrics)
-                                       else "infeasible", eval_key=key, extra=extra)
-                if self.model_dir is not None and model is not None:
-                    from natkit.nets.io import save_model
-
-                    save_model(model, self.model_dir / str(cid))
-        hit = self.archive.lookup(self.eval_key, encoding)
-        if hit is not None:  # archived meanwhile as an earlier generation of a longer run in this population
-            return self._metrics_of(hit), hit.status
+                self.writer.write(enc, EvalResult(metrics, arch, "ok", "", extra, None, model), eval_key=key,
+                                  generation=self.generation)
+        # the writer returns the row if it was archived meanwhile, as an earlier generation of a longer run
         return super()._archive_result(encoding, res)
-
-    def _feasible(self, metrics) -> bool:
-        return not self.budget.n_constr or self.budget.feasible(metrics)
 
 
 # ------------------------------------------------------------------------------------------- run
 
 
-def _space_from(ctx) -> KESpace:
-    lo, hi = ctx.option("rate_min", 0.2, float), ctx.option("rate_max", 0.8, float)
-    step = ctx.option("rate_step", 0.1, float)
-    if not 0 < lo <= hi <= 1 or step <= 0:
-        raise ConfigError(f"KE split rates need 0 < rate_min <= rate_max <= 1 and rate_step > 0, "
-                          f"got {lo}, {hi}, {step}")
-    rates = [round(lo + i * step, 6) for i in range(int(math.floor((hi - lo) / step + 1e-9)) + 1)]
-    if ctx.quick:
-        gens = (1, min(4, ctx.option("max_generations", 4, int)))
-        epochs = (2, 4)
-    else:
-        gens = (1, ctx.option("max_generations", 5, int))
-        epochs = (ctx.option("epochs_min", 2, int), ctx.option("epochs_max", 10, int))
-    return KESpace(rates, gens, epochs)
+def _space_from(o: Options) -> KESpace:
+    rates = [round(o.rate_min + i * o.rate_step, 6)
+             for i in range(int(math.floor((o.rate_max - o.rate_min) / o.rate_step + 1e-9)) + 1)]
+    return KESpace(rates, (1, o.max_generations), (o.epochs_min, o.epochs_max))
 
 
-def _train_cfg(ctx) -> TrainConfig:
-    kw = {k: ctx.option(k) for k in TRAIN_KEYS if ctx.option(k) is not None}
-    kw.setdefault("batch_size", 32)  # small data: more steps per epoch
-    if ctx.quick:
-        kw["max_batches"] = min(int(kw.get("max_batches") or 40), 40)
-    try:
-        return TrainConfig(**kw)
-    except TypeError as exc:
-        raise ConfigError(f"bad KE training option: {exc}") from None
+def _train_cfg(o: Options) -> TrainConfig:
+    return TrainConfig(lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, optimizer=o.optimizer,
+                       schedule=o.schedule, label_smoothing=o.label_smoothing, batch_size=o.batch_size,
+                       max_batches=o.max_batches)
 
 
 def build(ctx):
-    """Space, evaluator and HV bounds of a KE run, as configured by ctx (quick or full)."""
-    mode = str(ctx.option("split", "kels")).lower()
-    if mode not in ("kels", "wels"):
-        raise ConfigError(f"KE split must be kels or wels, got {mode!r}")
-    model_name = ctx.option("model", "vgg_small")
-    val_limit = ctx.option("val_limit", 1000 if ctx.quick else None, int)
-    resolution = ctx.option("resolution", ctx.task.image_size, int)
-    slim_bn = str(ctx.option("slim_bn", "copy")).lower()
-    if slim_bn not in ("copy", "recalibrate"):
-        raise ConfigError(f"KE slim_bn must be copy or recalibrate, got {slim_bn!r}")
-    space = _space_from(ctx)
-    ev = KEEvaluator(ctx.task, space, model_name, {}, _train_cfg(ctx), mode=mode, seed=ctx.seed,
-                     device=ctx.device, resolution=resolution, latency="latency_ms" in ctx.objectives,
-                     recalibrate_slim=slim_bn == "recalibrate", val_limit=val_limit)
+    """Space, evaluator and HV bounds of a KE run, as configured by ctx's options."""
+    o = ctx.options
+    space = _space_from(o)
+    ev = KEEvaluator(ctx.task, space, o.model, {}, _train_cfg(o), mode=o.split, seed=ctx.seed,
+                     device=ctx.device, resolution=o.resolution or ctx.task.image_size,
+                     latency="latency_ms" in ctx.objectives, recalibrate_slim=o.slim_bn == "recalibrate",
+                     val_limit=o.val_limit)
     dense = ev.build()
-    if mode == "kels" and scaled_arch(dense.natkit_arch, 0.5) is None:
-        ctx.log(f"{model_name}: no width arguments known; slim networks are the dense tree resized")
+    if o.split == "kels" and scaled_arch(dense.natkit_arch, 0.5) is None:
+        ctx.log(f"{o.model}: no width arguments known; slim networks are the dense tree resized")
     return space, ev, ctx.bounds(ev.costs(dense))
 
 
 def run(ctx) -> None:
-    if ctx.quick:
-        ctx.generations, ctx.pop_size = min(ctx.generations, 2), min(ctx.pop_size, 4)
     space, evaluator, bounds = build(ctx)
     settings = evaluator.settings()
     problem = KEProblem(space, evaluator, ctx.objectives, ctx.budget, ctx.archive, ctx.run_id, ctx.method,
@@ -288,7 +291,7 @@ def run(ctx) -> None:
     ctx.minimize(problem, bounds)
     ctx.stats.update(real_evaluations=problem.n_real, evaluated=len(problem.history), split=evaluator.mode,
                      model=evaluator.model_name, train_epochs=problem.train_epochs)
-    ctx.finalize()
+    finalize(ctx)
 
 
 def slim_baseline(model_name: str, task, split_rate: float, cfg: TrainConfig, *, seed=0, device="cpu",

@@ -25,69 +25,77 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn as nn
 
+from natkit.core.options import Options, option, parse_options
 from natkit.errors import ConfigError
 from natkit.methods.lda.search import SEARCH_MODES, LDAEvaluator, LDASpace  # noqa: F401  (re-exported)
 from natkit.methods.lda import utility as LU
 from natkit.methods.lda import tracing as TR
+from natkit.methods.common import finalize, source_task
 
 SELECT_RULES = ("validation", "otsu")
 
 
-@dataclass(frozen=True)
-class LDAConfig:
-    model: str = "vgg_small"
-    resolution: int = 28
-    source_epochs: float = 2
-    source_samples_per_class: int | None = 2000
-    transfer_epochs: float = 8
-    finetune_epochs: float = 6
-    lr: float = 0.02
-    batch_size: int = 64
-    max_batches: int | None = None
-    utility: str = "diagonal"  # diagonal | full
-    select: str = "validation"  # validation | otsu | a share in (0, 1]
-    select_tolerance: float = 0.0  # read-out accuracy we may give up when choosing M'
-    min_width: float = 0.2  # a layer keeps at least this share of its unpruned width (Pruner.set_reference)
-    m_floor: int = -1  # smallest M'; -1: classes - 1, the dimension of the Fisher discriminant space
-    tolerance: float = 0.01  # val accuracy the schedule may give up against the unpruned network
-    eta_start: float = 0.8  # the paper steps 0.1, 0.2, ...; rounds below ~0.8 remove almost nothing here
-    eta_step: float = 0.25
-    schedule: bool = True
-    schedule_rounds: int = 14
-    recover_epochs: float = 3  # a failing round gets this much more fine-tuning before the schedule stops
-    eta_levels: int = 20  # search: eta in {0, eta_step, ..., eta_levels * eta_step}
-    shares: tuple = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
-    per_layer_eta: bool = False
-    search_mode: str = "progressive"  # progressive | oneshot: how a search candidate is pruned (lda_search)
-    trace_images: int = 512
-    sigma: float = 0.2
-    epsilon: float = 0.05
-    robust_images: int = 256
+@dataclass
+class LDAConfig(Options):
+    """The options of ``natkit search lda`` (also settable in a space file's [space] table, family "lda")."""
+
+    TOML_TABLES: ClassVar[dict] = {"space": ""}
+    SPACE_FAMILY: ClassVar[str] = "lda"
+    WHY_NOT: ClassVar[dict] = {"weights": "it pretrains its source network itself (option model names it)"}
+    SEARCH_ONLY: ClassVar[tuple] = ("generations", "pop_size", "space")  # not part of an evaluation's key
+
+    generations: int = option(10, quick=2, doc="pymoo generations of the eta/M' search")
+    pop_size: int = option(20, quick=4, doc="population size of the eta/M' search")
+    space: str | None = option(None, doc="a TOML FILE whose [space] table (family lda) sets these options")
+    model: str = option("vgg_small", doc="source network")
+    resolution: int = option(28, doc="input resolution")
+    source_epochs: float = option(2.0, quick=1.0, doc="source pretraining epochs (cached)")
+    source_samples_per_class: int | None = option(2000, quick=200, doc="source images per class")
+    transfer_epochs: float = option(8.0, quick=4.0, doc="fine-tuning of the transferred network on the target")
+    finetune_epochs: float = option(6.0, quick=1.0, doc="fine-tuning after each pruning")
+    lr: float = option(0.02, doc="learning rate")
+    batch_size: int = option(64, doc="batch size")
+    max_batches: int | None = option(None, doc="cap on batches per epoch")
+    utility: str = option("diagonal", doc="Fisher utility", choices=LU.UTILITY_METHODS)
+    select: str = option("validation", doc="how M' is chosen: validation | otsu | a share in (0, 1]")
+    select_tolerance: float = option(0.0, doc="read-out accuracy we may give up when choosing M'")
+    min_width: float = option(0.2, doc="share of its unpruned width every layer keeps")
+    m_floor: int = option(-1, doc="smallest M'; -1: classes - 1")
+    tolerance: float = option(0.01, doc="val accuracy the schedule may give up against the unpruned network")
+    eta_start: float = option(0.8, quick=1.0, doc="first eta of the schedule")
+    eta_step: float = option(0.25, doc="eta step (schedule and search grid)")
+    schedule: bool = option(True, doc="run the paper's schedule stage")
+    schedule_rounds: int = option(14, quick=1, doc="rounds of the schedule")
+    recover_epochs: float = option(3.0, quick=0.0, doc="extra fine-tuning of a failing round")
+    eta_levels: int = option(20, doc="search: eta in {0, eta_step, ..., eta_levels * eta_step}")
+    shares: tuple[float, ...] = option((0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0), doc="kept shares M'")
+    per_layer_eta: bool = option(False, doc="one eta per layer group instead of a shared one")
+    search_mode: str = option("progressive", quick="oneshot", doc="how a search candidate is pruned",
+                              choices=SEARCH_MODES)
+    trace_images: int = option(512, quick=128, doc="images for tracing")
+    sigma: float = option(0.2, doc="Gaussian noise of robust_error")
+    epsilon: float = option(0.05, doc="FGSM epsilon of robust_error")
+    robust_images: int = option(256, quick=64, doc="images for robust_error")
+
+    def __post_init__(self):
+        if isinstance(self.select, str) and self.select not in SELECT_RULES:
+            try:
+                self.select = float(self.select)
+            except ValueError:
+                pass
+        self.shares = tuple(sorted(float(v) for v in self.shares))
 
     @classmethod
     def from_options(cls, options: dict, *, quick: bool = False) -> "LDAConfig":
-        known = {f.name: f for f in fields(cls)}
-        kw = {}
-        for k, v in options.items():
-            if k in ("space", "model_dir"):
-                continue
-            if k not in known:
-                raise ConfigError(f"unknown lda option {k!r}; known: {', '.join(sorted(known))}")
-            kw[k] = _cast(k, v, known[k].default)
-        cfg = cls(**kw)
-        if quick:
-            quick_kw = dict(source_epochs=1, source_samples_per_class=200, transfer_epochs=4, finetune_epochs=1,
-                            trace_images=128, schedule_rounds=1, robust_images=64, eta_start=1.0,
-                            recover_epochs=0, search_mode="oneshot")  # the demo stays under ~2 min
-            cfg = replace(cfg, **{k: v for k, v in quick_kw.items() if k not in options})
-        cfg.check()
-        return cfg
+        """The one options parser (``natkit.core.options``) applied to a dict of option values."""
+        return parse_options(cls, options, method="lda", quick=quick)
 
     def check(self):
         if self.utility not in LU.UTILITY_METHODS:
@@ -111,25 +119,9 @@ class LDAConfig:
         return TrainConfig(epochs=epochs, lr=self.lr, batch_size=self.batch_size, max_batches=self.max_batches)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = {k: v for k, v in super().to_dict().items() if k not in self.SEARCH_ONLY}
         d["shares"] = list(self.shares)
         return d
-
-
-def _cast(key, value, default):
-    try:
-        if key == "select":
-            return float(value) if not isinstance(value, str) or value not in SELECT_RULES else value
-        if key == "shares":
-            vals = value if isinstance(value, (list, tuple)) else str(value).split(",")
-            return tuple(sorted(float(v) for v in vals))
-        if isinstance(default, bool):
-            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
-        if default is None:
-            return None if value in (None, "none", "None") else int(value)
-        return type(default)(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"option {key}={value!r} is not valid") from None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -374,29 +366,14 @@ def schedule(base, pruner: Pruner, *, base_error: float, rounds: int, tolerance:
 # run(ctx)
 # ------------------------------------------------------------------------------------------------
 
-def _options(ctx) -> dict:
-    opts = dict(ctx.options)
-    if "space" in opts:  # a TOML file with [space] keys = the option names below
-        from natkit.core.config import read_toml
-
-        data = read_toml(opts.pop("space"))
-        table = data.get("space", {})
-        if table.get("family", "lda") != "lda":
-            raise ConfigError(f"{data['_path']} is a {table['family']!r} space, not lda")
-        opts = {**{k: v for k, v in table.items() if k != "family"}, **opts}
-    return opts
-
-
 def run(ctx) -> None:
     from natkit.measure import measure
 
-    cfg = LDAConfig.from_options(_options(ctx), quick=ctx.quick)
-    if ctx.quick:
-        ctx.generations, ctx.pop_size = min(ctx.generations, 2), min(ctx.pop_size, 4)
+    cfg = ctx.options
     torch.manual_seed(ctx.seed)
     source = None
     if ctx.source_spec and ctx.source_spec != ctx.task.spec:
-        source = ctx.source_task(samples_per_class=cfg.source_samples_per_class)
+        source = source_task(ctx, samples_per_class=cfg.source_samples_per_class)
     base, info = prepare_base(ctx.task, cfg, source_task=source, seed=ctx.seed, device=ctx.device, log=ctx.log)
     pruner = Pruner(ctx.task, cfg, seed=ctx.seed, device=ctx.device)
     robust = "robust_error" in ctx.objectives
@@ -405,9 +382,8 @@ def run(ctx) -> None:
     ctx.stats.update(lda_config=cfg.to_dict(), base=info, base_metrics=base_metrics)
 
     ref_key = ctx.eval_key({"cfg": cfg.to_dict(), "stage": "unpruned", "seed": ctx.seed})
-    cid = ctx.archive.add(ctx.run_id, "lda", generation=0, encoding=["unpruned"], arch=base.natkit_arch,
-                          metrics=base_metrics, eval_key=ref_key, extra={"stage": "unpruned"})
-    ctx.save_model(cid, base)
+    ctx.writer.side_row(["unpruned"], eval_key=ref_key, metrics=base_metrics, model=base,
+                        extra={"stage": "unpruned"})
 
     if cfg.schedule and cfg.schedule_rounds > 0:
         sched_key = ctx.eval_key({"cfg": cfg.to_dict(), "stage": "schedule", "seed": ctx.seed})
@@ -416,11 +392,9 @@ def run(ctx) -> None:
             metrics = dict(r.metrics)
             if robust or latency:
                 metrics = pruner.metrics(r.model, robust, latency)
-            cid = ctx.archive.add(ctx.run_id, "lda", generation=r.index, encoding=["schedule", r.index],
-                                  arch=r.model.natkit_arch, metrics=metrics, eval_key=sched_key,
-                                  extra={"stage": "schedule", "eta": r.eta, "m_prime": r.m_prime,
-                                         "removed": r.removed, "accepted": r.accepted})
-            ctx.save_model(cid, r.model)
+            ctx.writer.side_row(["schedule", r.index], eval_key=sched_key, metrics=metrics, model=r.model,
+                                generation=r.index, extra={"stage": "schedule", "eta": r.eta, "m_prime": r.m_prime,
+                                                           "removed": r.removed, "accepted": r.accepted})
 
         rounds = schedule(base, pruner, base_error=info["val_error"], rounds=cfg.schedule_rounds,
                           tolerance=cfg.tolerance, eta_start=cfg.eta_start, eta_step=cfg.eta_step, seed=ctx.seed,
@@ -436,4 +410,7 @@ def run(ctx) -> None:
     problem = ctx.problem(space, evaluator)
     ctx.minimize(problem, bounds)
     ctx.stats.update(real_evaluations=problem.n_real, evaluated=len(problem.history))
-    ctx.finalize()
+    finalize(ctx)
+
+
+Options = LDAConfig

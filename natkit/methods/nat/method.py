@@ -20,14 +20,19 @@ iteration the supernet and the loop state go to ``OUT/nat_state/`` (``nat_checkp
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from natkit.core.archive import encode_key, nondominated
+from natkit.core.archive import OBJECTIVES, encode_key, nondominated
 from natkit.core.budget import Budget
-from natkit.core.config import check_keys, read_toml
+from natkit.core.config import read_toml
+from natkit.core.options import Options as BaseOptions, option
 from natkit.core.search import hypervolume
+from natkit.core.writer import ArchiveWriter
 from natkit.errors import ConfigError
+from natkit.methods.common import finalize, source_task
 from natkit.methods.nat.checkpoint import NATCheckpoint, reuse
 from natkit.methods.nat.space import NATSpace, count_params_macs
 from natkit.methods.nat.supernet import (GeneDistribution, InPlaceEvaluator, new_head, pretrain_supernet,
@@ -35,68 +40,90 @@ from natkit.methods.nat.supernet import (GeneDistribution, InPlaceEvaluator, new
 from natkit.methods.nat.ofa_mbv3 import MBV3Config
 from natkit.methods.nat.surrogate import create_surrogate, rank_metrics
 
-PRETRAIN_DEFAULTS = dict(samples_per_class=500, warmup_epochs=1, epochs=2, batch_size=64, lr=0.05, n_random=2,
-                         distill=0.5)
-NAT_DEFAULTS = dict(initial=16, iterations=8, k=6, surrogate="adaptive", search_generations=30, search_pop=40,
-                    warmup_epochs=2, adapt_epochs=1, adapt_lr=0.05, adapt_samples=2, reeval="all", n_calib=256,
-                    val_limit=0, finetune_epochs=0, adapt=True, use_surrogate=True, batch_size=32)
 FINETUNE_LR = 0.01
-# --quick shortens the search, not the source pretraining: the supernet is the one full runs use (2-2.5
-# minutes on 2 CPU cores, cached after that). A shortened pretraining (300/class, 0.5 + 1 epochs, 46 s) left
-# the quick front's best val error on digits at 17% (seed 0); 0.5 + 2 epochs gave 8% on 300/class, 4.5% on 500.
-QUICK = dict(nat=dict(initial=6, iterations=2, k=3, search_generations=10, search_pop=20, warmup_epochs=1.5,
-                      adapt_epochs=0.5, adapt_samples=1, n_calib=128, surrogate="rbf_ensemble", reeval="front"))
+PRETRAIN = "pretrain_"  # options of the supernet's source pretraining (TOML table [pretrain])
+
+
+@dataclass
+class Options(BaseOptions):
+    """The options of ``natkit search nat``: its space file's [nat] table (these names) and [pretrain] table
+    (the ``pretrain_`` names), then ``--quick``, then ``--option``."""
+
+    TOML_TABLES: ClassVar[dict] = {"nat": "", "pretrain": PRETRAIN}
+    SPACE_FAMILY: ClassVar[str] = "nat_mbv3"
+    WHY_NOT: ClassVar[dict] = {
+        "model": "its network is a MobileNetV3-style supernet described by the space file (--space)",
+        "weights": "it pretrains and caches its own supernet",
+        "generations": "its search size is iterations x k real evaluations (search_generations, search_pop "
+                       "size the surrogate search)",
+        "pop_size": "its search size is iterations x k real evaluations (search_generations, search_pop "
+                    "size the surrogate search)"}
+
+    space: str = option("nat_small", doc="space NAME or FILE: [space] (nat_mbv3), [pretrain], [nat], [budget]")
+    # --quick shortens the search, not the source pretraining: the supernet is the one full runs use (2-2.5
+    # minutes on 2 CPU cores, cached after that). A shortened pretraining (300/class, 0.5 + 1 epochs, 46 s) left
+    # the quick front's best val error on digits at 17% (seed 0); 0.5 + 2 epochs gave 8% on 300/class, 4.5% on 500.
+    initial: int = option(16, quick=6, doc="initial archive: 2 extremes + random subnets")
+    iterations: int = option(8, quick=2, doc="adapt-search iterations")
+    k: int = option(6, quick=3, doc="real evaluations per iteration")
+    surrogate: str = option("adaptive", quick="rbf_ensemble", doc="accuracy surrogate (a registered family)")
+    search_generations: int = option(30, quick=10, doc="NSGA generations on the surrogate")
+    search_pop: int = option(40, quick=20, doc="population of the surrogate search")
+    warmup_epochs: float = option(2.0, quick=1.5, doc="target adaptation before the initial archive")
+    adapt_epochs: float = option(1.0, quick=0.5, doc="adaptation per iteration")
+    adapt_lr: float = option(0.05, doc="adaptation learning rate")
+    adapt_samples: int = option(2, quick=1, doc="subnets from the per-gene distributions per step")
+    reeval: str = option("all", quick="front", doc="re-evaluate all members after adaptation, or the front",
+                         choices=("all", "front"))
+    n_calib: int = option(256, quick=128, doc="images for BN recalibration")
+    val_limit: int = option(0, doc="cap on validation images (0: all)")
+    finetune_epochs: int = option(0, doc="standalone fine-tuning of the final front's subnets")
+    adapt: bool = option(True, doc="adapt the supernet on the target (ablation: false)")
+    use_surrogate: bool = option(True, doc="surrogate-assisted proposals (ablation: false = random)")
+    batch_size: int = option(32, doc="batch size of the adaptation")
+    pretrain_samples_per_class: int = option(500, doc="source images per class of the supernet pretraining")
+    pretrain_warmup_epochs: float = option(1.0, doc="largest subnet alone before the sandwich epochs")
+    pretrain_epochs: float = option(2.0, doc="sandwich epochs of the supernet pretraining")
+    pretrain_batch_size: int = option(64, doc="batch size of the supernet pretraining")
+    pretrain_lr: float = option(0.05, doc="learning rate of the supernet pretraining")
+    pretrain_n_random: int = option(2, doc="random subnets per sandwich step")
+    pretrain_distill: float = option(0.5, doc="distillation weight from the largest subnet")
+
+    def check(self) -> None:
+        for key in ("initial", "k", "search_pop"):
+            if getattr(self, key) < 2:
+                raise ConfigError(f"option {key} must be at least 2, got {getattr(self, key)!r}")
+
+    def tables(self) -> tuple[dict, dict]:
+        """(pretrain settings, nat settings) as the loop reads them."""
+        d = self.to_dict()
+        pre = {k[len(PRETRAIN):]: v for k, v in d.items() if k.startswith(PRETRAIN)}
+        nat = {k: v for k, v in d.items() if not k.startswith(PRETRAIN) and k != "space"}
+        return pre, nat
 
 
 # ----------------------------------------------------------------------------------------------
 # configuration
 
 
-def load_nat_space(name_or_path: str = "nat_small"):
-    """(MBV3Config, pretrain settings, nat settings, budget limits) from a space TOML."""
+def load_nat_space(name_or_path: str = "nat_small", *, quick: bool = False, values: dict | None = None):
+    """(MBV3Config, pretrain settings, nat settings, budget limits) of a space file, parsed by the one
+    options parser (``values``: option overrides)."""
+    from natkit.core.options import parse_options, toml_budget
+
     data = read_toml(name_or_path)
-    where = data["_path"]
+    opts = parse_options(Options, {**(values or {}), "space": name_or_path}, method="nat", quick=quick, toml=data)
+    return (space_config(data), *opts.tables(), toml_budget(data) or {})
+
+
+def space_config(data: dict) -> MBV3Config:
     space = dict(data.get("space", {}))
-    if space.pop("family", "nat_mbv3") != "nat_mbv3":
-        raise ConfigError(f"{where} is not a nat_mbv3 space")
-    config = MBV3Config.from_dict(space)
-    check_keys(data.get("pretrain", {}), set(PRETRAIN_DEFAULTS), f"[pretrain] of {where}")
-    check_keys(data.get("nat", {}), set(NAT_DEFAULTS), f"[nat] of {where}")
-    pre = {**PRETRAIN_DEFAULTS, **data.get("pretrain", {})}
-    nat = {**NAT_DEFAULTS, **data.get("nat", {})}
-    return config, pre, nat, dict(data.get("budget", {}))
-
-
-def _settings(ctx):
-    config, pre, nat, budget = load_nat_space(ctx.options.get("space", "nat_small"))
-    if ctx.quick:
-        nat.update(QUICK["nat"])
-    for table in (pre, nat):  # --option key=value overrides either table
-        for key, default in list(table.items()):
-            if key in ctx.options:
-                table[key] = _cast_option(ctx, key, default)
-    unknown = set(ctx.options) - set(pre) - set(nat) - {"space", "model"}
-    if unknown:
-        raise ConfigError(f"unknown nat option {sorted(unknown)[0]!r}; known: {', '.join(sorted({**pre, **nat}))}")
-    if nat["reeval"] not in ("all", "front"):
-        raise ConfigError(f"option reeval must be 'all' or 'front', got {nat['reeval']!r}")
-    for key in ("initial", "k", "search_pop"):
-        if int(nat[key]) < 2:
-            raise ConfigError(f"option {key} must be at least 2, got {nat[key]!r}")
-    return config, pre, nat, budget
+    space.pop("family", None)
+    return MBV3Config.from_dict(space)
 
 
 # ----------------------------------------------------------------------------------------------
 # the surrogate-side pymoo problem
-
-
-def _cast_option(ctx, key, default):
-    if isinstance(default, bool):
-        return ctx.option(key, cast=bool)
-    if isinstance(default, (int, float)):
-        value = ctx.option(key, cast=float)
-        return int(value) if isinstance(default, int) and value.is_integer() else value
-    return ctx.option(key, cast=str)
 
 
 class _SurrogateProblem:
@@ -171,6 +198,8 @@ def spread_subset(F: np.ndarray, k: int) -> list[int]:
 class NATLoop:
     def __init__(self, ctx, space: NATSpace, net, evaluator: InPlaceEvaluator, nat: dict, budget: Budget):
         self.ctx, self.space, self.net, self.ev, self.nat, self.budget = ctx, space, net, evaluator, nat, budget
+        self.writer = ArchiveWriter(ctx.archive, ctx.run_id, "nat", budget,
+                                    ctx.model_dir if ctx.keep_models != "none" else None)
         self.objectives = list(ctx.objectives)
         self.members: dict = {}  # genome key -> {"x", "metrics", "id", "status"} (latest evaluation)
         self.rng = np.random.default_rng(ctx.seed)
@@ -187,9 +216,18 @@ class NATLoop:
         self.bounds = ctx.bounds(maxima)
 
     # -- real evaluations ------------------------------------------------------------------------
+    def eval_key(self, **more) -> str:
+        """The evaluation key of the supernet's current weights. Once adapted, the weights are a product of
+        this run (its adaptation settings and history), so the key names the run: the writer's look-up must
+        not hand another run's accuracy at the same supernet version to this one."""
+        settings = {**self.ev.settings(), **more}
+        if settings.get("supernet_version"):
+            settings["adapted_in_run"] = self.ctx.run_id
+        return self.ctx.eval_key(settings)
+
     def evaluate(self, X, generation: int, reevaluation: bool = False) -> list[dict]:
         out = []
-        key = self.ctx.eval_key(self.ev.settings())
+        key = self.eval_key()
         for x in np.atleast_2d(X):
             x = [int(v) for v in x]
             rec = reuse(self, key, x, self.budget)
@@ -197,16 +235,11 @@ class NATLoop:
                 self._record(rec, reevaluation, saved=False)
                 out.append(rec)
                 continue
-            res = self.ev.evaluate(x)
-            status = res.status
-            if status == "ok" and not self.budget.feasible(res.metrics):
-                status = "infeasible"
-            extra = {**res.extra, "reevaluation": reevaluation}
-            cid = self.ctx.archive.add(self.ctx.run_id, "nat", generation=generation, encoding=x, arch=res.arch,
-                                       metrics=res.metrics, status=status, message=res.message, eval_key=key,
-                                       extra=extra, seconds=res.seconds)
-            rec = {"x": x, "metrics": dict(res.metrics), "id": cid, "status": status}
-            self._record(rec, reevaluation, saved=True)
+            row = self.writer.write(x, lambda x=x: self.ev.evaluate(x), eval_key=key, generation=generation,
+                                    extra={"reevaluation": reevaluation})
+            metrics = {k: row.metrics[k] for k in OBJECTIVES if row.metrics.get(k) is not None}
+            rec = {"x": x, "metrics": metrics, "id": row.id, "status": row.status}
+            self._record(rec, reevaluation, saved=not row.reused)
             out.append(rec)
         return out
 
@@ -224,7 +257,7 @@ class NATLoop:
         self.members[encode_key(x)] = rec
         if rec["status"] == "ok" and self.ctx.keep_models != "none" and self._on_front(rec) and \
                 (saved or not (self.ctx.model_dir / str(cid) / "arch.json").is_file()):
-            self.ctx.save_model(cid, self.ev.model(x, calibrated=saved))
+            self.writer.save_model(cid, self.ev.model(x, calibrated=saved))
 
     def _on_front(self, rec) -> bool:
         ok = [m for m in self.members.values() if m["status"] == "ok"]
@@ -386,7 +419,7 @@ class NATLoop:
 
 
 def _pretrained(ctx, config, pre):
-    source = ctx.source_task(samples_per_class=int(pre["samples_per_class"]) or None)
+    source = source_task(ctx, samples_per_class=int(pre["samples_per_class"]) or None)
     ctx.log(f"supernet pretraining on {source.spec} ({len(source.train)} images; cached after the first run)")
     return pretrain_supernet(config, source, epochs=float(pre["epochs"]), warmup_epochs=float(pre["warmup_epochs"]),
                              batch_size=int(pre["batch_size"]), lr=float(pre["lr"]), n_random=int(pre["n_random"]),
@@ -394,9 +427,11 @@ def _pretrained(ctx, config, pre):
 
 
 def build(ctx):
-    """Pretrained (cached) supernet with a new head for the target, the space and the evaluator."""
-    config, pre, nat, budget_limits = _settings(ctx)
-    budget = ctx.budget if ctx.budget.n_constr or not budget_limits else Budget(budget_limits)
+    """Pretrained (cached) supernet with a new head for the target, the space and the evaluator. The
+    space file's [budget] is already the run's budget unless --budget was given (``natkit.api``)."""
+    config = space_config(read_toml(ctx.options.space))
+    pre, nat = ctx.options.tables()
+    budget = ctx.budget
     net = _pretrained(ctx, config, pre)
     new_head(net, ctx.task.num_classes, seed=ctx.seed)
     space = NATSpace(config, num_classes=ctx.task.num_classes, in_channels=net.in_channels)
@@ -418,7 +453,7 @@ def run(ctx) -> None:
         finetune_front(ctx, loop, int(nat["finetune_epochs"]))
     ctx.stats.update(real_evaluations=loop.n_real, subnets_evaluated=loop.n_new, iterations=log)
     ctx.write_json("nat_log.json", {"settings": nat, "iterations": log})
-    ctx.finalize()
+    finalize(ctx)
 
 
 def finetune_front(ctx, loop: NATLoop, epochs: int):
@@ -427,7 +462,7 @@ def finetune_front(ctx, loop: NATLoop, epochs: int):
     from natkit.train import evaluate
 
     recs, X, F = loop.current(feasible_only=True)
-    key = ctx.eval_key({**loop.ev.settings(), "finetune_epochs": epochs})
+    key = loop.eval_key(finetune_epochs=epochs)
     done = {encode_key(c.encoding) for c in ctx.archive.candidates(run_id=ctx.run_id)
             if c.extra.get("stage") == "finetuned" and c.eval_key == key}  # before an interruption
     for i in nondominated(F):
@@ -440,9 +475,8 @@ def finetune_front(ctx, loop: NATLoop, epochs: int):
         err = evaluate(model, ctx.task, "val", device=ctx.device, resolution=res, channels=loop.net.in_channels)
         metrics = {"error": err["error"], "params": count_params(model),
                    "macs": count_macs(model, res, loop.net.in_channels)}
-        cid = ctx.archive.add(ctx.run_id, "nat", generation=len(loop.log), encoding=x, arch=model.natkit_arch,
-                              metrics=metrics, eval_key=key, extra={"stage": "finetuned"})
-        ctx.save_model(cid, model)
+        loop.writer.side_row(x, eval_key=key, metrics=metrics, model=model, extra={"stage": "finetuned"},
+                             generation=len(loop.log))
 
 
 def finetune_subnet(model, task, epochs: float, *, seed: int, batch_size: int, device="cpu",

@@ -350,9 +350,8 @@ def run_human(ctx, base: nn.Module, rt, s: dict) -> None:
         m.natkit_arch = pruned_arch(m)
         metrics = measure_state(m, ctx.task, rt, ctx.objectives)
         extra = {"stage": stage, "relevance": "human", "decisions": decider.records, "widths": conv_widths(m)}
-        cid = ctx.archive.add(ctx.run_id, METHOD, generation=pos, encoding=copy.deepcopy(encoding),
-                              arch=m.natkit_arch, metrics=metrics, eval_key=key, extra=extra)
-        ctx.save_model(cid, m)
+        cid = ctx.writer.side_row(copy.deepcopy(encoding), eval_key=key, metrics=metrics, model=m, extra=extra,
+                                  generation=pos).id
         ctx.log(f"{stage}: conv{pos + 1} -{len(step.eliminated)} kernels, val error {metrics['error']:.4f}, "
                 f"MACs {metrics['macs']:,}")
         return cid

@@ -38,13 +38,18 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch.nn as nn
 
-from natkit.core.evaluator import Evaluator
+from natkit.core.evaluator import EvalResult, Evaluator
+from natkit.core.options import Options as BaseOptions, option
 from natkit.core.space import SearchSpace
 from natkit.errors import ConfigError
+from natkit.methods.common import finalize, source_task
 from natkit.methods.progressive.relevance import list_criteria, n_to_eliminate
 from natkit.utils.seed import derive_seed
 
@@ -195,74 +200,71 @@ class ProgressiveEvaluator(Evaluator):
 # --------------------------------------------------------------------------------------------
 # the method's entry point
 
-OPTION_DEFAULTS = {
-    "model": "vgg_small",      # the chain CNN pretrained on the source task
-    "resolution": 28,          # input size for the 28-32 px VGG (digits are upsampled from 8 px)
-    "source_epochs": 2.0,      # source pretraining (cached)
-    # whole-network fine-tuning on the target before simplification, to convergence: the method simplifies
-    # a *trained* network. 20 epochs at 0.05 reach 0 training errors on digits (train loss ~1e-3); the former
-    # 6 at 0.01 left it undertrained (test 2.5% vs 1.1%), so every pruned+retrained network beat the base and
-    # the comparison measured extra training rather than recovery (results/progressive/results.md).
-    "finetune_epochs": 20.0,
-    "epochs": 3.0,             # E: retraining epochs after each simplified layer (1 epoch does not converge)
-    # retraining after each layer: the lr the digits benchmark chose for progressive from {0.01, 0.02, 0.05}
-    # on validation (results/progressive/lr.json; the Fashion-MNIST run chose 0.02, val 10.34% vs 10.43%)
-    "lr": 0.01,
-    "finetune_lr": 0.05,
-    "batch_size": 64,
-    "bn_stats": DEFAULT_BN_STATS,  # BatchNorm statistics of frozen layers during retraining: update | frozen
-    "score_images": 256,       # the fixed subset every relevance score is computed on
-    "share_step": 0.1,
-    "max_level": 8,            # shares 0, 0.1, ..., 0.8
-    "relevance": DEFAULT_CRITERION,
-    "decisions": None,
-    "projection": "pca",       # human mode: pca | tsne
-    "images_per_class": 2,     # human mode: columns of the activation sheet per class
-    "max_batches": None,        # per epoch of each retraining (caps work)
-    "finetune_max_batches": None,
-}
-# quick: a weak source model and tiny retraining, but a full (cheap) fine-tune so the base is usable
-QUICK = {"source_epochs": 1.0, "source_max_batches": 200, "finetune_epochs": 3.0, "finetune_max_batches": None,
-         "epochs": 1.0, "max_batches": 18, "score_images": 64}
+@dataclass
+class Options(BaseOptions):
+    """The options of ``natkit search progressive`` (the defaults are the digits benchmark's choices)."""
+
+    WHY_NOT: ClassVar[dict] = {
+        "space": "its space is one elimination share per conv layer of the source network (options share_step, "
+                 "max_level)",
+        "weights": "it pretrains its source network itself (cached; option model names it)"}
+
+    generations: int = option(10, quick=2, doc="NSGA generations")
+    pop_size: int = option(20, quick=4, doc="population size")
+    model: str = option("vgg_small", doc="the chain CNN pretrained on the source task")
+    resolution: int = option(28, doc="input size for the 28-32 px VGG (digits are upsampled from 8 px)")
+    source_epochs: float = option(2.0, quick=1.0, doc="source pretraining epochs (cached)")
+    source_max_batches: int | None = option(None, quick=200, doc="cap on batches per source epoch")
+    # whole-network fine-tuning on the target before simplification, to convergence: the method simplifies a
+    # *trained* network. 20 epochs at 0.05 reach 0 training errors on digits (train loss ~1e-3); the former 6
+    # at 0.01 left it undertrained (test 2.5% vs 1.1%), so every pruned+retrained network beat the base and the
+    # comparison measured extra training rather than recovery (results/progressive/results.md).
+    finetune_epochs: float = option(20.0, quick=3.0, doc="fine-tuning of the whole network on the target first")
+    # retraining after each layer: the lr the digits benchmark chose for progressive from {0.01, 0.02, 0.05} on
+    # validation (results/progressive/lr.json; the Fashion-MNIST run chose 0.02, val 10.34% vs 10.43%)
+    epochs: float = option(3.0, quick=1.0, doc="E: retraining epochs after each simplified layer")
+    lr: float = option(0.01, doc="retraining learning rate")
+    finetune_lr: float = option(0.05, doc="learning rate of the first fine-tuning")
+    batch_size: int = option(64, doc="batch size")
+    bn_stats: str = option(DEFAULT_BN_STATS, doc="BatchNorm statistics of frozen layers during retraining",
+                           choices=("update", "frozen"))
+    score_images: int = option(256, quick=64, doc="the fixed subset every relevance score is computed on")
+    share_step: float = option(0.1, doc="elimination share per level")
+    max_level: int = option(8, doc="largest level (shares 0, 0.1, ..., 0.8)")
+    relevance: str = option(DEFAULT_CRITERION, doc="relevance criterion, or human")
+    decisions: str | None = option(None, doc="relevance=human: decision file (TOML or JSON)")
+    projection: str = option("pca", doc="human mode: kernel projection", choices=("pca", "tsne"))
+    images_per_class: int = option(2, doc="human mode: columns of the activation sheet per class")
+    max_batches: int | None = option(None, quick=18, doc="cap on batches per retraining epoch")
+    finetune_max_batches: int | None = option(None, doc="cap on batches per fine-tuning epoch")
+
+    def check(self) -> None:
+        for key in ("resolution", "batch_size", "score_images", "max_level", "images_per_class"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"option {key}={getattr(self, key)} must be positive")
+        if self.epochs <= 0 or self.lr <= 0 or self.finetune_lr <= 0:
+            raise ConfigError("options epochs, lr and finetune_lr must be positive")
+        if self.relevance != "human" and self.relevance not in list_criteria():
+            raise ConfigError(f"unknown relevance {self.relevance!r}; choose from {', '.join(list_criteria())}, human")
+        if self.decisions and self.relevance != "human":
+            raise ConfigError("option decisions is read only with relevance=human")
+        if self.decisions and not Path(self.decisions).is_file():
+            raise ConfigError(f"decision file not found: {self.decisions}")
+
+
+OPTION_DEFAULTS = {f.name: f.default for f in fields(Options)}
 
 
 def settings_from(ctx) -> dict:
-    """Method options with types checked; unknown option keys are an error naming the key."""
-    known = set(OPTION_DEFAULTS) | {"source_max_batches", "space"}
-    unknown = sorted(set(ctx.options) - known)
-    if unknown:
-        raise ConfigError(f"unknown progressive option {unknown[0]!r}; known: {', '.join(sorted(known - {'space'}))}")
-    s = dict(OPTION_DEFAULTS, source_max_batches=None)
-    if ctx.quick:
-        s.update(QUICK)
-    casts = {"resolution": int, "source_epochs": float, "finetune_epochs": float, "epochs": float, "lr": float,
-             "finetune_lr": float, "bn_stats": str,
-             "batch_size": int, "score_images": int, "share_step": float, "max_level": int,
-             "images_per_class": int, "max_batches": int, "finetune_max_batches": int, "source_max_batches": int,
-             "model": str,
-             "relevance": str, "decisions": str, "projection": str}
-    for key, cast in casts.items():
-        if key in ctx.options and ctx.options[key] is not None:
-            s[key] = ctx.option(key, cast=cast)
-    for key in ("resolution", "batch_size", "score_images", "max_level", "images_per_class"):
-        if s[key] <= 0:
-            raise ConfigError(f"option {key}={s[key]} must be positive")
-    if s["epochs"] <= 0 or s["lr"] <= 0 or s["finetune_lr"] <= 0:
-        raise ConfigError("options epochs, lr and finetune_lr must be positive")
-    if s["bn_stats"] not in ("frozen", "update"):
-        raise ConfigError(f"option bn_stats={s['bn_stats']!r}: use frozen or update")
-    if s["relevance"] != "human" and s["relevance"] not in list_criteria():
-        raise ConfigError(f"unknown relevance {s['relevance']!r}; choose from {', '.join(list_criteria())}, human")
-    if s["decisions"] and s["relevance"] != "human":
-        raise ConfigError("--decisions is read only with --relevance human")
-    return s
+    """The run's typed options as the dict the process reads (``s["epochs"]``)."""
+    return ctx.options.to_dict()
 
 
 def trained_base(ctx, s: dict, *, log=True) -> nn.Module:
     """The source-pretrained chain CNN (cached), fine-tuned as a whole on the target task."""
     from natkit.train import TrainConfig, evaluate, pretrained, train
 
-    source = ctx.source_task()
+    source = source_task(ctx)
     ch = ctx.task.in_channels
     epochs = s["source_epochs"]
     epochs = int(epochs) if float(epochs).is_integer() else epochs  # same cache key as other methods' "2"
@@ -290,18 +292,11 @@ def trained_base(ctx, s: dict, *, log=True) -> nn.Module:
 
 def _archive_intermediate(ctx, problem, keep_model: bool):
     def add(encoding, metrics, arch, extra, model):
-        if ctx.archive.lookup(problem.eval_key, encoding) is not None:
-            return
-        status = "ok"
-        if problem.budget.n_constr and not problem.budget.feasible(metrics):
-            status = "infeasible"
-        cid = ctx.archive.add(ctx.run_id, METHOD, generation=problem.generation, encoding=encoding, arch=arch,
-                              metrics=metrics, status=status, eval_key=problem.eval_key, extra=extra)
-        m = dict(metrics)
-        m.update(extra)
-        problem.history.append((list(encoding), m, status))
-        if keep_model:
-            ctx.save_model(cid, model)
+        row = problem.writer.write(encoding, EvalResult(metrics, arch, "ok", "", extra, None,
+                                                        model if keep_model else None),
+                                   eval_key=problem.eval_key, generation=problem.generation)
+        if not row.reused:
+            problem.history.append((list(encoding), row.metrics, row.status))
 
     return add
 
@@ -310,8 +305,6 @@ def run(ctx) -> None:
     from natkit.train import TrainConfig
 
     s = settings_from(ctx)
-    if ctx.quick:
-        ctx.generations, ctx.pop_size = min(ctx.generations, 2), min(ctx.pop_size, 4)
     if s["relevance"] == "human" and s["decisions"]:
         # fail on a malformed decision file before any training: check it against the untrained network
         from natkit.methods.progressive.human import load_decisions
@@ -347,4 +340,4 @@ def run(ctx) -> None:
     ctx.stats.update(real_evaluations=problem.n_real, evaluated=len(problem.history),
                      intermediates=sum(1 for c in ctx.archive.candidates(run_id=ctx.run_id)
                                        if (c.extra or {}).get("stage", "").startswith("layer")))
-    ctx.finalize()
+    finalize(ctx)

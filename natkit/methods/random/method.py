@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from pymoo.operators.sampling.rnd import IntegerRandomSampling
 
-from natkit.methods.width.space import build_reference
+from natkit.methods.common import finalize
+from natkit.methods.width.space import WidthOptions as Options, build_reference
+
+__all__ = ["Options", "run"]
 
 
 def run(ctx) -> None:
-    if ctx.quick:
-        ctx.generations, ctx.pop_size = min(ctx.generations, 3), min(ctx.pop_size, 6)
     space, evaluator, bounds = build_reference(ctx)
     problem = ctx.problem(space, evaluator)
-    sample_random(ctx, problem, bounds, ctx.pop_size * ctx.generations)
+    sample_random(ctx, problem, bounds, ctx.options.pop_size * ctx.options.generations)
     ctx.stats.update(real_evaluations=problem.n_real, evaluated=len(problem.history))
-    ctx.finalize()
+    finalize(ctx)
 
 
 def sample_random(ctx, problem, bounds, n_total: int) -> None:
@@ -23,6 +24,7 @@ def sample_random(ctx, problem, bounds, n_total: int) -> None:
 
     rng = np.random.default_rng(ctx.seed)
     X = IntegerRandomSampling().do(problem, n_total, random_state=rng).get("X")
-    for start in range(0, n_total, ctx.pop_size):
-        problem.evaluate(X[start:start + ctx.pop_size], return_as_dictionary=True)
+    step = ctx.options.pop_size
+    for start in range(0, n_total, step):
+        problem.evaluate(X[start:start + step], return_as_dictionary=True)
         ctx.log_generation(problem, bounds)

@@ -39,11 +39,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch.nn as nn
 
+from natkit.core.options import Options as BaseOptions, option
 from natkit.errors import ConfigError
+from natkit.methods.common import finalize, source_task
 from natkit.prune.surgery import remove_channels  # noqa: F401  (stage 2's physical removal)
 
 from natkit.methods.tascnet.layers import (  # noqa: F401  (re-exported: tests and users import them from here)
@@ -91,67 +94,58 @@ from natkit.methods.tascnet.stages import (  # noqa: F401  (re-exported: tests a
 
 
 @dataclass
-class Options:
-    model: str = "vgg_small"
-    resolution: int | None = None  # default: the source task's image size
-    pretrain_epochs: float = 3
-    pretrain_samples: int | None = 1000  # per class of the source task
-    head_epochs: float = 2
-    k: str = "auto"  # an int, or "auto" (grow from 1 while the best val accuracy improves)
-    k_max: int = 4
-    kernels: str = "1,3,5"
-    epochs: float = 3  # E: stage-1 training of each candidate
-    lr: float = 0.05
-    finetune_lr: float = 0.01
-    batch_size: int = 64
-    max_batches: int | None = None
-    choose: str = "knee"  # knee | best | a candidate id
-    s2_epochs: int = 2  # fine-tuning epochs per stage-2 iteration (also the recorded trajectory length)
-    s2_iterations: int = 4
-    s2_final_epochs: float = 2  # closing fine-tune (cosine) of the network an evaluation keeps
-    s2_generations: int | None = None
-    s2_pop_size: int | None = None
-    min_filters: int | None = None  # layers with at most this many filters are left alone
-    pull_weight: float = 0.0  # lambda of CE + lambda * exp(-sum cos)
-    merge: bool = False
-    weights: str | None = None  # a source weights file (safetensors / state dict) instead of pretraining
+class Options(BaseOptions):
+    """The options of ``natkit search tascnet``."""
+
+    WHY_NOT: ClassVar[dict] = {"space": "its stage-1 space is built from the source network's deeper layers "
+                                        "(options k, k_max, kernels) and stage 2's from its conv layers"}
+
+    generations: int = option(10, quick=2, doc="NSGA-II generations of stage 1 (and of stage 2 unless s2_generations)")
+    pop_size: int = option(20, quick=4, doc="population of stage 1 (and of stage 2 unless s2_pop_size)")
+    model: str = option("vgg_small", doc="source network")
+    weights: str | None = option(None, doc="source weights file (safetensors / state dict) instead of pretraining")
+    resolution: int | None = option(None, doc="input resolution (default: the source task's image size)")
+    pretrain_epochs: float = option(3.0, quick=3.0, doc="source pretraining epochs (cached)")
+    pretrain_samples: int | None = option(1000, quick=500, doc="source images per class")
+    source_val_fraction: float | None = option(None, quick=0.05, doc="share of the source train split held out "
+                                               "for validation (default: the loader's)")
+    head_epochs: float = option(2.0, quick=2.0, doc="training of the new head (head-only transfer)")
+    k: str = option("auto", quick="1", doc="rebuilt deeper layers: an int, or auto (grow while val accuracy improves)")
+    k_max: int = option(4, doc="largest k under auto")
+    kernels: str = option("1,3,5", doc="kernel-size domain of rebuilt conv layers", choices=tuple(KERNEL_DOMAINS))
+    epochs: float = option(3.0, quick=2.0, doc="E: stage-1 training of each candidate")
+    lr: float = option(0.05, doc="stage-1 learning rate")
+    finetune_lr: float = option(0.01, doc="stage-2 fine-tuning learning rate")
+    batch_size: int = option(64, doc="batch size")
+    max_batches: int | None = option(None, quick=100, doc="cap on batches per epoch")
+    choose: str = option("knee", doc="stage-2 parent: knee | best | a candidate id")
+    s2_epochs: int = option(2, quick=2, doc="fine-tuning epochs per stage-2 iteration (trajectory length)")
+    s2_iterations: int = option(4, quick=2, doc="stage-2 prune/fine-tune iterations")
+    s2_final_epochs: float = option(2.0, quick=1.0, doc="closing fine-tune (cosine) of the kept network")
+    s2_generations: int | None = option(None, quick=1, doc="stage-2 generations (default: generations)")
+    s2_pop_size: int | None = option(None, quick=3, doc="stage-2 population (default: pop_size)")
+    min_filters: int | None = option(None, doc="layers with at most this many filters are left alone")
+    pull_weight: float = option(0.0, doc="lambda of CE + lambda * exp(-sum cos)")
+    merge: bool = option(False, doc="merge similar filters instead of removing one")
+
+    def check(self) -> None:
+        if self.k != "auto" and (not self.k.isdigit() or int(self.k) < 1):
+            raise ConfigError(f"option k={self.k!r}: use a positive integer or 'auto'")
 
     @classmethod
     def from_ctx(cls, ctx) -> "Options":
-        from dataclasses import fields
-
-        from natkit.errors import ConfigError as _CE
-
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(ctx.options) - set(known) - {"space"})
-        if unknown:
-            raise _CE(f"unknown tascnet option {unknown[0]!r}; known: {', '.join(known)}")
-        out = cls()
-        if ctx.quick:
-            out = cls(pretrain_epochs=3, pretrain_samples=500, head_epochs=2, k="1", epochs=2, max_batches=100,
-                      s2_epochs=2, s2_iterations=2, s2_generations=1, s2_pop_size=3, s2_final_epochs=1)
-        casts = {"model": str, "k": str, "kernels": str, "choose": str, "merge": bool, "weights": str}
-        for name, f in known.items():
-            if name not in ctx.options:
-                continue
-            cast = casts.get(name) or (float if "float" in str(f.type) else int)
-            setattr(out, name, ctx.option(name, cast=cast))
-        if out.kernels not in KERNEL_DOMAINS:
-            raise _CE(f"option kernels={out.kernels!r}: use one of {', '.join(KERNEL_DOMAINS)}")
-        if out.k != "auto" and (not out.k.isdigit() or int(out.k) < 1):
-            raise _CE(f"option k={out.k!r}: use a positive integer or 'auto'")
-        return out
+        """The run's parsed options (kept for scripts written before ``natkit.run_search``)."""
+        return ctx.options
 
 
 def run(ctx) -> None:
     import time
 
     t0 = time.perf_counter()
-    o = Options.from_ctx(ctx)
-    if ctx.quick:
-        ctx.generations, ctx.pop_size = min(ctx.generations, 2), min(ctx.pop_size, 4)
+    o = ctx.options
     # quick: a smaller source validation split (pretraining reports its error on all of it)
-    source = ctx.source_task(samples_per_class=o.pretrain_samples, **({"val_fraction": 0.05} if ctx.quick else {}))
+    source = source_task(ctx, samples_per_class=o.pretrain_samples,
+                         **({"val_fraction": o.source_val_fraction} if o.source_val_fraction else {}))
     resolution = o.resolution or max(source.image_size, 8)
     channels = source.in_channels
     ctx.log(f"source {source.spec} ({len(source.train)} train images) -> target {ctx.task.spec}, "
@@ -177,7 +171,7 @@ def run(ctx) -> None:
         ev = Stage1Evaluator(head, space, s, epochs=o.epochs, seed=ctx.seed, base_arch=base.natkit_arch)
         evaluators[k] = ev
         problem = ctx.problem(space, ev)
-        ctx.minimize(problem, bounds, algorithm=nsga2(ctx.pop_size))
+        ctx.minimize(problem, bounds, algorithm=nsga2(o.pop_size))
         accs = [1.0 - m["error"] for _, m, st in problem.history if st == "ok"]
         best_k = max(accs, default=0.0)
         ctx.log(f"stage 1, k={k}: {problem.n_real} trained, best val accuracy {best_k:.4f}")
@@ -195,7 +189,7 @@ def run(ctx) -> None:
     t1 = time.perf_counter()
     _stage2(ctx, o, s, model, parent, bounds)
     t2 = time.perf_counter()
-    front = ctx.finalize()
+    front = finalize(ctx)
     ctx.stats["seconds"] = {"source_and_stage1": round(t1 - t0, 1), "stage2": round(t2 - t1, 1),
                             "finalize": round(time.perf_counter() - t2, 1)}
     ctx.stats["front"] = [{"id": c.id, "stage": c.extra.get("stage"), "error": c.error, "test_error": c.test_error,
@@ -204,14 +198,9 @@ def run(ctx) -> None:
 
 def _record(ctx, eval_key: str, encoding, model, *, generation: int, metrics: dict, extra: dict) -> int:
     """Archive a row the pymoo problem does not own (head-only transfer, stage 2's unpruned start and
-    its iterations) unless the same evaluation is already there: a resumed run reads it back."""
-    hit = ctx.archive.lookup(eval_key, encoding)
-    if hit is not None:
-        return hit.id
-    cid = ctx.archive.add(ctx.run_id, ctx.method, generation=generation, encoding=encoding, arch=model.natkit_arch,
-                          metrics=metrics, eval_key=eval_key, extra=extra)
-    ctx.save_model(cid, model)
-    return cid
+    its iterations) through the run's writer: a resumed run reads it back, the budget applies."""
+    return ctx.writer.side_row(encoding, eval_key=eval_key, metrics=metrics, model=model, extra=extra,
+                               generation=generation).id
 
 
 def nsga2(pop_size: int, sampling=None):
@@ -314,11 +303,11 @@ def _stage2(ctx, o, s, model, parent, bounds) -> None:
                          parent={"id": parent.id, "encoding": parent.encoding}, on_iteration=on_iteration)
     problem = ctx.problem(space, ev)
     holder["problem"] = problem
-    pop = o.s2_pop_size or ctx.pop_size
+    pop = o.s2_pop_size or o.pop_size
     rng = np.random.default_rng(ctx.seed)
     # the paper's own setting (same share everywhere, 2-point tolerance) seeds the population
     X = np.vstack([space.default(), rng.integers(space.xl, space.xu + 1, size=(pop - 1, space.n_var))])
     algorithm = nsga2(pop, sampling=X)
-    ctx.minimize(problem, bounds, algorithm=algorithm, generations=o.s2_generations or ctx.generations)
+    ctx.minimize(problem, bounds, algorithm=algorithm, generations=o.s2_generations or o.generations)
     ctx.stats["stage2"] = {"parent": parent.id, "groups": names, "min_filters": min_channels,
                            "evaluated": len(problem.history), "real": problem.n_real}

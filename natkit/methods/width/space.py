@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 from natkit.core.config import check_keys, read_toml
 from natkit.core.evaluator import Evaluator
+from natkit.core.options import Options, option
 from natkit.core.space import SearchSpace
 from natkit.errors import ConfigError
 from natkit.measure import count_latency_if, measure
@@ -14,7 +18,33 @@ from natkit.train import TrainConfig, evaluate, train
 from natkit.utils.seed import derive_seed, seed_everything
 
 SPACE_KEYS = {"family", "layers", "pool_after", "choices", "hidden", "resolution"}
-TRAIN_KEYS = {"epochs", "lr", "batch_size", "max_batches", "weight_decay", "optimizer", "label_smoothing"}
+
+
+@dataclass
+class WidthOptions(Options):
+    """Options of the reference searches: the space file and the from-scratch training of a candidate
+    (defaults from the space file's [train] table, then these)."""
+
+    TOML_TABLES: ClassVar[dict] = {"train": ""}
+    SPACE_FAMILY: ClassVar[str] = "vgg_widths"
+    WHY_NOT: ClassVar[dict] = {"model": "it trains VGGs of the searched widths from scratch",
+                               "weights": "it trains every candidate from scratch"}
+
+    generations: int = option(10, quick=3, doc="NSGA-II generations (random: batches of pop_size samples)")
+    pop_size: int = option(20, quick=6, doc="population size")
+    space: str = option("vgg_widths", doc="space NAME or FILE with [space], optional [train] and [budget]")
+    epochs: float = option(3.0, quick=3.0, doc="training epochs of each candidate")
+    lr: float = option(0.1, doc="learning rate")
+    batch_size: int = option(64, doc="batch size")
+    max_batches: int | None = option(None, doc="cap on batches per epoch")
+    weight_decay: float = option(5e-4, doc="weight decay")
+    optimizer: str = option("sgd", doc="optimizer", choices=("sgd", "adam", "adamw"))
+    label_smoothing: float = option(0.0, doc="label smoothing")
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, max_batches=self.max_batches,
+                           weight_decay=self.weight_decay, optimizer=self.optimizer,
+                           label_smoothing=self.label_smoothing)
 
 
 class VGGWidthSpace(SearchSpace):
@@ -53,10 +83,10 @@ def load_width_space(name_or_path="vgg_widths"):
     if "space" not in data:
         raise ConfigError(f"{data['_path']} has no [space] table")
     check_keys(data["space"], SPACE_KEYS, f"[space] of {data['_path']}")
-    check_keys(data.get("train", {}), TRAIN_KEYS, f"[train] of {data['_path']}")
     if data["space"].get("family", "vgg_widths") != "vgg_widths":
         raise ConfigError(f"{data['_path']} is a {data['space']['family']!r} space, not vgg_widths")
-    return VGGWidthSpace(**data["space"]), dict(data.get("train", {})), data.get("budget")
+    space = {k: v for k, v in data["space"].items() if k != "family"}
+    return VGGWidthSpace(**space)
 
 
 class WidthEvaluator(Evaluator):
@@ -87,15 +117,9 @@ class WidthEvaluator(Evaluator):
 
 
 def build_reference(ctx):
-    """Space, evaluator and HV bounds of the width space, as configured by ctx (quick or full)."""
-    unknown = sorted(set(ctx.options) - TRAIN_KEYS - {"space"})
-    if unknown:
-        raise ConfigError(f"unknown {ctx.method} option {unknown[0]!r}; known: {', '.join(sorted(TRAIN_KEYS))}")
-    space, train_kw, _ = load_width_space(ctx.options.get("space", "vgg_widths"))
-    if ctx.quick:
-        train_kw.update(epochs=min(train_kw.get("epochs", 3), 3))
-    train_kw.update({k: ctx.options[k] for k in TRAIN_KEYS if k in ctx.options})
-    cfg = TrainConfig(**train_kw)
+    """Space, evaluator and HV bounds of the width space, as configured by ctx's options."""
+    space = load_width_space(ctx.options.space)
+    cfg = ctx.options.train_config()
     ev = WidthEvaluator(ctx.task, space, cfg, seed=ctx.seed, device=ctx.device,
                         latency="latency_ms" in ctx.objectives)
     big = create_model("vgg", num_classes=ctx.task.num_classes, in_channels=ctx.task.in_channels,

@@ -1,0 +1,88 @@
+"""What a method's ``run(ctx)`` receives: the run's identity, task, budget, objectives, device, logging,
+its typed options and its handle on the one archive writer. Nothing else: pretraining a source model
+and finishing a run are ordinary functions (``natkit.methods.common``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from natkit.core.archive import Archive
+from natkit.core.budget import Budget
+from natkit.core.options import Options
+from natkit.core.problem import ArchiveProblem, SerialRunner, make_eval_key
+from natkit.core.search import log_generation, nsga, run_pymoo
+from natkit.core.writer import ArchiveWriter
+
+
+@dataclass
+class RunContext:
+    method: str
+    task: object  # the target Task
+    archive: Archive
+    run_id: int
+    out_dir: Path
+    options: Options  # the method's typed options (``natkit.core.options``)
+    seed: int = 0
+    objectives: list = field(default_factory=lambda: ["error", "macs"])
+    budget: Budget = field(default_factory=Budget)
+    device: str = "cpu"
+    resume: bool = False
+    source_spec: str | None = "fashion-mnist"
+    data_root: str | None = None
+    runner: object = field(default_factory=SerialRunner)
+    keep_models: str = "front"  # front | all | none
+    verbose: bool = True
+    stats: dict = field(default_factory=dict)  # what the method wants recorded in run.json
+
+    def __post_init__(self):
+        self.out_dir = Path(self.out_dir)
+
+    def log(self, msg: str) -> None:
+        if self.verbose:
+            print(f"[{self.method}] {msg}", file=sys.stderr, flush=True)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.out_dir / "models"
+
+    @property
+    def writer(self) -> ArchiveWriter:
+        """The run's handle on the one archive writer (look-up, budget, status, model saving)."""
+        return ArchiveWriter(self.archive, self.run_id, self.method, self.budget,
+                             self.model_dir if self.keep_models != "none" else None)
+
+    def save_model(self, cand_id: int, model) -> None:
+        self.writer.save_model(cand_id, model)
+
+    def bounds(self, maxima: dict) -> list[tuple[float, float]]:
+        """Fixed normalisation bounds for hypervolume, one per objective, stored in the run."""
+        b = [(0.0, 1.0) if o in ("error", "robust_error") else (0.0, float(maxima[o])) for o in self.objectives]
+        self.stats["hv_bounds"] = dict(zip(self.objectives, b))
+        return b
+
+    def eval_key(self, settings: dict, method: str | None = None) -> str:
+        return make_eval_key(self.task.spec, method or self.method, settings)
+
+    def problem(self, space, evaluator, *, method: str | None = None, worst=None) -> ArchiveProblem:
+        key = self.eval_key(evaluator.settings(), method)
+        return ArchiveProblem(space, evaluator, self.objectives, self.budget, self.archive, self.run_id,
+                              method or self.method, key, worst=worst, runner=self.runner,
+                              model_dir=self.model_dir if self.keep_models != "none" else None)
+
+    def algorithm(self, sampling=None, pop_size: int | None = None):
+        return nsga(len(self.objectives), pop_size or self.options.pop_size, sampling=sampling, seed=self.seed)
+
+    def minimize(self, problem, bounds, algorithm=None, generations=None):
+        return run_pymoo(problem, algorithm or self.algorithm(), generations=generations or self.options.generations,
+                         seed=self.seed, bounds=bounds)
+
+    def log_generation(self, problem, bounds) -> float:
+        return log_generation(problem, bounds)
+
+    def write_json(self, name: str, data) -> Path:
+        p = self.out_dir / name
+        p.write_text(json.dumps(data, indent=2, default=str))
+        return p

@@ -1,0 +1,96 @@
+"""The one archive writer: every row of every method enters the archive through ``write_row``.
+
+``write_row`` does, in this order:
+1. look-up: an ``ok``/``infeasible`` row with the same ``eval_key`` and encoding is returned as it is
+   (not evaluated again, not added again), so a resumed or repeated run adds no rows;
+2. evaluation, if ``result`` is a callable (it is called only when the look-up found nothing);
+3. the budget: an ``ok`` result over the run's budget is stored as ``infeasible`` (pymoo's G > 0);
+4. the row itself (``Archive.add``) and, unless the evaluation failed, the trained model under
+   ``model_dir/<id>`` for ``natkit export`` and the final test-split report.
+
+Methods hold an ``ArchiveWriter`` (the run's archive, run id, method, budget and model folder) and call
+``writer.write(...)`` for side rows too (an unpruned base, a head-only transfer, intermediate states).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from natkit.core.archive import OBJECTIVES, Archive, Candidate, Status
+from natkit.core.budget import Budget
+from natkit.core.evaluator import EvalResult
+
+
+@dataclass(frozen=True)
+class Row:
+    """What ``write_row`` returns: the row's id, its metrics (extra values included), its status, and
+    whether it was already in the archive (``reused``: nothing was evaluated or added)."""
+
+    id: int
+    metrics: dict
+    status: str
+    reused: bool
+
+
+def metrics_of(cand: Candidate) -> dict:
+    m = {k: cand.metric(k) for k in OBJECTIVES}
+    m.update(cand.extra)
+    return m
+
+
+def write_row(archive: Archive, *, run_id: int, method: str, eval_key: str, encoding,
+              result: EvalResult | Callable[[], EvalResult], budget: Budget | None = None, generation: int = 0,
+              model_dir: Path | None = None, extra: dict | None = None) -> Row:
+    """Look up, else evaluate (if ``result`` is callable), check the budget, archive and save the model."""
+    hit = archive.lookup(eval_key, encoding)
+    if hit is not None:
+        return Row(hit.id, metrics_of(hit), hit.status, True)
+    if callable(result):
+        result = result()
+    status = Status(result.status)
+    if status is Status.OK and budget is not None and budget.n_constr and not budget.feasible(result.metrics):
+        status = Status.INFEASIBLE
+    row_extra = {**result.extra, **(extra or {})}
+    cid = archive.add(run_id, method, generation=generation, encoding=encoding, arch=result.arch,
+                      metrics=result.metrics, status=status.value, message=result.message, eval_key=eval_key,
+                      extra=row_extra, seconds=result.seconds)
+    if result.model is not None and model_dir is not None and status is not Status.FAILED:
+        from natkit.nets.io import save_model
+
+        save_model(result.model, Path(model_dir) / str(cid))
+    return Row(cid, {**result.metrics, **row_extra}, status.value, False)
+
+
+@dataclass
+class ArchiveWriter:
+    """``write_row`` bound to one run: its archive, run id, method name, budget and model folder
+    (``None``: keep no models)."""
+
+    archive: Archive
+    run_id: int
+    method: str
+    budget: Budget = field(default_factory=Budget)
+    model_dir: Path | None = None
+
+    def write(self, encoding, result, *, eval_key: str, generation: int = 0, extra: dict | None = None,
+              method: str | None = None) -> Row:
+        return write_row(self.archive, run_id=self.run_id, method=method or self.method, eval_key=eval_key,
+                         encoding=encoding, result=result, budget=self.budget, generation=generation,
+                         model_dir=self.model_dir, extra=extra)
+
+    def side_row(self, encoding, *, eval_key: str, metrics: dict, model=None, extra: dict | None = None,
+                 generation: int = 0) -> Row:
+        """A row no pymoo problem evaluated (a base network, an intermediate state): the method measured
+        it itself; it still goes through the look-up, the budget and model saving."""
+        arch = getattr(model, "natkit_arch", None) if model is not None else None
+        return self.write(encoding, EvalResult(dict(metrics), arch, Status.OK.value, "", dict(extra or {}), None,
+                                               model), eval_key=eval_key, generation=generation)
+
+    def save_model(self, cand_id: int, model) -> None:
+        """Keep a model for a row archived earlier (NAT keeps only front members' weights)."""
+        if self.model_dir is not None:
+            from natkit.nets.io import save_model
+
+            save_model(model, Path(self.model_dir) / str(cand_id))
