@@ -199,3 +199,29 @@ def _runner(workers, scheduler):
     from natkit.core.problem import SerialRunner
 
     return SerialRunner(), lambda: None
+
+
+def make_context(method: str, *, task, out_dir, archive=None, run_id: int | None = None, options=None,
+                 quick: bool = False, **kw):
+    """A run's context without the CLI: ``options`` is a dict of option values (parsed by the method's
+    declared ``Options``, the space file's [budget] becoming the budget unless one is given) or an
+    ``Options`` object; ``archive`` an ``Archive`` or a path (default ``out_dir/archive.sqlite``); a run is
+    started in it unless ``run_id`` is given. Tests and scripts that drive a method's parts use this;
+    whole runs go through ``run_search``."""
+    from natkit.core.archive import Archive
+    from natkit.core.budget import Budget
+    from natkit.core.context import RunContext
+    from natkit.core.options import Options
+
+    if isinstance(options, Options):
+        opts, space_budget = options, None
+    else:
+        opts, space_budget = method_options(method, options, quick=quick)
+    if "budget" not in kw and space_budget:
+        kw["budget"] = Budget(space_budget)
+    if archive is None or isinstance(archive, (str, Path)):
+        archive = Archive(Path(archive) if archive else Path(out_dir) / "archive.sqlite")
+    if run_id is None:
+        run_id = archive.start_run(method, task.spec, {"options": opts.to_dict()}, kw.get("seed", 0))
+    return RunContext(method=method, task=task, archive=archive, run_id=run_id, out_dir=out_dir, options=opts,
+                      **kw)

@@ -361,7 +361,10 @@ def test_python_api_raises_typed_errors_naming_the_value(tmp_path):
 
 def test_weights_option_missing_corrupt_or_pickled_exits_2_before_any_work(tmp_path, capsys, shared):
     _, archive, space = shared
-    base = ["search", "width", "--out", tmp_path / "o", "--archive", archive, "--space", space, *FAST]
+    width = ["search", "width", "--out", tmp_path / "o", "--archive", archive, "--space", space, *FAST]
+    expect_cli_error(capsys, width + ["--weights", tmp_path / "absent.safetensors"], "width does not use --weights",
+                     shared=archive)  # a method that trains from scratch has no source weights
+    base = ["search", "tascnet", "--out", tmp_path / "o", "--archive", archive, "--quick"]
     expect_cli_error(capsys, base + ["--weights", tmp_path / "absent.safetensors"], "absent.safetensors",
                      shared=archive)
     corrupt = tmp_path / "corrupt.pt"
@@ -375,18 +378,16 @@ def test_weights_option_missing_corrupt_or_pickled_exits_2_before_any_work(tmp_p
     assert not (tmp_path / "o" / "run.json").exists()  # rejected before the run started
 
 
-def test_weights_for_another_architecture_is_refused(tmp_path, digits):
+def test_weights_for_another_architecture_is_refused(tmp_path, digits, make_ctx):
     from safetensors.torch import save_file
 
-    from natkit.core.archive import Archive
-    from natkit.methods.context import RunContext
+    from natkit.methods.common import source_model
     from natkit.nets import create_model
 
     res = create_model("resnet_tiny", num_classes=10, in_channels=1)
     path = tmp_path / "resnet_tiny.safetensors"
     save_file({k: v.contiguous() for k, v in res.state_dict().items()}, str(path))
-    ctx = RunContext(method="test", task=digits, archive=Archive(tmp_path / "a.sqlite"), run_id=1,
-                     out_dir=tmp_path, options={"weights": str(path)}, verbose=False)
+    ctx = make_ctx("tascnet", digits, options={"weights": str(path)})
     with pytest.raises(WeightsError, match="resnet_tiny.safetensors.*vgg_tiny"):
-        ctx.source_model("vgg_tiny", source=digits)
-    assert ctx.source_model("resnet_tiny", source=digits) is not None  # the right architecture loads
+        source_model(ctx, "vgg_tiny", source=digits)
+    assert source_model(ctx, "resnet_tiny", source=digits) is not None  # the right architecture loads

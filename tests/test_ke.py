@@ -9,7 +9,6 @@ import natkit.methods.ke.method as ke
 from natkit.core.archive import Archive
 from natkit.data import load_task
 from natkit.errors import ConfigError
-from natkit.methods.context import RunContext
 from natkit.methods.ke.split import kels_masks
 from natkit.nets import create_model
 from natkit.train import TrainConfig
@@ -75,16 +74,14 @@ def test_space_decodes_and_rejects_bad_ranges():
         ke.KESpace(generations=(0, 3))
 
 
-def _ctx(task, tmp_path, name, **options):
-    archive = Archive(tmp_path / f"{name}.sqlite")
-    run_id = archive.start_run("ke", task.spec, {}, 0)
-    return RunContext(method="ke", task=task, archive=archive, run_id=run_id, out_dir=tmp_path / name, seed=0,
-                      generations=1, pop_size=3, objectives=["error", "params", "macs"], quick=True,
-                      options={"model": "vgg_tiny", "max_generations": 2, **options}, verbose=False)
+def _ctx(make_ctx, task, tmp_path, name, **options):
+    return make_ctx("ke", task, out_dir=tmp_path / name, archive=tmp_path / f"{name}.sqlite", seed=0,
+                    objectives=["error", "params", "macs"], quick=True,
+                    options={"model": "vgg_tiny", "max_generations": 2, "generations": 1, "pop_size": 3, **options})
 
 
-def test_tiny_ke_run_writes_an_archive_with_every_generation(task, tmp_path):
-    ctx = _ctx(task, tmp_path, "a")
+def test_tiny_ke_run_writes_an_archive_with_every_generation(task, tmp_path, make_ctx):
+    ctx = _ctx(make_ctx, task, tmp_path, "a")
     ctx.out_dir.mkdir()
     ke.run(ctx)
     cands = ctx.archive.candidates(run_id=ctx.run_id)
@@ -102,15 +99,15 @@ def test_tiny_ke_run_writes_an_archive_with_every_generation(task, tmp_path):
     rows = [json.loads(line) for line in ctx.archive.to_json(front).splitlines()]
     assert {r["method"] for r in rows} == {"ke"}
     # same seed, same settings: the same numbers
-    ctx2 = _ctx(task, tmp_path, "b")
+    ctx2 = _ctx(make_ctx, task, tmp_path, "b")
     ctx2.out_dir.mkdir()
     ke.run(ctx2)
     again = sorted((c.encoding, c.extra["variant"], c.error) for c in ctx2.archive.candidates(run_id=ctx2.run_id))
     assert again == sorted((c.encoding, c.extra["variant"], c.error) for c in cands)
 
 
-def test_wels_run_archives_dense_candidates(task, tmp_path):
-    ctx = _ctx(task, tmp_path, "w", split="wels")
+def test_wels_run_archives_dense_candidates(task, tmp_path, make_ctx):
+    ctx = _ctx(make_ctx, task, tmp_path, "w", split="wels")
     ctx.out_dir.mkdir()
     ke.run(ctx)
     cands = ctx.archive.candidates(run_id=ctx.run_id)
@@ -118,8 +115,8 @@ def test_wels_run_archives_dense_candidates(task, tmp_path):
     assert {c.extra["mode"] for c in cands} == {"wels"}
 
 
-def test_bad_options_are_config_errors(task, tmp_path):
+def test_bad_options_are_config_errors(task, tmp_path, make_ctx):
     with pytest.raises(ConfigError):
-        ke.run(_ctx(task, tmp_path, "x", split="both"))
+        ke.run(_ctx(make_ctx, task, tmp_path, "x", split="both"))
     with pytest.raises(ConfigError):
-        ke.run(_ctx(task, tmp_path, "y", rate_min=0.9, rate_max=0.2))
+        ke.run(_ctx(make_ctx, task, tmp_path, "y", rate_min=0.9, rate_max=0.2))

@@ -5,12 +5,10 @@ import json
 import pytest
 import torch
 
-from natkit.core.archive import Archive
 from natkit.data import load_task
 from natkit.errors import ConfigError
 from natkit.measure import count_macs, count_params
 from natkit.methods.lda import method as lda
-from natkit.methods.context import RunContext
 from natkit.nets.io import load_model
 from natkit.methods.lda import utility as LU
 
@@ -60,12 +58,10 @@ def test_pruned_counts_match_thop_and_reload(task, tmp_path):
     assert count_params(again) == count_params(pruned)
 
 
-def test_tiny_lda_run_writes_an_archive(task, tmp_path):
-    arch = Archive(tmp_path / "archive.sqlite")
-    run_id = arch.start_run("lda", task.spec, {}, 0)
-    ctx = RunContext(method="lda", task=task, archive=arch, run_id=run_id, out_dir=tmp_path, seed=0,
-                     generations=1, pop_size=3, objectives=["error", "params", "robust_error"],
-                     options=dict(TINY), source_spec=None, verbose=False)
+def test_tiny_lda_run_writes_an_archive(task, tmp_path, make_ctx):
+    ctx = make_ctx("lda", task, seed=0, objectives=["error", "params", "robust_error"],
+                   options={**TINY, "generations": 1, "pop_size": 3}, source_spec=None)
+    arch, run_id = ctx.archive, ctx.run_id
     lda.run(ctx)
     cands = arch.candidates(run_id=run_id)
     assert {c.method for c in cands} == {"lda"}

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from natkit.core.archive import Archive
 from natkit.data import load_task
 from natkit.errors import ConfigError
 from natkit.methods.nat import method as nat
-from natkit.methods.context import RunContext
+from natkit.api import make_context
 
 torch.set_num_threads(1)
 
@@ -55,10 +54,8 @@ def _ctx(tmp_path, name, **options):
     task = load_task("digits", seed=0, samples_per_class=15)
     out = tmp_path / name
     out.mkdir()
-    archive = Archive(out / "archive.sqlite")
-    run_id = archive.start_run("nat", task.spec, {}, 0)
-    return RunContext(method="nat", task=task, archive=archive, run_id=run_id, out_dir=out, seed=0,
-                      source_spec="digits", options={"space": str(space), **options}, verbose=False)
+    return make_context("nat", task=task, out_dir=out, seed=0, source_spec="digits",
+                        options={"space": str(space), **options}, verbose=False)
 
 
 def _front(ctx):

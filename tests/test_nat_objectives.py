@@ -6,11 +6,10 @@ import dataclasses
 import pytest
 import torch
 
-from natkit.core.archive import Archive
 from natkit.core.budget import Budget
 from natkit.data import load_task
 from natkit.methods.nat import method as nat
-from natkit.methods.context import RunContext
+from natkit.api import make_context
 
 from test_nat_loop import TINY_TOML
 
@@ -23,11 +22,9 @@ def _ctx(tmp_path, toml, objectives):
     space = tmp_path / "nat_tiny.toml"
     space.write_text(toml)
     task = load_task("digits", seed=0, samples_per_class=15)
-    archive = Archive(tmp_path / "archive.sqlite")
-    run_id = archive.start_run("nat", task.spec, {}, 0)
-    return RunContext(method="nat", task=task, archive=archive, run_id=run_id, out_dir=tmp_path, seed=0,
-                      source_spec="digits", objectives=list(objectives), options={"space": str(space)},
-                      keep_models="none", verbose=False)
+    return make_context("nat", task=task, out_dir=tmp_path, seed=0, source_spec="digits",
+                        objectives=list(objectives), options={"space": str(space)}, keep_models="none",
+                        verbose=False)
 
 
 @pytest.fixture()

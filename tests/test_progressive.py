@@ -176,24 +176,18 @@ def test_evaluator_archives_every_intermediate_state(task, tmp_path):
 @pytest.mark.parametrize("options, match", [
     ({"relevanse": "l1"}, "unknown progressive option 'relevanse'"),
     ({"relevance": "bogus"}, "unknown relevance 'bogus'"),
-    ({"relevance": "l1", "decisions": "d.toml"}, "only with --relevance human"),
+    ({"relevance": "l1", "decisions": "d.toml"}, "only with relevance=human"),
     ({"epochs": "two"}, "epochs='two'"),
     ({"bn_stats": "thaw"}, "bn_stats"),
     ({"score_images": "0"}, "score_images=0"),
 ])
-def test_method_options_are_checked(task, tmp_path, options, match):
-    from natkit.methods.context import RunContext
-
-    ctx = RunContext(method="progressive", task=task, archive=None, run_id=0, out_dir=tmp_path, options=options)
+def test_method_options_are_checked(task, tmp_path, options, match, make_ctx):
     with pytest.raises(ConfigError, match=match):
-        P.settings_from(ctx)
+        make_ctx("progressive", task, options=options)
 
 
-def test_default_options_use_the_benchmarked_criterion(task, tmp_path):
-    from natkit.methods.context import RunContext
-
-    ctx = RunContext(method="progressive", task=task, archive=None, run_id=0, out_dir=tmp_path,
-                     options={"epochs": "2", "lr": "0.02"})
+def test_default_options_use_the_benchmarked_criterion(task, tmp_path, make_ctx):
+    ctx = make_ctx("progressive", task, options={"epochs": "2", "lr": "0.02"})
     s = P.settings_from(ctx)
     assert s["relevance"] == P.DEFAULT_CRITERION and s["epochs"] == 2.0 and s["lr"] == 0.02
 

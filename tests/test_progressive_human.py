@@ -111,7 +111,7 @@ def test_interactive_prompt_retries_until_valid(task, tmp_path):
 
 def test_no_terminal_and_no_file_is_a_clear_error(task, tmp_path, monkeypatch):
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
-    with pytest.raises(ConfigError, match="--decisions"):
+    with pytest.raises(ConfigError, match="decisions="):
         H.HumanDecider(task, tmp_path)
 
 
@@ -126,13 +126,10 @@ def test_projection_groups_kernels_with_alike_profiles():
 
 
 def test_run_human_archives_each_new_state_and_records_decisions(task, tmp_path):
-    from natkit.core.archive import Archive
-    from natkit.methods.context import RunContext
+    from natkit.api import make_context
 
-    archive = Archive(tmp_path / "archive.sqlite")
-    run_id = archive.start_run("progressive", "toy", {}, 0)
-    ctx = RunContext(method="progressive", task=task, archive=archive, run_id=run_id, out_dir=tmp_path,
-                     verbose=False)
+    ctx = make_context("progressive", task=task, out_dir=tmp_path, verbose=False)
+    archive, run_id = ctx.archive, ctx.run_id
     f = tmp_path / "d.json"
     f.write_text(json.dumps({"eliminate": {"conv1": [0], "conv3": [1, 2]}}))
     base = _model()
@@ -157,7 +154,7 @@ def test_cli_rejects_a_malformed_decision_file_before_training(tmp_path):
     bad.write_text('[eliminate]\n"features.0" = [99]\n')
     t0 = time.time()
     proc = subprocess.run([sys.executable, "-m", "natkit.cli", "search", "progressive", "--task", "digits", "--quick",
-                           "--relevance", "human", "--decisions", str(bad), "--out", str(tmp_path / "run"),
+                           "--option", "relevance=human", "--option", f"decisions={bad}", "--out", str(tmp_path / "run"),
                            "--threads", "1"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]

@@ -267,15 +267,11 @@ def test_stage2_closing_finetune_trains_the_kept_network_and_is_measured_after(d
 
 
 def _ctx(tmp_path, digits, **options):
-    from natkit.core.archive import Archive
-    from natkit.methods.context import RunContext
+    from natkit.api import make_context
 
-    archive = Archive(tmp_path / "archive.sqlite")
-    run_id = archive.start_run("tascnet", digits.spec, {}, 0)
     opts = {"model": "vgg_tiny", "resolution": "12", "pretrain_samples": "10", "pretrain_epochs": "1",
-            "max_batches": "2", **options}
-    return RunContext(method="tascnet", task=digits, archive=archive, run_id=run_id, out_dir=tmp_path,
-                      quick=True, generations=1, pop_size=3, options=opts, verbose=False)
+            "max_batches": "2", "generations": 1, "pop_size": 3, **options}
+    return make_context("tascnet", task=digits, out_dir=tmp_path, quick=True, options=opts, verbose=False)
 
 
 def test_tiny_two_stage_run_writes_an_archive(tmp_path, digits):

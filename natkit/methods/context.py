@@ -1,26 +1,21 @@
-"""Building a run's context from loose settings (what scripts did before ``natkit.run_search``).
-
-``RunContext(method=..., task=..., archive=..., run_id=..., out_dir=..., options={...}, generations=...,
-pop_size=..., quick=...)`` parses ``options`` with the method's declared ``Options`` (the one parser) and
-returns the core's ``natkit.core.context.RunContext``. New code should call ``natkit.run_search``."""
+"""Kept for scripts written before ``natkit.run_search``: ``RunContext(method=..., task=..., archive=...,
+run_id=..., out_dir=..., options={...}, generations=..., pop_size=..., quick=...)`` returns the core's
+``natkit.core.context.RunContext`` with the options parsed by the method's declared ``Options``
+(``generations``/``pop_size`` are options). New code calls ``natkit.run_search`` or
+``natkit.api.make_context``."""
 
 from __future__ import annotations
 
-from natkit.core.context import RunContext as _Context
-from natkit.core.options import Options
 
-
-def RunContext(*, method: str, options=None, quick: bool = False, generations: int | None = None,  # noqa: N802
-               pop_size: int | None = None, **kw) -> _Context:
-    from natkit.methods import options_class
+def RunContext(*, method: str, options=None, generations: int | None = None, pop_size: int | None = None,  # noqa: N802
+               **kw):
+    from natkit.api import make_context
+    from natkit.core.options import Options
 
     if not isinstance(options, Options):
-        values = dict(options or {})
+        options = dict(options or {})
         if generations is not None:
-            values.setdefault("generations", generations)
+            options.setdefault("generations", generations)
         if pop_size is not None:
-            values.setdefault("pop_size", pop_size)
-        from natkit.core.options import resolve_options
-
-        options, _ = resolve_options(options_class(method), values, method=method, quick=quick)
-    return _Context(method=method, options=options, **kw)
+            options.setdefault("pop_size", pop_size)
+    return make_context(method, options=options, **kw)

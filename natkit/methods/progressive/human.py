@@ -289,7 +289,7 @@ class HumanDecider:
                  print_fn: Callable = print, per_class: int = 2, resolution=None, channels=None,
                  projection: str = "pca", seed: int = 0, pictures: bool = True):
         if decisions is None and input_fn is None and not sys.stdin.isatty():
-            raise ConfigError("relevance 'human' needs --decisions FILE when there is no terminal to ask at")
+            raise ConfigError("relevance 'human' needs --option decisions=FILE when there is no terminal to ask at")
         self.task, self.out_dir = task, Path(out_dir)
         self.decisions, self.input_fn, self.print_fn = decisions, input_fn or input, print_fn
         self.kw = dict(per_class=per_class, resolution=resolution, channels=channels, projection=projection,
