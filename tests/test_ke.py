@@ -82,7 +82,7 @@ def _ctx(make_ctx, task, tmp_path, name, **options):
 
 def test_tiny_ke_run_writes_an_archive_with_every_generation(task, tmp_path, make_ctx):
     ctx = _ctx(make_ctx, task, tmp_path, "a")
-    ctx.out_dir.mkdir()
+    assert ctx.out_dir.is_dir()
     ke.run(ctx)
     cands = ctx.archive.candidates(run_id=ctx.run_id)
     assert cands and all(c.method == "ke" for c in cands)
@@ -100,7 +100,7 @@ def test_tiny_ke_run_writes_an_archive_with_every_generation(task, tmp_path, mak
     assert {r["method"] for r in rows} == {"ke"}
     # same seed, same settings: the same numbers
     ctx2 = _ctx(make_ctx, task, tmp_path, "b")
-    ctx2.out_dir.mkdir()
+    assert ctx2.out_dir.is_dir()
     ke.run(ctx2)
     again = sorted((c.encoding, c.extra["variant"], c.error) for c in ctx2.archive.candidates(run_id=ctx2.run_id))
     assert again == sorted((c.encoding, c.extra["variant"], c.error) for c in cands)
@@ -108,7 +108,7 @@ def test_tiny_ke_run_writes_an_archive_with_every_generation(task, tmp_path, mak
 
 def test_wels_run_archives_dense_candidates(task, tmp_path, make_ctx):
     ctx = _ctx(make_ctx, task, tmp_path, "w", split="wels")
-    ctx.out_dir.mkdir()
+    assert ctx.out_dir.is_dir()
     ke.run(ctx)
     cands = ctx.archive.candidates(run_id=ctx.run_id)
     assert cands and {c.extra["variant"] for c in cands} == {"dense"}

@@ -39,6 +39,7 @@ import torch
 import torch.nn as nn
 
 from natkit.errors import ConfigError
+from natkit.methods.common import finalize
 from natkit.methods.progressive.relevance import _stream, pooled_activations
 
 ELIMINATE_KEY = "eliminate"
@@ -329,7 +330,7 @@ def run_human(ctx, base: nn.Module, rt, s: dict) -> None:
     """
     import copy
 
-    from natkit.methods.progressive.method import METHOD, conv_widths, measure_state, pruned_arch, simplify, weight_layers
+    from natkit.methods.progressive.process import conv_widths, measure_state, pruned_arch, simplify, weight_layers
 
     layers = [(l.name, int(l.module.out_channels)) for l in weight_layers(base) if l.is_conv]
     decisions = load_decisions(s["decisions"], layers) if s.get("decisions") else None
@@ -368,4 +369,4 @@ def run_human(ctx, base: nn.Module, rt, s: dict) -> None:
     path = decider.save()
     ctx.stats.update(human_decisions=str(path), decisions=decider.records, final_candidate=archived[-1],
                      archived_states=archived)
-    ctx.finalize()
+    finalize(ctx)

@@ -3,6 +3,8 @@ retraining of layers 1..l+1 with every later layer frozen (see progressive.py fo
 
 from __future__ import annotations
 
+import copy
+
 import contextlib
 import time
 from dataclasses import asdict, dataclass, field
@@ -238,3 +240,32 @@ def fixed_subset(task, n_images: int, *, resolution=None, channels=None, seed: i
         xs.append(x)
         ys.append(y)
     return as_batches(torch.cat(xs), torch.cat(ys), batch_size)
+
+
+def pruned_arch(model: nn.Module) -> dict:
+    """The model's registry description with the VGG ``cfg`` rewritten to its current widths."""
+    arch = copy.deepcopy(getattr(model, "natkit_arch", None) or {"name": type(model).__name__, "kwargs": {}})
+    cfg = []
+    for m in model.features:
+        if isinstance(m, nn.Conv2d):
+            cfg.append(int(m.out_channels))
+        elif isinstance(m, nn.MaxPool2d):
+            cfg.append("M")
+    arch.setdefault("kwargs", {})["cfg"] = cfg
+    return arch
+
+
+def conv_widths(model: nn.Module) -> list[int]:
+    return [int(l.module.out_channels) for l in weight_layers(model) if l.is_conv]
+
+
+def measure_state(model: nn.Module, task, rt: Retraining, objectives=("error", "macs")) -> dict:
+    """Validation ``error``, ``params``, ``macs`` (+ ``latency_ms`` when it is an objective)."""
+    from natkit.measure import measure
+    from natkit.train import evaluate
+
+    res = rt.resolution or task.image_size
+    ch = rt.channels or task.in_channels
+    m = measure(model, res, ch, latency="latency_ms" in objectives, device=rt.device)
+    m["error"] = evaluate(model, task, "val", device=rt.device, resolution=rt.resolution, channels=rt.channels)["error"]
+    return m

@@ -29,33 +29,32 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from natkit.core.registry import Registry
 from natkit.errors import ConfigError
 
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 CriterionFn = Callable[..., np.ndarray]
 
-_CRITERIA: dict[str, CriterionFn] = {}
+criteria = Registry("relevance criterion")
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Hardswish)
 
 
 def register_criterion(name: str):
     def deco(fn: CriterionFn) -> CriterionFn:
-        if name in _CRITERIA:
+        if name in criteria:
             raise ValueError(f"relevance criterion {name!r} registered twice")
-        _CRITERIA[name] = fn
+        criteria.add(name, fn)
         return fn
 
     return deco
 
 
 def list_criteria() -> list[str]:
-    return sorted(_CRITERIA)
+    return sorted(criteria.names())
 
 
 def get_criterion(name: str) -> CriterionFn:
-    if name not in _CRITERIA:
-        raise ConfigError(f"unknown relevance criterion {name!r}; known: {', '.join(list_criteria())}")
-    return _CRITERIA[name]
+    return criteria.get(name)
 
 
 def score_kernels(model: nn.Module, layer: nn.Conv2d, batches: Batches, criterion: str = "mean_abs",
@@ -64,7 +63,7 @@ def score_kernels(model: nn.Module, layer: nn.Conv2d, batches: Batches, criterio
     fn = get_criterion(criterion)
     if not isinstance(layer, nn.Conv2d):
         raise ConfigError(f"relevance is defined for Conv2d kernels, got {type(layer).__name__}")
-    if fn is not _CRITERIA["l1"] and not batches:
+    if fn is not criteria.get("l1") and not batches:
         raise ConfigError(f"criterion {criterion!r} needs at least one batch of images")
     was_training = model.training
     model.eval()

@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from natkit.errors import ConfigError
+from natkit.nets.registry import register_model
 
 # --------------------------------------------------------------------------------------------
 # Layer analysis: which modules are "meaningful", in which order they run, which are coupled
@@ -346,6 +347,7 @@ def deeper_parameters(model: nn.Module, example_input: torch.Tensor, k: int) -> 
 ARCH_NAME = "tascnet_net"
 
 
+@register_model(ARCH_NAME)
 def _build_tascnet_net(num_classes, in_channels=3, base=None, layers=(), resolution=28):
     """A stage-1 layout (base family + rebuilt layers); stage-2 pruning is restored by load_model."""
     from natkit.nets import build_from_arch
@@ -356,20 +358,10 @@ def _build_tascnet_net(num_classes, in_channels=3, base=None, layers=(), resolut
     return unfreeze(rebuild(build_from_arch(base), list(layers), example, num_classes))
 
 
-def _register():
-    from natkit.nets.registry import list_models, register_model
-
-    if ARCH_NAME not in list_models():
-        register_model(ARCH_NAME)(_build_tascnet_net)
-
-
-_register()
-
-
 def describe(model: nn.Module, base_arch: dict, layers: list[dict], num_classes: int, resolution: int,
              channels: int) -> nn.Module:
     model.natkit_arch = {"name": ARCH_NAME, "kwargs": {"num_classes": num_classes, "in_channels": channels,
                                                        "base": base_arch, "layers": layers,
-                                                       "resolution": resolution}}
+                                                       "resolution": resolution}, "module": __name__}
     model.natkit_input = {"resolution": resolution, "channels": channels}
     return model

@@ -3,38 +3,30 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
 
 import numpy as np
 from scipy import stats
 
-from natkit.errors import ConfigError
+from natkit.core.registry import Registry
 
-_SURROGATES: dict[str, Callable[..., "Surrogate"]] = {}
+surrogates = Registry("surrogate")  # families register from models.py and adaptive.py (imported by the package)
 
 
 def register_surrogate(name: str):
     def deco(cls):
-        _SURROGATES[name] = cls
         cls.name = name
+        surrogates.add(name, cls)
         return cls
 
     return deco
 
 
 def list_surrogates() -> list[str]:
-    import natkit.methods.nat.surrogate.models  # noqa: F401  (registers the families)
-
-    return sorted(_SURROGATES)
+    return sorted(surrogates.names())
 
 
 def create_surrogate(name: str, *, seed: int = 0, **kw) -> "Surrogate":
-    import natkit.methods.nat.surrogate.models  # noqa: F401
-    import natkit.methods.nat.surrogate.adaptive  # noqa: F401
-
-    if name not in _SURROGATES:
-        raise ConfigError(f"unknown surrogate {name!r}; choose from {', '.join(sorted(_SURROGATES))}")
-    return _SURROGATES[name](seed=seed, **kw)
+    return surrogates.create(name, seed=seed, **kw)
 
 
 class Surrogate:
