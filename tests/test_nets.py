@@ -86,8 +86,16 @@ def test_export_reloads_a_method_family_in_a_fresh_process(tmp_path):
     import subprocess
     import sys
 
-    code = ("from natkit.nets.registry import _MODELS, create_model; "
-            "assert 'tascnet_net' not in _MODELS; import natkit.nets.registry as r; r._import_method_families(); "
-            "print('tascnet_net' in _MODELS)")
+    # arch.json names the module that defines the family; reloading imports that module and no other method
+    code = ("import sys\n"
+            "from natkit.errors import ConfigError\n"
+            "from natkit.nets.registry import build_from_arch, models\n"
+            "assert 'tascnet_net' not in models\n"
+            "try:\n"
+            "    build_from_arch({'name': 'tascnet_net', 'module': 'natkit.methods.tascnet.layers',\n"
+            "                     'kwargs': {'num_classes': 3}})\n"
+            "except ConfigError as exc:\n"
+            "    assert 'base' in str(exc), exc\n"
+            "print('tascnet_net' in models and 'natkit.methods.nat' not in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "True", out.stderr
