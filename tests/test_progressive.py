@@ -7,6 +7,7 @@ import torch
 from natkit.core.task import Split, Task
 from natkit.errors import ConfigError
 from natkit.methods.progressive import method as P
+from natkit.methods.progressive import process as PR
 from natkit.nets import create_model
 from natkit.methods.progressive.relevance import lowest_ranked
 from natkit.train import TrainConfig
@@ -35,8 +36,8 @@ def _model(seed=0):
     return create_model("vgg", num_classes=3, in_channels=1, cfg=CFG, hidden=(8,))
 
 
-def _rt(lr=0.05, bn_stats=P.DEFAULT_BN_STATS):
-    return P.Retraining(TrainConfig(epochs=1, lr=lr, batch_size=32), resolution=8, channels=1, bn_stats=bn_stats)
+def _rt(lr=0.05, bn_stats=PR.DEFAULT_BN_STATS):
+    return PR.Retraining(TrainConfig(epochs=1, lr=lr, batch_size=32), resolution=8, channels=1, bn_stats=bn_stats)
 
 
 def _state(model):
@@ -48,12 +49,12 @@ def _state(model):
 def test_retraining_for_layer_l_changes_only_layers_1_to_l_plus_1(task, pos, bn_stats):
     model = _model()
     model.train()  # with bn_stats=frozen, frozen BNs must not update running statistics in training mode
-    layers = P.weight_layers(model)
-    convs = P.conv_indices(layers)
+    layers = PR.weight_layers(model)
+    convs = PR.conv_indices(layers)
     before = _state(model)
     shares = [0.0, 0.0, 0.0]
     shares[pos] = 0.5
-    steps = P.simplify(model, task, shares, _rt(bn_stats=bn_stats), criterion="l1", score_batches=None)
+    steps = PR.simplify(model, task, shares, _rt(bn_stats=bn_stats), criterion="l1", score_batches=None)
     eliminated = steps[pos].eliminated
     assert len(eliminated) == 2 if pos == 0 else 3
     after = _state(model)
@@ -79,7 +80,7 @@ def test_retraining_for_layer_l_changes_only_layers_1_to_l_plus_1(task, pos, bn_
     if bn_stats == "update" and stats_moved:
         assert any(stats_moved), "bn_stats=update: frozen layers' running statistics should follow the new inputs"
     # the classifier output layer is never retrained
-    head_out = P.weight_layers(model)[-1].name
+    head_out = PR.weight_layers(model)[-1].name
     assert torch.equal(before[head_out + ".weight"], after[head_out + ".weight"])
     later = {n for l in layers if l.index > last_trained for n, _ in l.members}
     assert layers[last_trained].name in steps[pos].trained and not later & set(steps[pos].trained)
@@ -87,27 +88,27 @@ def test_retraining_for_layer_l_changes_only_layers_1_to_l_plus_1(task, pos, bn_
 
 def test_eliminated_kernels_are_the_lowest_ranked_on_a_constructed_example(task):
     model = _model()
-    conv = P.weight_layers(model)[0].module
+    conv = PR.weight_layers(model)[0].module
     with torch.no_grad():
         # kernel k scaled so the L1 ranking is known: kernels 2 and 0 are the weakest
         for k, s in enumerate([0.2, 3.0, 0.1, 1.0]):
             conv.weight[k] = s * conv.weight[k].sign()
     original = conv.weight.detach().clone()
     seen = {}
-    P.simplify(model, task, [0.5, 0.0, 0.0], _rt(lr=1e-7), criterion="l1", score_batches=None,
+    PR.simplify(model, task, [0.5, 0.0, 0.0], _rt(lr=1e-7), criterion="l1", score_batches=None,
                on_layer=lambda pos, step, m: seen.setdefault(pos, step))
     assert seen[0].eliminated == [0, 2]
     assert seen[0].eliminated == lowest_ranked(np.array(seen[0].scores), 2)
-    kept = P.weight_layers(model)[0].module.weight.detach()
+    kept = PR.weight_layers(model)[0].module.weight.detach()
     assert kept.shape[0] == 2
     assert torch.allclose(kept, original[[1, 3]], atol=1e-4)  # the strong kernels survive, in order
 
 
 def test_data_criterion_matches_its_own_ranking(task):
     model = _model(seed=3)
-    sb = P.fixed_subset(task, 64, resolution=8, channels=1, seed=0)
+    sb = PR.fixed_subset(task, 64, resolution=8, channels=1, seed=0)
     seen = {}
-    P.simplify(model, task, [0.0, 0.5, 0.0], _rt(), criterion="mean_abs", score_batches=sb,
+    PR.simplify(model, task, [0.0, 0.5, 0.0], _rt(), criterion="mean_abs", score_batches=sb,
                on_layer=lambda pos, step, m: seen.setdefault(pos, step))
     step = seen[1]
     assert step.eliminated == lowest_ranked(np.array(step.scores), 3)
@@ -116,11 +117,11 @@ def test_data_criterion_matches_its_own_ranking(task):
 
 def test_same_seed_same_result_and_prefix_resume_is_exact(task):
     a, b = _model(), _model()
-    sb = P.fixed_subset(task, 64, resolution=8, channels=1)
-    P.simplify(a, task, [0.5, 0.5, 0.3], _rt(), criterion="mean_abs", score_batches=sb, seed=7)
+    sb = PR.fixed_subset(task, 64, resolution=8, channels=1)
+    PR.simplify(a, task, [0.5, 0.5, 0.3], _rt(), criterion="mean_abs", score_batches=sb, seed=7)
     # resume: layer 1 first, then the rest from the saved state
-    P.simplify(b, task, [0.5, 0.0, 0.0], _rt(), criterion="mean_abs", score_batches=sb, seed=7)
-    P.simplify(b, task, [0.5, 0.5, 0.3], _rt(), criterion="mean_abs", score_batches=sb, seed=7, start=1)
+    PR.simplify(b, task, [0.5, 0.0, 0.0], _rt(), criterion="mean_abs", score_batches=sb, seed=7)
+    PR.simplify(b, task, [0.5, 0.5, 0.3], _rt(), criterion="mean_abs", score_batches=sb, seed=7, start=1)
     sa, sb_ = _state(a), _state(b)
     assert sa.keys() == sb_.keys()
     assert all(torch.equal(sa[k], sb_[k]) for k in sa)
@@ -132,10 +133,10 @@ def test_share_space_and_bad_inputs(task):
     with pytest.raises(ConfigError):
         P.ShareSpace([4], step=0.2, max_level=6)
     with pytest.raises(ConfigError, match="one elimination share per conv"):
-        P.simplify(_model(), task, [0.5], _rt(), criterion="l1")
+        PR.simplify(_model(), task, [0.5], _rt(), criterion="l1")
     resnet = create_model("resnet_tiny", num_classes=3, in_channels=1)
     with pytest.raises(ConfigError, match="chain CNN"):
-        P.check_chain(resnet)
+        PR.check_chain(resnet)
 
 
 def test_evaluator_archives_every_intermediate_state(task, tmp_path):
@@ -146,7 +147,7 @@ def test_evaluator_archives_every_intermediate_state(task, tmp_path):
     archive = Archive(tmp_path / "a.sqlite")
     run_id = archive.start_run("progressive", "toy", {}, 0)
     base = _model()
-    space = P.ShareSpace(P.conv_widths(base), step=0.25, max_level=3)
+    space = P.ShareSpace(PR.conv_widths(base), step=0.25, max_level=3)
     ev = P.ProgressiveEvaluator(base, task, space, _rt(), criterion="mean_abs", score_images=64, seed=0)
     key = make_eval_key("toy", "progressive", ev.settings())
     problem = ArchiveProblem(space, ev, ["error", "macs"], Budget(), archive, run_id, "progressive", key)
@@ -189,7 +190,7 @@ def test_method_options_are_checked(task, tmp_path, options, match, make_ctx):
 def test_default_options_use_the_benchmarked_criterion(task, tmp_path, make_ctx):
     ctx = make_ctx("progressive", task, options={"epochs": "2", "lr": "0.02"})
     s = P.settings_from(ctx)
-    assert s["relevance"] == P.DEFAULT_CRITERION and s["epochs"] == 2.0 and s["lr"] == 0.02
+    assert s["relevance"] == PR.DEFAULT_CRITERION and s["epochs"] == 2.0 and s["lr"] == 0.02
 
 
 def test_defaults_are_the_digits_benchmarks_choices():
@@ -200,7 +201,7 @@ def test_defaults_are_the_digits_benchmarks_choices():
 
     res = Path(__file__).resolve().parents[1] / "results" / "progressive"
     assert P.OPTION_DEFAULTS["lr"] == json.loads((res / "lr.json").read_text())["chosen"]["progressive"]
-    assert P.DEFAULT_CRITERION == json.loads((res / "criteria.json").read_text())["best"]
+    assert PR.DEFAULT_CRITERION == json.loads((res / "criteria.json").read_text())["best"]
     runs = json.loads((res / "bn.json").read_text())["runs"]
     val = {b: np.mean([r["val_error"] for r in runs if r["bn_stats"] == b]) for b in ("frozen", "update")}
-    assert P.DEFAULT_BN_STATS == min(val, key=val.get)
+    assert PR.DEFAULT_BN_STATS == min(val, key=val.get)

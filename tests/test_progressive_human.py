@@ -8,6 +8,7 @@ import torch
 from natkit.core.task import Split, Task
 from natkit.errors import ConfigError, NatkitError
 from natkit.methods.progressive import method as P
+from natkit.methods.progressive import process as PR
 from natkit.methods.progressive import human as H
 from natkit.nets import create_model
 from natkit.train import TrainConfig
@@ -36,7 +37,7 @@ def _model():
 
 
 def _rt():
-    return P.Retraining(TrainConfig(epochs=1, lr=1e-7, batch_size=30), resolution=8, channels=1)
+    return PR.Retraining(TrainConfig(epochs=1, lr=1e-7, batch_size=30), resolution=8, channels=1)
 
 
 def test_decision_file_is_honoured_exactly(task, tmp_path):
@@ -45,12 +46,12 @@ def test_decision_file_is_honoured_exactly(task, tmp_path):
     decisions = H.load_decisions(f, LAYERS)
     assert decisions == {0: [1, 3], 2: [0, 2, 5]}
     model = _model()
-    originals = [l.module.weight.detach().clone() for l in P.weight_layers(model) if l.is_conv]
+    originals = [l.module.weight.detach().clone() for l in PR.weight_layers(model) if l.is_conv]
     decider = H.HumanDecider(task, tmp_path / "human", decisions=decisions, per_class=2, resolution=8, channels=1)
-    steps = P.simplify(model, task, None, _rt(), decide=decider)
+    steps = PR.simplify(model, task, None, _rt(), decide=decider)
     assert [s.eliminated for s in steps] == [[1, 3], [], [0, 2, 5]]
     assert all(s.source == "human" for s in steps)
-    convs = [l.module for l in P.weight_layers(model) if l.is_conv]
+    convs = [l.module for l in PR.weight_layers(model) if l.is_conv]
     assert [c.out_channels for c in convs] == [2, 6, 3]
     # the surviving kernels are exactly the ones not listed (lr ~ 0 keeps them recognisable)
     assert torch.allclose(convs[0].weight, originals[0][[0, 2]], atol=1e-4)
@@ -103,7 +104,7 @@ def test_interactive_prompt_retries_until_valid(task, tmp_path):
     printed = []
     decider = H.HumanDecider(task, tmp_path, input_fn=lambda _q: next(answers), print_fn=printed.append,
                              per_class=1, resolution=8, channels=1, pictures=False)
-    steps = P.simplify(_model(), task, None, _rt(), decide=decider)
+    steps = PR.simplify(_model(), task, None, _rt(), decide=decider)
     assert [s.eliminated for s in steps] == [[1, 2, 3], [], [0, 1, 4]]
     assert any("no kernel 9" in p for p in printed) and any("'x'" in p for p in printed)
     assert [r["from"] for r in decider.records] == ["prompt"] * 3

@@ -8,7 +8,10 @@ import torch
 import torch.nn as nn
 
 from natkit.measure import count_macs, count_params
+from natkit.methods.tascnet import layers as L
 from natkit.methods.tascnet import method as T
+from natkit.methods.tascnet import stages as St
+from natkit.prune.surgery import remove_channels
 from natkit.methods.tascnet import similarity as S
 
 torch.set_num_threads(1)
@@ -42,7 +45,7 @@ class HandNet(nn.Module):
 
 def test_layer_counting_from_output_skips_non_meaningful_modules():
     net = HandNet()
-    names = [n for n, _ in T.meaningful_layers(net, torch.zeros(1, 1, 8, 8))]
+    names = [n for n, _ in L.meaningful_layers(net, torch.zeros(1, 1, 8, 8))]
     assert names == ["head.5", "head.2", "block.conv2", "block.conv1", "stem.0"]
 
 
@@ -57,25 +60,25 @@ def test_layer_counting_follows_execution_not_definition_order():
         def forward(self, x):
             return self.late(self.bn(self.early(x)).mean((2, 3)))
 
-    assert [n for n, _ in T.meaningful_layers(Swapped(), torch.zeros(1, 1, 5, 5))] == ["late", "early"]
+    assert [n for n, _ in L.meaningful_layers(Swapped(), torch.zeros(1, 1, 5, 5))] == ["late", "early"]
 
 
 def test_residual_width_is_pinned_to_trunk_then_tied_when_all_partners_are_rebuilt():
     net = HandNet()
     ex = torch.zeros(2, 1, 8, 8)
-    slots = {s.name: s for s in T.layer_slots(net, ex, 2)}  # head.2, block.conv2
+    slots = {s.name: s for s in L.layer_slots(net, ex, 2)}  # head.2, block.conv2
     assert slots["head.2"].width_choices is not None and slots["head.2"].dropout_choices is not None
     assert slots["block.conv2"].width_choices is None  # added to the stem output, which stays frozen
     assert slots["block.conv2"].kernel_choices == (1, 3, 5)
-    slots = {s.name: s for s in T.layer_slots(net, ex, 4)}  # ... block.conv1, stem.0 too
+    slots = {s.name: s for s in L.layer_slots(net, ex, 4)}  # ... block.conv1, stem.0 too
     assert slots["block.conv2"].width_choices is not None
     assert slots["stem.0"].tied_to == "block.conv2"
     assert slots["block.conv1"].tied_to is None
 
 
 def test_scaled_width_domain():
-    assert T.scaled_widths(512) == (64, 128, 256, 512)
-    assert T.scaled_widths(64) == (8, 16, 32, 64)
+    assert L.scaled_widths(512) == (64, 128, 256, 512)
+    assert L.scaled_widths(64) == (8, 16, 32, 64)
 
 
 def test_stage1_candidate_has_the_widths_its_genome_says():
@@ -83,17 +86,17 @@ def test_stage1_candidate_has_the_widths_its_genome_says():
 
     base = create_model("vgg_small", num_classes=10, in_channels=1)
     ex = torch.zeros(2, 1, 16, 16)
-    slots = T.layer_slots(base, ex, 3, kernels=(2, 3, 5))
+    slots = L.layer_slots(base, ex, 3, kernels=(2, 3, 5))
     assert [s.kind for s in slots] == ["dense", "conv", "conv"]
-    space = T.Stage1Space(slots, 3)
+    space = St.Stage1Space(slots, 3)
     x = [1, 2, 0, 1, 3, 0]  # dense 32 units, dropout .5; conv 8 filters k3; conv 64 filters k2
     enc = space.repair(x)
     assert enc[:2] == [1, 3]
     plan = space.decode(enc)["layers"]
     assert [(p["width"], p["kernel"], p["dropout"]) for p in plan] == [(32, None, 0.5), (8, 3, None), (64, 2, None)]
-    model = T.rebuild(base, plan, ex, num_classes=4, seed=0)
+    model = L.rebuild(base, plan, ex, num_classes=4, seed=0)
     feats = model.features
-    dense, conv_a, conv_b = (T.get_module(model, p["name"]) for p in plan)
+    dense, conv_a, conv_b = (model.get_submodule(p["name"]) for p in plan)
     assert isinstance(dense, nn.Sequential) and dense[0].out_features == 32 and dense[1].p == 0.5
     assert conv_a.out_channels == 8 and conv_a.kernel_size == (3, 3)
     assert conv_b.out_channels == 64 and conv_b.kernel_size == (2, 2) and conv_b.in_channels == 32
@@ -109,16 +112,16 @@ def test_frozen_trunk_batch_norm_keeps_its_statistics_while_training(digits):
     from natkit.nets import create_model
 
     base = create_model("vgg_tiny", num_classes=10, in_channels=1)
-    s = T.Setting(digits, 12, 1, max_batches=2, batch_size=16)
-    slots = T.layer_slots(base, s.example, 1)
-    model = T.rebuild(base, T.decode_genome(slots, [0, 0]), s.example, digits.num_classes)
+    s = St.Setting(digits, 12, 1, max_batches=2, batch_size=16)
+    slots = L.layer_slots(base, s.example, 1)
+    model = L.rebuild(base, L.decode_genome(slots, [0, 0]), s.example, digits.num_classes)
     trunk_bn = model.features[1]
     before = trunk_bn.running_mean.clone()
     w_before = model.features[0].weight.clone()
-    s.fit(model, 1, seed=0, params=T.trainable_parameters(model))
+    s.fit(model, 1, seed=0, params=L.trainable_parameters(model))
     assert torch.equal(trunk_bn.running_mean, before)
     assert torch.equal(model.features[0].weight, w_before)
-    T.unfreeze(model)
+    L.unfreeze(model)
     s.fit(model, 1, seed=0)
     assert not torch.equal(trunk_bn.running_mean, before)
 
@@ -129,10 +132,10 @@ def test_rebuilt_candidate_reloads_through_the_core_registry(tmp_path):
 
     base = create_model("resnet_tiny", num_classes=10, in_channels=1)
     ex = torch.zeros(2, 1, 12, 12)
-    slots = T.layer_slots(base, ex, 2)
-    lo, hi = T.genome_bounds(slots)
-    plan = T.decode_genome(slots, hi)
-    model = T.describe(T.rebuild(base, plan, ex, 3), base.natkit_arch, plan, 3, 12, 1)
+    slots = L.layer_slots(base, ex, 2)
+    lo, hi = L.genome_bounds(slots)
+    plan = L.decode_genome(slots, hi)
+    model = L.describe(L.rebuild(base, plan, ex, 3), base.natkit_arch, plan, 3, 12, 1)
     save_model(model, tmp_path / "m")
     again = load_model(tmp_path / "m")
     again.eval(), model.eval()
@@ -215,7 +218,7 @@ def test_pruned_network_runs_and_its_counts_drop_as_expected():
     p0, m0 = count_params(net), count_macs(net, 10, 1)
     groups = S.conv_channel_groups(net, ex)
     first = next(g for g in groups if g.root is net[0])
-    T.remove_channels(net, {first.root: [1, 5]}, ex)
+    remove_channels(net, {first.root: [1, 5]}, ex)
     assert net[0].out_channels == 6 and net[1].num_features == 6 and net[3].in_channels == 6
     # per removed filter: its 9 weights + bias, 2 BN affine, and 6 x 9 weights of the next conv
     assert p0 - count_params(net) == 2 * (9 + 1 + 2 + 6 * 9)
@@ -228,20 +231,20 @@ def _stage2_setup(digits):
     from natkit.nets import create_model
 
     base = create_model("vgg_tiny", num_classes=10, in_channels=1)
-    s = T.Setting(digits, 12, 1, max_batches=3, batch_size=32)
-    model = T.describe(T.rebuild(base, [], s.example, 10), base.natkit_arch, [], 10, 12, 1)
-    trajs = T.finetune_recording(model, s, 2, seed=0)
+    s = St.Setting(digits, 12, 1, max_batches=3, batch_size=32)
+    model = L.describe(L.rebuild(base, [], s.example, 10), base.natkit_arch, [], 10, 12, 1)
+    trajs = St.finetune_recording(model, s, 2, seed=0)
     m0 = {"error": s.error(model), **s.measure(model)}
-    start = T.Stage2Start(model, trajs, 1 - m0["error"], m0)
+    start = St.Stage2Start(model, trajs, 1 - m0["error"], m0)
     names = [g.name for g in S.conv_channel_groups(model, s.example, min_channels=2)]
-    space = T.Stage2Space(names, tolerances=(100.0,))
+    space = St.Stage2Space(names, tolerances=(100.0,))
     return s, m0, start, space, space.repair([4] * len(names) + [0])
 
 
 def test_stage2_evaluation_removes_filters_within_tolerance(digits):
     s, m0, start, space, enc = _stage2_setup(digits)
     seen = []
-    ev = T.Stage2Evaluator(start, space, s, epochs=1, max_iterations=2, min_channels=2,
+    ev = St.Stage2Evaluator(start, space, s, epochs=1, max_iterations=2, min_channels=2,
                            on_iteration=lambda *a: seen.append(a[1]))
     metrics, arch, extra, pruned = ev._evaluate(enc)
     assert extra["iterations"] == 2 and seen == [1]
@@ -254,8 +257,8 @@ def test_stage2_evaluation_removes_filters_within_tolerance(digits):
 def test_stage2_closing_finetune_trains_the_kept_network_and_is_measured_after(digits):
     s, _, start, space, enc = _stage2_setup(digits)
     kw = dict(epochs=1, max_iterations=1, min_channels=2, seed=3)
-    _, _, plain_extra, plain = T.Stage2Evaluator(start, space, s, **kw)._evaluate(enc)
-    metrics, _, extra, closed = T.Stage2Evaluator(start, space, s, final_epochs=1, **kw)._evaluate(enc)
+    _, _, plain_extra, plain = St.Stage2Evaluator(start, space, s, **kw)._evaluate(enc)
+    metrics, _, extra, closed = St.Stage2Evaluator(start, space, s, final_epochs=1, **kw)._evaluate(enc)
     assert "final_epochs" not in plain_extra and extra["final_epochs"] == 1
     # same cut, then extra training: same widths, different weights, and the metrics are the closed network's
     assert extra["before_final"]["macs"] == metrics["macs"] == plain_extra["log"][0]["macs"]
@@ -302,10 +305,10 @@ def test_stage1_evaluation_is_deterministic(digits):
     from natkit.nets import create_model
 
     base = create_model("vgg_tiny", num_classes=10, in_channels=1)
-    s = T.Setting(digits, 12, 1, max_batches=2, batch_size=16)
-    head = T.describe(T.rebuild(base, [], s.example, 10), base.natkit_arch, [], 10, 12, 1)
-    space = T.Stage1Space(T.layer_slots(head, s.example, 2), 2)
-    ev = T.Stage1Evaluator(head, space, s, epochs=1, seed=3, base_arch=base.natkit_arch)
+    s = St.Setting(digits, 12, 1, max_batches=2, batch_size=16)
+    head = L.describe(L.rebuild(base, [], s.example, 10), base.natkit_arch, [], 10, 12, 1)
+    space = St.Stage1Space(L.layer_slots(head, s.example, 2), 2)
+    ev = St.Stage1Evaluator(head, space, s, epochs=1, seed=3, base_arch=base.natkit_arch)
     enc = space.repair(np.zeros(space.n_var, dtype=int))
     a, b = ev._evaluate(enc), ev._evaluate(enc)
     assert a[0] == b[0]

@@ -45,23 +45,15 @@ def resize_to_state_dict(model: nn.Module, state: dict) -> nn.Module:
             groups = module.groups if module.groups == 1 else out_c
             new = nn.Conv2d(in_per_group * groups, out_c, module.kernel_size, module.stride,
                             module.padding, module.dilation, groups, module.bias is not None)
-            _replace(model, name, new)
+            model.set_submodule(name, new)
         elif isinstance(module, nn.Linear) and key in state and state[key].shape != module.weight.shape:
             out_f, in_f = state[key].shape
-            _replace(model, name, nn.Linear(in_f, out_f, bias=module.bias is not None))
+            model.set_submodule(name, nn.Linear(in_f, out_f, bias=module.bias is not None))
         elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and f"{name}.running_mean" in state:
             n = state[f"{name}.running_mean"].shape[0]
             if n != module.num_features:
-                _replace(model, name, type(module)(n, module.eps, module.momentum, module.affine))
+                model.set_submodule(name, type(module)(n, module.eps, module.momentum, module.affine))
     return model
-
-
-def _replace(model, dotted, new):
-    parent = model
-    parts = dotted.split(".")
-    for p in parts[:-1]:
-        parent = getattr(parent, p)
-    setattr(parent, parts[-1], new)
 
 
 def save_model(model: nn.Module, out_dir, *, arch: dict | None = None, extra: dict | None = None) -> Path:

@@ -18,36 +18,19 @@ def _finish(model: nn.Module, num_classes: int, in_channels: int, weights: str |
             from natkit.errors import WeightsError
             raise WeightsError(f"weights file {weights} does not fit {type(model).__name__}: "
                                f"{str(exc).splitlines()[0]}") from None
-    parent, name = _locate(model, head_path)
-    old = parent[name] if isinstance(name, int) else getattr(parent, name)
+    old = model.get_submodule(head_path)
     if old.out_features != num_classes:
-        _setattr_index(parent, name, nn.Linear(old.in_features, num_classes))
+        model.set_submodule(head_path, nn.Linear(old.in_features, num_classes))
     if in_channels != 3:
-        parent, name = _locate(model, first_conv_path)
-        old = parent[name] if isinstance(name, int) else getattr(parent, name)
+        old = model.get_submodule(first_conv_path)
         conv = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding,
                          bias=old.bias is not None)
         # keep pretrained filters: average RGB weights into the new input channels
         conv.weight.data.copy_(old.weight.data.mean(1, keepdim=True).expand_as(conv.weight))
         if old.bias is not None:
             conv.bias.data.copy_(old.bias.data)
-        _setattr_index(parent, name, conv)
+        model.set_submodule(first_conv_path, conv)
     return model
-
-
-def _locate(model, path):
-    parts = path.split(".")
-    parent = model
-    for p in parts[:-1]:
-        parent = getattr(parent, p) if not p.isdigit() else parent[int(p)]
-    return parent, parts[-1] if not parts[-1].isdigit() else int(parts[-1])
-
-
-def _setattr_index(parent, name, value):
-    if isinstance(name, int):
-        parent[name] = value
-    else:
-        setattr(parent, name, value)
 
 
 @register_model("tv_vgg16")

@@ -50,9 +50,17 @@ class _AllTrainable:
 
 
 def dependency_graph(model: nn.Module, example_input: torch.Tensor):
+    """The one way natkit builds Torch-Pruning's dependency graph: traced in eval mode with every parameter
+    requiring grad (frozen layers would otherwise be invisible to the autograd trace), flags and mode
+    restored after."""
     tp = _tp()
-    with _AllTrainable(model):
-        return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+    was_training = model.training
+    try:
+        model.eval()
+        with _AllTrainable(model):
+            return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+    finally:
+        model.train(was_training)
 
 
 def prunable_layers(model: nn.Module, example_input: torch.Tensor) -> list[nn.Module]:

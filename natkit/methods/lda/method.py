@@ -34,7 +34,7 @@ import torch.nn as nn
 
 from natkit.core.options import Options, option, parse_options
 from natkit.errors import ConfigError
-from natkit.methods.lda.search import SEARCH_MODES, LDAEvaluator, LDASpace  # noqa: F401  (re-exported)
+from natkit.methods.lda.search import SEARCH_MODES, LDAEvaluator, LDASpace
 from natkit.methods.lda import utility as LU
 from natkit.methods.lda import tracing as TR
 from natkit.methods.common import finalize, source_task
@@ -163,11 +163,7 @@ def replace_decision_layer(model: nn.Module, num_classes: int) -> None:
     """A fresh decision layer for the target classes (the source's does not transfer)."""
     name = TR.decision_layer(model)
     old = dict(model.named_modules())[name]
-    parent = model
-    *path, last = name.split(".")
-    for p in path:
-        parent = getattr(parent, p)
-    setattr(parent, last, nn.Linear(old.in_features, num_classes, bias=old.bias is not None))
+    model.set_submodule(name, nn.Linear(old.in_features, num_classes, bias=old.bias is not None))
     arch = copy.deepcopy(getattr(model, "natkit_arch", None))
     if arch is not None:
         arch["kwargs"]["num_classes"] = num_classes

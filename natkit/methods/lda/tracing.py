@@ -43,6 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from natkit.errors import ConfigError
+from natkit.prune.surgery import dependency_graph
 
 _PRUNABLE = (nn.Conv2d, nn.Linear)
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -261,13 +262,11 @@ def _out_channels(module: nn.Module) -> int:
 
 def channel_groups(model: nn.Module, example_input: torch.Tensor, *, decision: str | None = None):
     """Torch-Pruning's coupled output-channel groups, excluding the decision layer."""
-    import torch_pruning as tp
-
     decision = decision or decision_layer(model)
     named = dict(model.named_modules())
     names = {m: n for n, m in named.items()}
     dec = named[decision]
-    dg = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+    dg = dependency_graph(model, example_input)
     groups = []
     for group in dg.get_all_groups(ignored_layers=[dec], root_module_types=_PRUNABLE):
         root = group[0].dep.target.module

@@ -53,27 +53,11 @@ from natkit.methods.common import finalize, source_task
 from natkit.methods.progressive.relevance import list_criteria, n_to_eliminate
 from natkit.utils.seed import derive_seed
 
+from natkit.methods.progressive.process import (DEFAULT_BN_STATS, DEFAULT_CRITERION, Retraining, check_chain,
+                                                conv_widths, fixed_subset, measure_state, pruned_arch, simplify,
+                                                weight_layers)
+
 METHOD = "progressive"
-from natkit.methods.progressive.process import (  # noqa: F401  (re-exported for tests and users)
-    DEFAULT_BN_STATS,
-    DEFAULT_CRITERION,
-    Layer,
-    weight_layers,
-    conv_indices,
-    check_chain,
-    retrain_scope,
-    frozen_layers,
-    Retraining,
-    LayerStep,
-    example_input,
-    eliminate,
-    retrain_upto,
-    simplify,
-    fixed_subset,
-    conv_widths,
-    measure_state,
-    pruned_arch,
-)
 
 
 # --------------------------------------------------------------------------------------------

@@ -136,7 +136,7 @@ def _out_channel_coupling(model, example_input, modules) -> dict[nn.Module, list
     """For each module: the conv/linear layers whose outputs must keep the same width as its own."""
     import torch_pruning as tp
 
-    from natkit.methods.tascnet.similarity import dependency_graph
+    from natkit.prune.surgery import dependency_graph
 
     dg = dependency_graph(model, example_input)
     out = {}
@@ -200,21 +200,6 @@ def _freeze_bn_stats(module, _inputs):
     module.training = False
 
 
-def set_module(model: nn.Module, dotted: str, new: nn.Module) -> None:
-    parent = model
-    parts = dotted.split(".")
-    for p in parts[:-1]:
-        parent = getattr(parent, p)
-    setattr(parent, parts[-1], new)
-
-
-def get_module(model: nn.Module, dotted: str) -> nn.Module:
-    m = model
-    for p in dotted.split("."):
-        m = getattr(m, p)
-    return m
-
-
 def rebuild(base: nn.Module, plan: list[dict], example_input: torch.Tensor, num_classes: int, *,
             seed: int = 0) -> nn.Module:
     """A copy of ``base`` whose planned layers (and output layer) are new, He-normal initialised.
@@ -258,18 +243,18 @@ def rebuild(base: nn.Module, plan: list[dict], example_input: torch.Tensor, num_
             lazy = nn.LazyBatchNorm1d if isinstance(m, nn.BatchNorm1d) else nn.LazyBatchNorm2d
             new = lazy(eps=m.eps, momentum=m.momentum, affine=m.affine)
         elif name in dropout_at:
-            set_module(model, name, nn.Dropout(dropout_at[name]))
+            model.set_submodule(name, nn.Dropout(dropout_at[name]))
             continue
         elif isinstance(m, MEANINGFUL):
             raise ConfigError(f"plan must cover every layer after the first rebuilt one; {name} is missing")
         else:
             continue
-        set_module(model, name, new)
+        model.set_submodule(name, new)
         new_names.append(name)
     model.eval()
     with torch.no_grad():
         model(example_input)  # materialise the lazy modules: their input widths follow the trunk
-    new_modules = [get_module(model, n) for n in new_names]
+    new_modules = [model.get_submodule(n) for n in new_names]
     gen = torch.Generator().manual_seed(int(seed))
     for mod in new_modules:
         for sub in mod.modules():

@@ -47,45 +47,10 @@ import torch.nn as nn
 from natkit.core.options import Options as BaseOptions, option
 from natkit.errors import ConfigError
 from natkit.methods.common import finalize, source_task
-from natkit.prune.surgery import remove_channels  # noqa: F401  (stage 2's physical removal)
-
-from natkit.methods.tascnet.layers import (  # noqa: F401  (re-exported: tests and users import them from here)
-    MEANINGFUL,
-    BASE_WIDTHS,
-    KERNEL_DOMAINS,
-    DROPOUTS,
-    execution_order,
-    meaningful_layers,
-    LayerSlot,
-    scaled_widths,
-    layer_slots,
-    genome_size,
-    genome_bounds,
-    decode_genome,
-    set_module,
-    get_module,
-    rebuild,
-    unfreeze,
-    trainable_parameters,
-    deeper_parameters,
-    ARCH_NAME,
-    describe,
-)
-from natkit.methods.tascnet.stages import (  # noqa: F401  (re-exported: tests and users import them from here)
-    Setting,
-    _seed,
-    transfer_head,
-    Stage1Space,
-    _strip_prefix,
-    Stage1Evaluator,
-    SHARES,
-    TOLERANCES,
-    Stage2Space,
-    Stage2Start,
-    Stage2Evaluator,
-    finetune_recording,
-    knee,
-)
+from natkit.methods.tascnet.layers import (KERNEL_DOMAINS, decode_genome, genome_bounds, layer_slots,
+                                           meaningful_layers, rebuild, unfreeze)
+from natkit.methods.tascnet.stages import (Setting, Stage1Evaluator, Stage1Space, Stage2Evaluator, Stage2Space,
+                                           Stage2Start, finetune_recording, knee, transfer_head)
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from natkit.prune.surgery import dependency_graph
+
 
 @dataclass
 class ChannelGroup:
@@ -69,24 +71,6 @@ def conv_channel_groups(model: nn.Module, example_input: torch.Tensor, *, min_ch
             continue
         groups.append(ChannelGroup(root=module, name=names.get(module, "?"), members=producers))
     return groups
-
-
-def dependency_graph(model: nn.Module, example_input: torch.Tensor):
-    """Torch-Pruning's graph of ``model``; traced with every parameter requiring grad (frozen layers
-    would otherwise be invisible to the autograd trace), in eval mode, flags restored after."""
-    import torch_pruning as tp
-
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    was_training = model.training
-    try:
-        for p, _ in flags:
-            p.requires_grad_(True)
-        model.eval()
-        return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        model.train(was_training)
 
 
 def _modules_in_order(model):
