@@ -63,7 +63,7 @@ def main(argv=None):
     ke_run = json.loads((work / "ke" / "run.json").read_text())
     ke_epochs = int(ke_run["stats"]["train_epochs"])
     # the width space at the task's own resolution (the shipped file is for 28-32 px)
-    space_src = (ROOT / "search_spaces" / "vgg_widths.toml").read_text()
+    space_src = (ROOT / "natkit" / "search_spaces" / "vgg_widths.toml").read_text()
     space_file = work / "vgg_widths_8px.toml"
     space_file.write_text(space_src.replace("resolution = 28", "resolution = 8"))
     width_epochs_each = 3

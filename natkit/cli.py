@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
                    "the method's, see --list-options)")
     s.add_argument("--pop-size", type=int, default=None, help="population size (an option, like --generations)")
     s.add_argument("--objectives", default="error,macs", help="two or more of error,params,macs,latency_ms")
-    s.add_argument("--budget", help="budget NAME (search_spaces/NAME.toml) or FILE with a [budget] table")
+    s.add_argument("--budget", help="budget NAME (natkit/search_spaces/NAME.toml) or FILE with a [budget] table")
     s.add_argument("--space", help="search space NAME or FILE (the option 'space' of nat, lda, width, random; "
                    "other methods reject it)")
     s.add_argument("--model", help="source network (the option 'model' of the methods that compress one)")

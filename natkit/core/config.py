@@ -1,13 +1,17 @@
-"""TOML files for search spaces and budgets: found by name in ``search_spaces/`` or by path."""
+"""TOML files for search spaces and budgets: a NAME is one of the files shipped as package data in
+``natkit/search_spaces/`` (found with ``importlib.resources``, so it works from an installed wheel
+too), anything else is a path."""
 
 from __future__ import annotations
 
 import tomllib
+from importlib import resources
 from pathlib import Path
 
 from natkit.errors import ConfigError
 
-SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+def _named():
+    return resources.files("natkit") / "search_spaces"
 
 
 def resolve(name_or_path: str) -> Path:
@@ -16,11 +20,11 @@ def resolve(name_or_path: str) -> Path:
         if not p.is_file():
             raise ConfigError(f"TOML file not found: {p}")
         return p
-    cand = SPACES_DIR / f"{name_or_path}.toml"
+    cand = _named() / f"{name_or_path}.toml"
     if not cand.is_file():
-        known = sorted(f.stem for f in SPACES_DIR.glob("*.toml"))
+        known = sorted(f.name[:-5] for f in _named().iterdir() if f.name.endswith(".toml"))
         raise ConfigError(f"unknown search space or budget {name_or_path!r}; known: {', '.join(known)}")
-    return cand
+    return Path(str(cand))
 
 
 def read_toml(name_or_path: str) -> dict:
