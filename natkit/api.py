@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from natkit.errors import ConfigError, NatkitError
+from natkit.methods.context import make_context, method_options  # noqa: F401  (part of the public API)
 
 # CLI flags that are options of the methods that declare them (and rejected by the others)
 OPTION_FLAGS = ("space", "model", "weights", "generations", "pop_size")
@@ -32,25 +33,6 @@ class SearchResult:
     objectives: list = field(default_factory=list)
     seconds: float = 0.0
     stats: dict = field(default_factory=dict)
-
-
-def method_options(method: str, values: dict | None = None, *, quick: bool = False, flags: dict | None = None):
-    """The method's typed options from ``values`` (``--option``), ``flags`` (CLI flags that are options)
-    and its space file; returns (options, budget table of the space file or None)."""
-    from natkit.core.options import resolve_options
-    from natkit.methods import get_method
-
-    cls = get_method(method).Options
-    values = dict(values or {})
-    for flag, value in (flags or {}).items():
-        if value is None:
-            continue
-        if flag not in cls.known():
-            why = getattr(cls, "WHY_NOT", {}).get(flag, "")
-            raise ConfigError(f"{method} does not use --{flag.replace('_', '-')}" + (f": {why}" if why else "") +
-                              f"; its options: {', '.join(cls.known())}")
-        values[flag] = value
-    return resolve_options(cls, values, method=method, quick=quick)
 
 
 def parse_option_items(items) -> dict:
@@ -200,28 +182,3 @@ def _runner(workers, scheduler):
 
     return SerialRunner(), lambda: None
 
-
-def make_context(method: str, *, task, out_dir, archive=None, run_id: int | None = None, options=None,
-                 quick: bool = False, **kw):
-    """A run's context without the CLI: ``options`` is a dict of option values (parsed by the method's
-    declared ``Options``, the space file's [budget] becoming the budget unless one is given) or an
-    ``Options`` object; ``archive`` an ``Archive`` or a path (default ``out_dir/archive.sqlite``); a run is
-    started in it unless ``run_id`` is given. Tests and scripts that drive a method's parts use this;
-    whole runs go through ``run_search``."""
-    from natkit.core.archive import Archive
-    from natkit.core.budget import Budget
-    from natkit.core.context import RunContext
-    from natkit.core.options import Options
-
-    if isinstance(options, Options):
-        opts, space_budget = options, None
-    else:
-        opts, space_budget = method_options(method, options, quick=quick)
-    if "budget" not in kw and space_budget:
-        kw["budget"] = Budget(space_budget)
-    if archive is None or isinstance(archive, (str, Path)):
-        archive = Archive(Path(archive) if archive else Path(out_dir) / "archive.sqlite")
-    if run_id is None:
-        run_id = archive.start_run(method, task.spec, {"options": opts.to_dict()}, kw.get("seed", 0))
-    return RunContext(method=method, task=task, archive=archive, run_id=run_id, out_dir=out_dir, options=opts,
-                      **kw)
