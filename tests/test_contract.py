@@ -204,3 +204,15 @@ def test_tight_budget_resume_front_and_export(method, runs, capsys):
         here = m(x).flatten().tolist()
     there = ast.literal_eval(fresh.stdout.strip())
     assert len(there) == len(here) and max(abs(a - b) for a, b in zip(here, there)) < 1e-5
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_package_docstring_names_the_method_and_every_option(method):
+    import importlib
+
+    from natkit.methods import options_class
+
+    doc = importlib.import_module(f"natkit.methods.{method}").__doc__ or ""
+    assert len(doc.splitlines()) > 5
+    missing = [k for k in options_class(method).known() if f"``{k}``" not in doc]
+    assert not missing, f"natkit/methods/{method}/__init__.py does not document {missing}"
