@@ -45,7 +45,7 @@ import numpy as np
 import torch.nn as nn
 
 from natkit.core.options import Options as BaseOptions, option
-from natkit.errors import ConfigError
+from natkit.errors import ConfigError, NatkitError
 from natkit.methods.common import finalize, source_task
 from natkit.methods.tascnet.layers import (KERNEL_DOMAINS, decode_genome, genome_bounds, layer_slots,
                                            meaningful_layers, rebuild, unfreeze)
@@ -148,6 +148,9 @@ def run(ctx) -> None:
 
     stage1 = [c for c in ctx.archive.candidates(method=ctx.method, run_id=ctx.run_id, status="ok")
               if c.extra.get("stage") == 1]
+    if not stage1 and ctx.budget.n_constr:
+        raise NatkitError(f"no candidate met the budget ({ctx.budget.describe()}) in stage 1, so there is nothing "
+                          f"to compress; every evaluation is archived as infeasible in {ctx.archive.path}")
     parent = _choose(stage1, o.choose, ctx.objectives, ctx.archive)
     ctx.log(f"stage 2 starts from candidate {parent.id} (k={parent.extra.get('k')}, val error {parent.error:.4f})")
     model = _parent_model(ctx, parent, evaluators, head)
