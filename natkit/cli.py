@@ -141,7 +141,11 @@ def cmd_search(args) -> int:
 
         print(format_options(get_method(args.method).Options, args.method))
         return 0
-    if not args.out:
+    if not args.out:  # the options are checked first: a typo is reported with the known keys
+        from natkit.api import OPTION_FLAGS, method_options
+
+        method_options(args.method, parse_option_items(args.option), quick=args.quick,
+                       flags={k: getattr(args, k) for k in OPTION_FLAGS})
         raise ConfigError("search needs --out DIR")
     res = run_search(args.method, out=args.out, task=args.task, options=parse_option_items(args.option),
                      quick=args.quick, seed=args.seed, objectives=args.objectives, budget=args.budget,

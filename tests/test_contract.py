@@ -98,12 +98,13 @@ def _options(method):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_unknown_option_exits_2_naming_the_known_keys(method, tmp_path, capsys):
-    code, lines = _cli(["search", method, "--option", "no_such_key=1", "--quick", "--out", tmp_path], capsys)
-    assert code == 2 and len(lines) == 1
-    assert "no_such_key" in lines[0] and "known:" in lines[0]
     from natkit.methods import options_class
 
-    assert all(k in lines[0] for k in options_class(method).known())
+    for out in ([], ["--out", tmp_path]):  # the typo is reported before anything else, --out or not
+        code, lines = _cli(["search", method, "--option", "no_such_key=1", "--quick", *out], capsys)
+        assert code == 2 and len(lines) == 1
+        assert "no_such_key" in lines[0] and "known:" in lines[0]
+        assert all(k in lines[0] for k in options_class(method).known())
     assert not (tmp_path / "run.json").exists()
     assert main(["search", method, "--list-options"]) == 0
     listed = capsys.readouterr().out
