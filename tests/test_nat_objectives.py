@@ -9,7 +9,6 @@ import torch
 from natkit.core.budget import Budget
 from natkit.data import load_task
 from natkit.methods.nat import method as nat
-from natkit.api import make_context
 
 from test_nat_loop import TINY_TOML
 
@@ -18,13 +17,12 @@ torch.set_num_threads(1)
 MACS_LIMIT = 150_000  # the tiny space spans 35,536 (smallest) to 563,448 (largest) MACs
 
 
-def _ctx(tmp_path, toml, objectives):
+def _ctx(make_ctx, tmp_path, toml, objectives):
     space = tmp_path / "nat_tiny.toml"
     space.write_text(toml)
     task = load_task("digits", seed=0, samples_per_class=15)
-    return make_context("nat", task=task, out_dir=tmp_path, seed=0, source_spec="digits",
-                        objectives=list(objectives), options={"space": str(space)}, keep_models="none",
-                        verbose=False)
+    return make_ctx("nat", task, seed=0, source_spec="digits", objectives=list(objectives),
+                    options={"space": str(space)}, keep_models="none")
 
 
 @pytest.fixture()
@@ -32,7 +30,7 @@ def cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("NATKIT_CACHE", str(tmp_path_factory.getbasetemp() / "nat-objectives-cache"))
 
 
-def test_three_objectives_with_latency_use_nsga3(tmp_path, cache, monkeypatch):
+def test_three_objectives_with_latency_use_nsga3(tmp_path, cache, monkeypatch, make_ctx):
     from natkit.core import search
 
     used = []
@@ -45,7 +43,7 @@ def test_three_objectives_with_latency_use_nsga3(tmp_path, cache, monkeypatch):
 
     monkeypatch.setattr(search, "nsga", recording)
     objectives = ("error", "macs", "latency_ms")
-    ctx = _ctx(tmp_path, TINY_TOML, objectives)
+    ctx = _ctx(make_ctx, tmp_path, TINY_TOML, objectives)
     nat.run(ctx)
     assert used and set(used) == {"NSGA3"}
     rows = ctx.archive.candidates(run_id=ctx.run_id)
@@ -55,8 +53,8 @@ def test_three_objectives_with_latency_use_nsga3(tmp_path, cache, monkeypatch):
     assert set(ctx.stats["hv_bounds"]) == set(objectives) and ctx.stats["hv_bounds"]["latency_ms"][1] > 0
 
 
-def test_macs_budget_from_the_space_file_holds_on_the_front(tmp_path, cache):
-    ctx = _ctx(tmp_path, TINY_TOML + f"\n[budget]\nmacs = {MACS_LIMIT}\n", ("error", "macs"))
+def test_macs_budget_from_the_space_file_holds_on_the_front(tmp_path, cache, make_ctx):
+    ctx = _ctx(make_ctx, tmp_path, TINY_TOML + f"\n[budget]\nmacs = {MACS_LIMIT}\n", ("error", "macs"))
     nat.run(ctx)
     rows = ctx.archive.candidates(run_id=ctx.run_id)
     budget = Budget({"macs": MACS_LIMIT})
@@ -71,8 +69,8 @@ def test_macs_budget_from_the_space_file_holds_on_the_front(tmp_path, cache):
     assert proposed and sum(c.macs <= MACS_LIMIT for c in proposed) >= len(proposed) / 2
 
 
-def test_optional_finetuning_archives_the_front_again(tmp_path, cache):
-    ctx = _ctx(tmp_path, TINY_TOML.replace("iterations = 2", "iterations = 1") + "finetune_epochs = 1\n",
+def test_optional_finetuning_archives_the_front_again(tmp_path, cache, make_ctx):
+    ctx = _ctx(make_ctx, tmp_path, TINY_TOML.replace("iterations = 2", "iterations = 1") + "finetune_epochs = 1\n",
                ("error", "macs"))
     nat.run(ctx)
     rows = ctx.archive.candidates(run_id=ctx.run_id)

@@ -269,16 +269,14 @@ def test_stage2_closing_finetune_trains_the_kept_network_and_is_measured_after(d
 # ---- the whole method ---------------------------------------------------------------------------
 
 
-def _ctx(tmp_path, digits, **options):
-    from natkit.api import make_context
-
+def _ctx(make_ctx, digits, **options):
     opts = {"model": "vgg_tiny", "resolution": "12", "pretrain_samples": "10", "pretrain_epochs": "1",
             "max_batches": "2", "generations": 1, "pop_size": 3, **options}
-    return make_context("tascnet", task=digits, out_dir=tmp_path, quick=True, options=opts, verbose=False)
+    return make_ctx("tascnet", digits, quick=True, options=opts)
 
 
-def test_tiny_two_stage_run_writes_an_archive(tmp_path, digits):
-    ctx = _ctx(tmp_path, digits)
+def test_tiny_two_stage_run_writes_an_archive(tmp_path, digits, make_ctx):
+    ctx = _ctx(make_ctx, digits)
     T.run(ctx)
     cands = ctx.archive.candidates(method="tascnet", run_id=ctx.run_id)
     stages = [c.extra.get("stage") for c in cands]
@@ -292,13 +290,13 @@ def test_tiny_two_stage_run_writes_an_archive(tmp_path, digits):
     assert front and all(c.test_error is not None for c in front)
 
 
-def test_bad_option_is_a_config_error(tmp_path, digits):
+def test_bad_option_is_a_config_error(tmp_path, digits, make_ctx):
     from natkit.errors import ConfigError
 
     with pytest.raises(ConfigError, match="kernels"):
-        T.run(_ctx(tmp_path, digits, kernels="7,9"))
+        T.run(_ctx(make_ctx, digits, kernels="7,9"))
     with pytest.raises(ConfigError, match="unknown tascnet option"):
-        T.run(_ctx(tmp_path, digits, widths="1"))
+        T.run(_ctx(make_ctx, digits, widths="1"))
 
 
 def test_stage1_evaluation_is_deterministic(digits):
@@ -317,7 +315,7 @@ def test_stage1_evaluation_is_deterministic(digits):
     assert copy.deepcopy(a[3])(s.example).shape == (2, 10)
 
 
-def test_user_weights_replace_pretraining(tmp_path, digits):
+def test_user_weights_replace_pretraining(tmp_path, digits, make_ctx):
     from safetensors.torch import save_file
 
     from natkit.nets import create_model
@@ -328,7 +326,7 @@ def test_user_weights_replace_pretraining(tmp_path, digits):
         src.features[0].weight.fill_(0.125)
     path = tmp_path / "w.safetensors"
     save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(path))
-    ctx = _ctx(tmp_path, digits, weights=str(path), s2_iterations="1")
+    ctx = _ctx(make_ctx, digits, weights=str(path), s2_iterations="1")
     ctx.keep_models = "all"
     T.run(ctx)
     head_only = next(c for c in ctx.archive.candidates(run_id=ctx.run_id) if c.encoding == [1, 0])
@@ -336,8 +334,8 @@ def test_user_weights_replace_pretraining(tmp_path, digits):
     assert torch.all(model.features[0].weight == 0.125)
 
 
-def test_k_grows_from_one_until_accuracy_stops_improving(tmp_path, digits):
-    ctx = _ctx(tmp_path, digits, k="auto", k_max="3", s2_iterations="1")
+def test_k_grows_from_one_until_accuracy_stops_improving(tmp_path, digits, make_ctx):
+    ctx = _ctx(make_ctx, digits, k="auto", k_max="3", s2_iterations="1")
     T.run(ctx)
     rounds = ctx.stats["stage1"]
     assert [r["k"] for r in rounds] == list(range(1, len(rounds) + 1))
@@ -351,12 +349,12 @@ def test_k_grows_from_one_until_accuracy_stops_improving(tmp_path, digits):
     assert ks == {0, *range(1, len(rounds) + 1)}
 
 
-def test_resuming_a_finished_run_adds_no_rows(tmp_path, digits):
+def test_resuming_a_finished_run_adds_no_rows(tmp_path, digits, make_ctx):
     """A resumed run replays the search: every evaluation and every stage-2 bookkeeping row (the
     unpruned start, each iteration) is read back, so the archive ends as an uninterrupted run left it."""
     import dataclasses
 
-    ctx = _ctx(tmp_path, digits)
+    ctx = _ctx(make_ctx, digits)
     T.run(ctx)
     before = [(c.id, c.eval_key, c.encoding, c.error) for c in ctx.archive.candidates(run_id=ctx.run_id)]
     again = dataclasses.replace(ctx, resume=True)
