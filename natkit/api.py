@@ -77,7 +77,11 @@ def run_search(method: str, *, out, task: str = "digits", options: dict | None =
             raise ConfigError(f"nothing to resume: {run_file} does not exist")
         try:
             stored = json.loads(run_file.read_text())
-            args.update({k: v for k, v in stored["args"].items() if k in args})
+            old = dict(stored["args"])
+            if "option" in old and "options" not in old:  # run.json written before typed options
+                old["options"] = {**parse_option_items(old["option"]),
+                                  **{k: old[k] for k in ("relevance", "decisions") if old.get(k)}}
+            args.update({k: v for k, v in old.items() if k in args})
         except (json.JSONDecodeError, KeyError, TypeError):
             raise ConfigError(f"corrupt {run_file}; cannot resume") from None
     module = get_method(args["method"])
