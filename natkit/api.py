@@ -81,6 +81,9 @@ def run_search(method: str, *, out, task: str = "digits", options: dict | None =
             if "option" in old and "options" not in old:  # run.json written before typed options
                 old["options"] = {**parse_option_items(old["option"]),
                                   **{k: old[k] for k in ("relevance", "decisions") if old.get(k)}}
+                for key, cli_default in (("generations", 10), ("pop_size", 20)):  # the old CLI's defaults were
+                    if old.get(key) == cli_default:                              # not choices: the method's apply
+                        old[key] = None
             args.update({k: v for k, v in old.items() if k in args})
         except (json.JSONDecodeError, KeyError, TypeError):
             raise ConfigError(f"corrupt {run_file}; cannot resume") from None
