@@ -361,7 +361,7 @@ def test_python_api_raises_typed_errors_naming_the_value(tmp_path):
 
 def test_weights_option_missing_corrupt_or_pickled_exits_2_before_any_work(tmp_path, capsys, shared):
     _, archive, space = shared
-    base = ["search", "width", "--out", tmp_path / "o", "--archive", archive, "--space", space, *FAST]
+    base = ["search", "lda", "--out", tmp_path / "o", "--archive", archive, *FAST]  # lda starts from a source
     expect_cli_error(capsys, base + ["--weights", tmp_path / "absent.safetensors"], "absent.safetensors",
                      shared=archive)
     corrupt = tmp_path / "corrupt.pt"

@@ -47,3 +47,14 @@ def torch_threads(n: int | None):
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+def file_digest(path) -> str:
+    """SHA-256 of a file's bytes (first 16 hex digits): a weights file's identity in eval keys."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]

@@ -36,6 +36,13 @@ class RunContext:
     keep_models: str = "front"  # front | all | none
     verbose: bool = True
     stats: dict = field(default_factory=dict)  # what the method wants recorded in run.json
+    # run_id=None with start_run: the run row is written when first needed, so options a method rejects
+    # before touching the archive leave no trace in it
+    start_run: object = None
+
+    @property
+    def started(self) -> bool:
+        return self.__dict__.get("_run_id") is not None
 
     # --- helpers every method uses -------------------------------------------------------------
     def log(self, msg: str) -> None:
@@ -70,7 +77,8 @@ class RunContext:
         name = model_name or self.option("model", "vgg_small")
         src = source or self.source_task()
         if self.options.get("weights"):
-            model = create_model(name, num_classes=src.num_classes, in_channels=src.in_channels, **model_kw)
+            ch = model_kw.pop("in_channels", src.in_channels)
+            model = create_model(name, num_classes=src.num_classes, in_channels=ch, **model_kw)
             try:
                 model.load_state_dict(load_state_dict_file(self.options["weights"]))
             except RuntimeError as exc:
@@ -96,14 +104,21 @@ class RunContext:
         self.stats["hv_bounds"] = dict(zip(self.objectives, b))
         return b
 
+    def _keyed(self, settings: dict) -> dict:
+        if self.options.get("weights"):  # results depend on the user's source network
+            from natkit.core.numerics import file_digest
+
+            return {**settings, "source_weights": file_digest(self.options["weights"])}
+        return settings
+
     def problem(self, space, evaluator, *, method: str | None = None, worst=None) -> ArchiveProblem:
-        key = make_eval_key(self.task.spec, method or self.method, evaluator.settings())
+        key = make_eval_key(self.task.spec, method or self.method, self._keyed(evaluator.settings()), self.device)
         return ArchiveProblem(space, evaluator, self.objectives, self.budget, self.archive, self.run_id,
                               method or self.method, key, worst=worst, runner=self.runner,
                               model_dir=self.model_dir if self.keep_models != "none" else None)
 
     def eval_key(self, settings: dict, method: str | None = None) -> str:
-        return make_eval_key(self.task.spec, method or self.method, settings)
+        return make_eval_key(self.task.spec, method or self.method, self._keyed(settings), self.device)
 
     def algorithm(self, sampling=None):
         return nsga(len(self.objectives), self.pop_size, sampling=sampling, seed=self.seed)
@@ -149,3 +164,16 @@ class RunContext:
         p = self.out_dir / name
         p.write_text(json.dumps(data, indent=2, default=str))
         return p
+
+
+def _get_run_id(self):
+    if self.__dict__.get("_run_id") is None and self.start_run is not None:
+        self.__dict__["_run_id"] = self.start_run()
+    return self.__dict__.get("_run_id")
+
+
+def _set_run_id(self, value):
+    self.__dict__["_run_id"] = value
+
+
+RunContext.run_id = property(_get_run_id, _set_run_id)

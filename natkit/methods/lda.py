@@ -75,7 +75,7 @@ class LDAConfig:
         known = {f.name: f for f in fields(cls)}
         kw = {}
         for k, v in options.items():
-            if k in ("space", "model_dir"):
+            if k in ("space", "model_dir", "weights"):  # weights: the source network (RunContext.source_model)
                 continue
             if k not in known:
                 raise ConfigError(f"unknown lda option {k!r}; known: {', '.join(sorted(known))}")
@@ -136,8 +136,9 @@ def _cast(key, value, default):
 # The unpruned reference: source-pretrained, new decision layer, fine-tuned on the target
 # ------------------------------------------------------------------------------------------------
 
-def prepare_base(task, cfg: LDAConfig, *, source_task=None, seed=0, device="cpu", log=print):
-    """(model, info): the source-pretrained network transferred to ``task`` and fine-tuned on it."""
+def prepare_base(task, cfg: LDAConfig, *, source_task=None, seed=0, device="cpu", log=print, source_model=None):
+    """(model, info): the source-pretrained network (or ``source_model``, e.g. the user's ``--weights``)
+    transferred to ``task`` and fine-tuned on it."""
     from natkit.nets import create_model
     from natkit.train import evaluate, pretrained, train
 
@@ -145,11 +146,12 @@ def prepare_base(task, cfg: LDAConfig, *, source_task=None, seed=0, device="cpu"
     info = {"model": cfg.model, "resolution": res}
     if source_task is not None:
         t0 = time.perf_counter()
-        model = pretrained(cfg.model, source_task, epochs=cfg.source_epochs, resolution=res, seed=seed,
-                           device=device, in_channels=ch)
+        model = source_model if source_model is not None else pretrained(
+            cfg.model, source_task, epochs=cfg.source_epochs, resolution=res, seed=seed, device=device, in_channels=ch)
         info["source"] = {"task": source_task.spec, "val_error": model.natkit_source.get("val_error"),
-                          "seconds": round(time.perf_counter() - t0, 1)}
-        log(f"source {source_task.spec}: val error {info['source']['val_error']:.4f}")
+                          "path": model.natkit_source.get("path"), "seconds": round(time.perf_counter() - t0, 1)}
+        if info["source"]["val_error"] is not None:
+            log(f"source {source_task.spec}: val error {info['source']['val_error']:.4f}")
         # the new layer's init must not depend on whether the source came from the cache
         from natkit.utils.seed import derive_seed
 
@@ -394,10 +396,14 @@ def run(ctx) -> None:
     if ctx.quick:
         ctx.generations, ctx.pop_size = min(ctx.generations, 2), min(ctx.pop_size, 4)
     torch.manual_seed(ctx.seed)
-    source = None
-    if ctx.source_spec and ctx.source_spec != ctx.task.spec:
+    source = src_model = None
+    if ctx.options.get("weights"):
         source = ctx.source_task(samples_per_class=cfg.source_samples_per_class)
-    base, info = prepare_base(ctx.task, cfg, source_task=source, seed=ctx.seed, device=ctx.device, log=ctx.log)
+        src_model = ctx.source_model(cfg.model, source=source, in_channels=ctx.task.in_channels)
+    elif ctx.source_spec and ctx.source_spec != ctx.task.spec:
+        source = ctx.source_task(samples_per_class=cfg.source_samples_per_class)
+    base, info = prepare_base(ctx.task, cfg, source_task=source, seed=ctx.seed, device=ctx.device, log=ctx.log,
+                              source_model=src_model)
     pruner = Pruner(ctx.task, cfg, seed=ctx.seed, device=ctx.device)
     robust = "robust_error" in ctx.objectives
     latency = "latency_ms" in ctx.objectives

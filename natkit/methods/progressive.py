@@ -228,7 +228,7 @@ QUICK = {"source_epochs": 1.0, "source_max_batches": 200, "finetune_epochs": 3.0
 
 def settings_from(ctx) -> dict:
     """Method options with types checked; unknown option keys are an error naming the key."""
-    known = set(OPTION_DEFAULTS) | {"source_max_batches", "space"}
+    known = set(OPTION_DEFAULTS) | {"source_max_batches", "space", "weights"}
     unknown = sorted(set(ctx.options) - known)
     if unknown:
         raise ConfigError(f"unknown progressive option {unknown[0]!r}; known: {', '.join(sorted(known - {'space'}))}")
@@ -269,8 +269,11 @@ def trained_base(ctx, s: dict, *, log=True) -> nn.Module:
     src_cfg = None  # pretrained()'s own recipe, so every method shares one cached source model
     if s["source_max_batches"]:
         src_cfg = TrainConfig(epochs=epochs, lr=0.05, batch_size=128, max_batches=s["source_max_batches"])
-    model = pretrained(s["model"], source, epochs=epochs, resolution=s["resolution"], seed=ctx.seed,
-                       device=ctx.device, train_cfg=src_cfg, in_channels=ch)
+    if ctx.options.get("weights"):  # the user's source network instead of natkit's pretraining
+        model = ctx.source_model(s["model"], source=source, in_channels=ch)
+    else:
+        model = pretrained(s["model"], source, epochs=epochs, resolution=s["resolution"], seed=ctx.seed,
+                           device=ctx.device, train_cfg=src_cfg, in_channels=ch)
     check_chain(model)
     if source.num_classes != ctx.task.num_classes:
         last = model.classifier[-1]
