@@ -94,7 +94,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2, one line): a code, also when called in-process
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         if args.cmd == "search":
             return cmd_search(args)
