@@ -238,6 +238,16 @@ def test_binary_toml(capsys, world, tmp_path, case, flag):
     expect_refusal(capsys, world, search(world, tmp_path, flag, p, space=flag != "--space"), "binary.toml")
 
 
+def test_unreachable_scheduler_fails_within_its_timeout(capsys, world, tmp_path):
+    pytest.importorskip("distributed")
+    import time
+
+    t0 = time.time()
+    expect_refusal(capsys, world, search(world, tmp_path, "--scheduler", "tcp://127.0.0.1:9", "--scheduler-timeout",
+                                         "2"), "tcp://127.0.0.1:9")
+    assert time.time() - t0 < 20
+
+
 def test_toml_that_is_a_folder(capsys, world, tmp_path):
     (tmp_path / "dir.toml").mkdir()
     expect_refusal(capsys, world, search(world, tmp_path, "--space", tmp_path / "dir.toml", space=False), "dir.toml")

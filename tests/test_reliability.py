@@ -177,3 +177,28 @@ def test_same_seed_same_front_serially_with_threads_and_on_dask_workers(tmp_path
         fronts[name] = fig.front(tmp_path / name / "archive.sqlite", "width")
         assert fronts[name]
     assert fronts["serial"] == fronts["threads1"] == fronts["workers2"], json.dumps(fronts, indent=1)
+
+
+def test_archives_made_before_the_marker_still_open(tmp_path, capsys):
+    import hashlib
+    import sqlite3
+
+    from natkit.cli import main
+    from natkit.core import archive as A
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(A._SCHEMA)  # schema 1 as natkit wrote it before the application id and claims
+    db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    db.execute("INSERT INTO runs (method, task, config, seed) VALUES ('width', 'digits', '{}', 0)")
+    db.execute("INSERT INTO candidates (run_id, method, generation, eval_key, encoding, error, macs, status) "
+               "VALUES (1, 'width', 0, 'k', '[1]', 0.1, 5, 'ok')")
+    db.commit()
+    db.close()
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert main(["front", str(path), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["error"] == 0.1
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before  # reading never marks or migrates
+    a = Archive(path)  # writing does: natkit's own file gets the marker and the claims table
+    assert a.claim("k", [2]) == ("mine", None) and a.lookup("k", [1]).error == 0.1
+    assert a._db.execute("PRAGMA application_id").fetchone()[0] == A.APPLICATION_ID
