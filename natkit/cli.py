@@ -14,6 +14,8 @@ from natkit.errors import ConfigError, NatkitError, scrub
 
 # methods that start from a source network and so can take the user's --weights instead of pretraining
 WEIGHTS_METHODS = ("lda", "tascnet", "progressive")
+ROBUST_METHODS = ("lda",)  # methods that measure the robust_error objective
+MAX_GENERATIONS, MAX_POP_SIZE = 100_000, 10_000
 _NO_WEIGHTS_WHY = {"nat": "it adapts its own weight-sharing supernet", "ke": "it trains its hypotheses from scratch",
                    "width": "it trains every candidate from scratch", "random": "it trains every candidate from scratch"}
 
@@ -94,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = _parser()
+    if argv is not None:
+        argv = [str(a) for a in argv]
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2, one line): a code, also when called in-process
@@ -115,6 +119,10 @@ def main(argv=None) -> int:
     except (OSError, sqlite3.Error) as exc:  # the environment (disk full, permissions) refused: still one line
         print(f"natkit: error: {scrub(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print("natkit: error: out of memory; reduce the data (--samples-per-class), the space or the population",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("natkit: interrupted; finished evaluations are in the archive (rerun with --resume)", file=sys.stderr)
         return 130
@@ -122,6 +130,8 @@ def main(argv=None) -> int:
 
 
 def archive_path(d: str) -> Path:
+    if not str(d).strip():
+        raise ConfigError("the run directory or archive must not be empty")
     p = Path(d)
     if p.is_file():
         return p
@@ -209,6 +219,8 @@ def check_device(device: str) -> str:
         raise ConfigError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
     if dev.type == "cpu":
         return device
+    if dev.type not in ("cuda", "mps"):  # e.g. "meta" allocates nothing and would train nothing
+        raise ConfigError(f"device {device!r} cannot train candidates; use cpu, cuda or cuda:N")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"device {device!r} requested but CUDA is not available")
@@ -236,10 +248,20 @@ def _validate_search(args) -> dict:
     if args.generations < 1 or args.pop_size < 2:
         raise ConfigError(f"--generations must be >= 1 and --pop-size >= 2, got --generations {args.generations} "
                           f"and --pop-size {args.pop_size}")
-    if args.workers < 0:
-        raise ConfigError(f"--workers must be a positive integer, got {args.workers}")
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads must be a positive integer, got {args.threads}")
+    if args.generations > MAX_GENERATIONS or args.pop_size > MAX_POP_SIZE:
+        raise ConfigError(f"--generations must be <= {MAX_GENERATIONS:,} and --pop-size <= {MAX_POP_SIZE:,}, got "
+                          f"--generations {args.generations} and --pop-size {args.pop_size}")
+    cap = max(64, 4 * (os.cpu_count() or 1))  # beyond this, processes or threads only fight for the cores
+    if args.workers < 0 or args.workers > cap:
+        raise ConfigError(f"--workers must be an integer in 0..{cap} on this host, got {args.workers}")
+    if args.threads is not None and not 1 <= args.threads <= cap:
+        raise ConfigError(f"--threads must be an integer in 1..{cap} on this host, got {args.threads}")
+    if "robust_error" in v["objectives"] and args.method not in ROBUST_METHODS:
+        raise ConfigError(f"objective 'robust_error' is measured only by {', '.join(ROBUST_METHODS)}, not {args.method}")
+    unmeasured = [k for k in v["budget"].limits if k == "latency_ms" and k not in v["objectives"]]
+    if unmeasured:
+        raise ConfigError(f"the budget limits {unmeasured[0]}, which is measured only when it is an objective; "
+                          f"add it to --objectives")
     if not 0 <= args.seed < 2 ** 32:
         raise ConfigError(f"--seed must lie in 0..{2 ** 32 - 1}, got {args.seed}")
     if args.samples_per_class is not None and args.samples_per_class < 1:
@@ -297,6 +319,10 @@ def cmd_search(args) -> int:
     from natkit.data import load_task
     from natkit.methods.context import RunContext
 
+    for flag, val in (("--out", args.out), ("--archive", args.archive), ("--weights", args.weights),
+                      ("--space", args.space), ("--budget", args.budget), ("--task", args.task)):
+        if val is not None and not str(val).strip():
+            raise ConfigError(f"{flag} must not be empty")
     out = Path(args.out)
     run_file = out / "run.json"
     stored = None
@@ -319,6 +345,14 @@ def cmd_search(args) -> int:
     except BaseException:
         closer()
         raise
+    if stored:
+        try:
+            prior = archive.run(stored["run_id"])
+        except NatkitError:
+            raise ConfigError(f"{run_file} names run {stored['run_id']}, which is not in {arch_path}; cannot resume") \
+                from None
+        if prior.method != args.method:
+            raise ConfigError(f"{run_file} is a {prior.method} run, not {args.method}; cannot resume")
     config = {k: val for k, val in vars(args).items() if k not in ("cmd", "resume", "quiet")}
     record = {"run_id": stored["run_id"] if stored else None, "archive": str(arch_path.resolve()),
               "archive_relative": os.path.relpath(arch_path.resolve(), out.resolve()), "method": args.method,
@@ -437,6 +471,8 @@ def _methods_in(archive, arg):
 def _report_dir(args) -> Path:
     from natkit.core.paths import check_output_dir
 
+    if args.out is not None and not str(args.out).strip():
+        raise ConfigError("--out must not be empty")
     out = Path(args.out or (args.dir if Path(args.dir).is_dir() else Path(args.dir).parent))
     return check_output_dir(out, "output folder --out" if args.out else "output folder")
 
@@ -500,8 +536,11 @@ def cmd_export(args) -> int:
     from natkit.core.paths import check_output_dir
     from natkit.nets.io import load_model
 
-    if args.id < 1:
+    if not 1 <= args.id < 2 ** 63:
         raise ConfigError(f"--id must be a candidate id (a positive integer), got {args.id}")
+    if args.out is not None and not str(args.out).strip():
+        raise ConfigError("--out must not be empty")
+    archive_path(args.dir)  # a missing or empty DIR is named before anything else
     base = Path(args.dir) if Path(args.dir).is_dir() else Path(args.dir).parent
     out = check_output_dir(Path(args.out or base / "export" / str(args.id)), "export folder")
     archive = _open_archive(args.dir)

@@ -149,6 +149,15 @@ ARGS = [
     ("search-args/unknown-budget", ["--budget", "no_such_budget"], ["'no_such_budget'"]),
     ("search-args/unknown-task", ["--task", "mnist-typo"], ["'mnist-typo'"]),
     ("search-args/decisions-missing", ["--decisions", "/nonexistent/decisions.toml"], ["decisions.toml"]),
+    ("search-args/pop-size-huge", ["--pop-size", str(10 ** 9)], ["--pop-size", str(10 ** 9)]),
+    ("search-args/generations-huge", ["--generations", str(10 ** 9)], ["--generations", str(10 ** 9)]),
+    ("search-args/workers-huge", ["--workers", "100000"], ["--workers", "100000"]),
+    ("search-args/threads-huge", ["--threads", "100000"], ["--threads", "100000"]),
+    ("search-args/device-meta", ["--device", "meta"], ["'meta'"]),
+    ("search-args/robust-error-for-width", ["--objectives", "error,robust_error"], ["robust_error", "width"]),
+    ("search-args/objectives-empty", ["--objectives", ",,"], ["at least two"]),
+    ("search-args/option-empty-key", ["--option", "=5"], ["''"]),
+    ("search-args/workers-and-scheduler", ["--workers", "2", "--scheduler", "tcp://127.0.0.1:9"], ["either"]),
 ]
 
 
@@ -219,6 +228,12 @@ TOML = [
     ("toml/empty-choices", "--space", SPACE.replace("[4, 8]", "[]"), ["choices"]),
     ("toml/negative-width", "--space", SPACE.replace("[4, 8]", "[4, -8]"), ["-8"]),
     ("toml/negative-lr", "--space", SPACE.replace("lr = 0.05", "lr = -0.5"), ["-0.5"]),
+    ("toml/resolution-huge", "--space", SPACE.replace("resolution = 8", "resolution = 100000"), ["100000"]),
+    ("toml/width-huge", "--space", SPACE.replace("[4, 8]", "[4, 10000000]"), ["10000000"]),
+    ("toml/layers-bool", "--space", SPACE.replace("layers = 2", "layers = true"), ["True"]),
+    ("toml/pool-after-number", "--space", SPACE.replace("pool_after = [1, 2]", "pool_after = 2"), ["pool_after"]),
+    ("toml/budget-nan", "--budget", "[budget]\nmacs = nan\n", ["macs", "nan"]),
+    ("toml/budget-latency-not-measured", "--budget", "[budget]\nlatency_ms = 5\n", ["latency_ms", "--objectives"]),
 ]
 
 
@@ -363,6 +378,11 @@ def _paths(kind, tmp_path, world):
     f.write_text("x")
     ro = _readonly_dir(tmp_path / "ro")
     run, cid = world["run"], world["cid"]
+    import shutil
+
+    ro_run = tmp_path / "ro_run"
+    shutil.copytree(run, ro_run)
+    _readonly_dir(ro_run)
     table = {
         "outputs/search-out-is-a-file": (["search", "width", "--out", f, "--space", world["space"], *FAST],
                                          ["a_file", "not a folder"]),
@@ -381,6 +401,16 @@ def _paths(kind, tmp_path, world):
         "outputs/report-out-read-only": (["report", run, "--out", ro / "rep"], ["read-only"]),
         "outputs/export-out-is-a-file": (["export", run, "--id", cid, "--out", f], ["a_file"]),
         "outputs/export-out-read-only": (["export", run, "--id", cid, "--out", ro / "e"], ["read-only"]),
+        "outputs/search-out-dev-null": (["search", "width", "--out", "/dev/null", "--space", world["space"], *FAST],
+                                        ["/dev/null", "not a folder"]),
+        "outputs/search-out-empty": (["search", "width", "--out", "", "--space", world["space"], *FAST],
+                                     ["must not be empty"]),
+        "outputs/search-archive-dev-null": (search(world, tmp_path, archive=False) + ["--archive", "/dev/null"],
+                                            ["/dev/null"]),
+        "outputs/report-default-out-read-only": (["report", ro_run], ["read-only"]),
+        "outputs/plot-out-empty": (["plot", run, "--out", ""], ["--out", "empty"]),
+        "outputs/export-out-empty": (["export", run, "--id", cid, "--out", ""], ["--out", "empty"]),
+        "outputs/front-dir-empty": (["front", ""], ["empty"]),
     }
     (tmp_path / "p" / "front.png").mkdir(parents=True)
     return table[kind]
@@ -390,13 +420,17 @@ OUTPUTS = ["outputs/search-out-is-a-file", "outputs/search-out-read-only", "outp
            "outputs/search-archive-is-a-folder", "outputs/search-archive-in-read-only-folder",
            "outputs/plot-out-is-a-file", "outputs/plot-out-read-only", "outputs/plot-png-is-a-folder",
            "outputs/report-out-is-a-file", "outputs/report-out-read-only", "outputs/export-out-is-a-file",
-           "outputs/export-out-read-only"]
+           "outputs/export-out-read-only", "outputs/search-out-dev-null", "outputs/search-out-empty",
+           "outputs/search-archive-dev-null", "outputs/report-default-out-read-only", "outputs/plot-out-empty",
+           "outputs/export-out-empty", "outputs/front-dir-empty"]
 
 
 @pytest.mark.parametrize("case", OUTPUTS, ids=OUTPUTS)
-def test_output_paths(capsys, world, tmp_path, restore_modes, case):
+def test_output_paths(capsys, world, tmp_path, restore_modes, case, monkeypatch):
     argv, needles = _paths(case, tmp_path, world)
+    monkeypatch.chdir(tmp_path / "ro")  # a path that resolves to "." must not write here either
     expect_refusal(capsys, world, argv, *needles)
+    assert sorted(p.name for p in (tmp_path / "ro").iterdir()) == []
 
 
 def test_read_only_archive_refuses_search_and_still_reads(capsys, world, tmp_path, restore_modes):
@@ -421,7 +455,7 @@ def test_read_only_archive_refuses_search_and_still_reads(capsys, world, tmp_pat
 ARCHIVES = ["archives/front-foreign", "archives/plot-foreign", "archives/report-foreign", "archives/export-foreign",
             "archives/search-into-foreign", "archives/front-not-a-database", "archives/front-empty-database",
             "archives/front-future-schema", "archives/front-missing", "archives/search-into-not-a-database",
-            "archives/front-foreign-wal", "archives/search-into-empty-database"]
+            "archives/front-foreign-wal", "archives/search-into-empty-database", "archives/front-tampered-schema"]
 
 
 def _archive_case(kind, tmp_path, world):
@@ -444,7 +478,14 @@ def _archive_case(kind, tmp_path, world):
     db.execute("CREATE TABLE t (x)")
     db.commit()
     db.close()
+    tampered = tmp_path / "tampered.sqlite"
+    Archive(tampered).close()
+    db = sqlite3.connect(tampered)
+    db.execute("ALTER TABLE candidates DROP COLUMN macs")
+    db.commit()
+    db.close()
     table = {
+        "archives/front-tampered-schema": (["front", tampered], ["macs"]),
         "archives/front-foreign": (["front", foreign], [foreign, "not a natkit archive"]),
         "archives/plot-foreign": (["plot", foreign, "--out", tmp_path / "p"], ["not a natkit archive"]),
         "archives/report-foreign": (["report", foreign, "--out", tmp_path / "r"], ["not a natkit archive"]),
@@ -462,7 +503,7 @@ def _archive_case(kind, tmp_path, world):
                                                 ["empty.sqlite"]),
     }
     argv, needles = table[kind]
-    return argv, needles, [junk, empty, future, wal]
+    return argv, needles, [junk, empty, future, wal, tampered]
 
 
 @pytest.mark.parametrize("case", ARCHIVES, ids=ARCHIVES)
@@ -507,6 +548,9 @@ QUERY = [
     ("queries/export-id-missing", ["export", "RUN", "--id", "999999", "--out", "OUT"], ["999999"]),
     ("queries/export-id-text", ["export", "RUN", "--id", "abc"], ["'abc'"]),
     ("queries/no-command", [], ["required"]),
+    ("queries/export-id-huge", ["export", "RUN", "--id", str(2 ** 70), "--out", "OUT"], ["--id"]),
+    ("queries/front-method-trailing-comma", ["front", "RUN", "--method", "width,"], ["''"]),
+    ("queries/front-test-error-objective", ["front", "RUN", "--objectives", "error,test_error"], ["'test_error'"]),
 ]
 
 
@@ -525,6 +569,9 @@ RESUME = [
      ["generations", "'many'"]),
     ("resume/a-list", [1, 2, 3], ["not a natkit run record"]),
     ("resume/stored-threads-negative", {"args": {"threads": -1}, "run_id": 1, "started": 0.0}, ["--threads", "-1"]),
+    ("resume/run-not-in-archive", {"args": {}, "run_id": 4242, "started": 0.0}, ["4242", "not in"]),
+    ("resume/run-of-another-method", {"args": {"method": "random"}, "run_id": 1, "started": 0.0},
+     ["width run, not random"]),
 ]
 
 
@@ -571,6 +618,9 @@ def _model_dir(tmp_path, kind):
         (d / "arch.json").write_bytes(b"\x00\x01{")
     elif kind == "arch-a-list":
         (d / "arch.json").write_text("[1, 2]")
+    elif kind == "negative-classes":
+        meta["arch"]["kwargs"]["num_classes"] = -1
+        (d / "arch.json").write_text(json.dumps(meta))
     return d
 
 
@@ -580,7 +630,8 @@ LOAD = [("api/load-model-without-arch", "no-arch", ["'arch'"]),
         ("api/load-model-other-classes", "other-classes", ["3 outputs", "10 classes"]),
         ("api/load-model-other-family", "other-family", ["vgg_tiny", "layer"]),
         ("api/load-model-arch-not-json", "arch-not-json", ["arch.json"]),
-        ("api/load-model-arch-a-list", "arch-a-list", ["'arch'"])]
+        ("api/load-model-arch-a-list", "arch-a-list", ["'arch'"]),
+        ("api/load-model-negative-classes", "negative-classes", ["arch.json", "buildable"])]
 
 
 @pytest.mark.parametrize("case, kind, needles", LOAD, ids=_ids(LOAD))

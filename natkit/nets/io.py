@@ -104,7 +104,7 @@ def load_model(model_dir) -> nn.Module:
         raise WeightsError(f"{arch_file}: arch.kwargs must be an object, got {arch.get('kwargs')!r}")
     try:
         model = build_from_arch(arch)
-    except (ConfigError, TypeError, ValueError, KeyError) as exc:
+    except (ConfigError, TypeError, ValueError, KeyError, RuntimeError, MemoryError, OverflowError) as exc:
         raise WeightsError(f"{arch_file} does not describe a buildable model: {type(exc).__name__}: "
                            f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
     state = load_state_dict_file(d / "weights.safetensors")
