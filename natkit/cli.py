@@ -346,11 +346,9 @@ def cmd_search(args) -> int:
         closer()
         raise
     if stored:
-        try:
-            prior = archive.run(stored["run_id"])
-        except NatkitError:
-            raise ConfigError(f"{run_file} names run {stored['run_id']}, which is not in {arch_path}; cannot resume") \
-                from None
+        if not archive.has_run(stored["run_id"]):
+            raise ConfigError(f"{run_file} names run {stored['run_id']}, which is not in {arch_path}; cannot resume")
+        prior = archive.run(stored["run_id"])
         if prior.method != args.method:
             raise ConfigError(f"{run_file} is a {prior.method} run, not {args.method}; cannot resume")
     config = {k: val for k, val in vars(args).items() if k not in ("cmd", "resume", "quiet")}
@@ -460,7 +458,7 @@ def _methods_in(archive, arg):
     from natkit.methods import METHODS
 
     names = [m.strip() for m in str(arg).split(",")]
-    present = {r[0] for r in archive._db.execute("SELECT DISTINCT method FROM candidates")}
+    present = archive.methods()
     for m in names:
         if m not in METHODS and m not in present:
             raise ConfigError(f"unknown method {m!r} in --method; choose from "

@@ -347,11 +347,22 @@ class Archive:
                           file=sys.stderr)
         return out
 
+    def has_run(self, run_id: int) -> bool:
+        return self._db.execute("SELECT 1 FROM runs WHERE id=?", (int(run_id),)).fetchone() is not None
+
+    def methods(self) -> set:
+        """Every method name with a candidate in the archive."""
+        return {r[0] for r in self._db.execute("SELECT DISTINCT method FROM candidates")}
+
     def run(self, run_id: int) -> Run:
-        for r in self.runs():
-            if r.id == run_id:
-                return r
-        raise NatkitError(f"no run {run_id} in {self.path}")
+        r = self._db.execute("SELECT id, method, task, config, seed, versions, status, started, finished FROM runs "
+                             "WHERE id=?", (int(run_id),)).fetchone()
+        if r is None:
+            raise NatkitError(f"no run {run_id} in {self.path}")
+        try:
+            return Run(r[0], r[1], r[2], json.loads(r[3]), r[4], json.loads(r[5] or "{}"), r[6], r[7], r[8])
+        except (ValueError, TypeError):
+            raise NatkitError(f"run {run_id} in {self.path} is damaged (its config is not JSON)") from None
 
     # candidates -------------------------------------------------------------------------------
     def add(self, run_id: int, method: str, *, generation: int, encoding, arch=None, metrics: dict | None = None,
