@@ -4,7 +4,7 @@ processes on one archive, written to results/reliability/ (md + json).
 Claims (stated before running; each is checked and reported pass/fail, a failure is a result):
 1. hostile: every case of tests/test_hostile.py passes (exit 2, one line, no traceback, no unsafe-load hint,
    every archive and foreign file byte-identical).
-2. sigkill: for `width` and `lda`, a search SIGKILLed at random moments (4 kills) and resumed holds 0 repeated
+2. sigkill: for `width`, `lda` and `nat` (a tiny supernet), a search SIGKILLed at random moments (4 kills) and resumed holds 0 repeated
    (eval_key, encoding) finished rows, loses no archived row, and ends with the same front as an uninterrupted
    run with the same seed.
 3. concurrency: two same-seed `width` processes on one archive evaluate each candidate once (rows = distinct
@@ -57,8 +57,46 @@ def env() -> dict:
             "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
+NAT_TINY = """[space]
+family = "nat_mbv3"
+resolutions = [12, 16]
+width_mults = [1.0, 1.2]
+stem_width = 4
+first_block_width = 4
+stage_widths = [4, 8, 8, 8, 12]
+feature_mix_width = 16
+divisor = 4
+
+[pretrain]
+samples_per_class = 10
+warmup_epochs = 0.5
+epochs = 0.5
+n_random = 1
+batch_size = 32
+
+[nat]
+initial = 5
+iterations = 3
+k = 2
+surrogate = "rbf_ensemble"
+search_generations = 3
+search_pop = 8
+warmup_epochs = 0.2
+adapt_epochs = 0.1
+adapt_samples = 1
+reeval = "front"
+n_calib = 32
+val_limit = 60
+"""
+
+
 def search_cmd(method: str, out: Path, work: Path, *extra, max_batches: int = 6) -> list[str]:
     cmd = [PY, "-m", "natkit.cli", "search", method, "--task", "digits", "--quick", "--out", str(out), "-q"]
+    if method == "nat":  # a tiny supernet pretrained on digits itself: the loop, not the pretraining, is probed
+        space = work / "nat_tiny.toml"
+        space.write_text(NAT_TINY)
+        cmd = [c for c in cmd if c != "--quick"] + ["--space", str(space), "--source", "digits",
+                                                    "--samples-per-class", "15"]
     if method in ("width", "random"):
         space = work / f"space{max_batches}.toml"
         space.write_text(WIDTH_SPACE.format(max_batches=max_batches))
@@ -268,7 +306,7 @@ def main(argv=None) -> int:
         os.environ["NATKIT_CACHE"] = str(tmp / "cache")  # pretraining from scratch, never the user's cache
         if not a.skip_hostile:
             res["hostile"] = hostile_table(tmp / "hostile")
-        res["sigkill"] = [sigkill_scenario(m, tmp / f"kill-{m}", seed=a.seed) for m in ("width", "lda")]
+        res["sigkill"] = [sigkill_scenario(m, tmp / f"kill-{m}", seed=a.seed) for m in ("width", "lda", "nat")]
         res["concurrency"] = concurrency_scenario(tmp / "concurrency")
     res["wall_s"] = round(time.time() - t0, 1)
     c = res["concurrency"]

@@ -194,6 +194,15 @@ class _Payload:
         return (Path.touch, (Path(self.marker),))
 
 
+OPTION_METHODS = ["nat", "tascnet", "progressive", "ke", "lda", "random"]
+
+
+@pytest.mark.parametrize("method", OPTION_METHODS, ids=[f"options/{m}-unknown-key" for m in OPTION_METHODS])
+def test_every_method_refuses_an_unknown_option_before_its_run_exists(capsys, world, tmp_path, method):
+    expect_refusal(capsys, world, search(world, tmp_path, "--option", "wingspan=3", method=method), "'wingspan'")
+    assert not (tmp_path / "o" / "run.json").exists()
+
+
 @pytest.mark.parametrize("case, method, extra, needles", METHOD_CASES, ids=_ids(METHOD_CASES))
 def test_methods_and_weights(capsys, world, tmp_path, case, method, extra, needles):
     from safetensors.torch import save_file

@@ -144,7 +144,7 @@ def test_the_eval_key_holds_the_numerics_and_evaluations_run_under_fixed_threads
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["width", "lda"])
+@pytest.mark.parametrize("method", ["width", "lda", "nat"])
 def test_sigkill_at_random_moments_then_resume_repeats_nothing(tmp_path, method):
     res = _figures().sigkill_scenario(method, tmp_path)
     assert res["kills"], res

@@ -255,8 +255,15 @@ def _train_cfg(ctx) -> TrainConfig:
         raise ConfigError(f"bad KE training option: {exc}") from None
 
 
+OPTION_KEYS = {"rate_min", "rate_max", "rate_step", "max_generations", "epochs_min", "epochs_max", "split", "model",
+               "val_limit", "resolution", "slim_bn", *TRAIN_KEYS}
+
+
 def build(ctx):
     """Space, evaluator and HV bounds of a KE run, as configured by ctx (quick or full)."""
+    unknown = sorted(set(ctx.options) - OPTION_KEYS)
+    if unknown:  # a misspelt option must not be silently ignored (ke reads no --space file)
+        raise ConfigError(f"unknown ke option {unknown[0]!r}; known: {', '.join(sorted(OPTION_KEYS))}")
     mode = str(ctx.option("split", "kels")).lower()
     if mode not in ("kels", "wels"):
         raise ConfigError(f"KE split must be kels or wels, got {mode!r}")
