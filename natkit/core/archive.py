@@ -229,7 +229,13 @@ class Archive:
     # opening ------------------------------------------------------------------------------------
     def _open_readonly(self):
         if not self.path.is_file():
-            raise NatkitError(f"no archive at {self.path}")
+            raise NatkitError(f"no archive at {self.path} (not a regular file)" if self.path.exists()
+                              else f"no archive at {self.path}")
+        if not self._sniff():  # an empty file: a new archive for search, nothing to read for the others
+            if self.readonly:
+                raise NatkitError(f"{self.path} is an empty file, not a natkit archive")
+            self._db = sqlite3.connect(":memory:")
+            return
         uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
         try:
             self._db = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
@@ -249,6 +255,42 @@ class Archive:
         except sqlite3.DatabaseError as exc:
             raise NatkitError(f"cannot open archive {self.path}: {exc}") from None
 
+    def _sniff(self) -> bool:
+        """Identify the file from its bytes before SQLite opens it (which could leave -wal/-shm files beside
+        another application's database): False for an empty file, True for a natkit archive; anything
+        else raises."""
+        for attempt in range(10):  # another natkit process may be writing a new archive's first page now
+            try:
+                with open(self.path, "rb") as f:
+                    head = f.read(100)
+            except OSError as exc:
+                raise NatkitError(f"cannot read archive {self.path}: {exc.strerror or exc}") from None
+            if not head or (len(head) == 100 and head.startswith(b"SQLite format 3\x00")):
+                break
+            time.sleep(0.05)
+        if not head:
+            return False
+        if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
+            raise NatkitError(f"cannot open archive {self.path}: file is not a database")
+        app_id = int.from_bytes(head[68:72], "big")
+        if app_id == APPLICATION_ID:
+            return True
+        if app_id != 0:
+            raise NatkitError(f"{self.path} is not a natkit archive (another application's SQLite file, "
+                              f"application id {app_id:#x}; natkit writes only to archives it created)")
+        # no marker: an archive from before the marker, or someone else's file; look without touching it
+        wal = Path(str(self.path) + "-wal")
+        if wal.is_file() and wal.stat().st_size:
+            return True  # committed pages may still sit in its WAL: the normal check below reads them
+        db = sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro&immutable=1", uri=True)
+        try:
+            self._check_marker(db)
+        except sqlite3.DatabaseError as exc:
+            raise NatkitError(f"cannot open archive {self.path}: {exc}") from None
+        finally:
+            db.close()
+        return True
+
     def _check_marker(self, db) -> bool:
         """True for a natkit archive (marker or pre-marker meta table), False for an empty file;
         anything else raises without having written a byte."""
@@ -257,8 +299,11 @@ class Archive:
         if app_id == APPLICATION_ID:
             pass
         elif app_id == 0 and not tables:
-            if self.readonly:
-                raise NatkitError(f"{self.path} is an empty database, not a natkit archive")
+            # new only when the file is empty: checked under this connection's write lock (BEGIN IMMEDIATE), so
+            # a second natkit process creating the same archive sees either nothing or a whole archive
+            if self.readonly or self.path.stat().st_size > 0:
+                raise NatkitError(f"{self.path} is an empty SQLite database that natkit did not create, not a "
+                                  f"natkit archive")
             return False
         elif app_id != 0 or not _NATKIT_TABLES <= tables or \
                 db.execute("SELECT 1 FROM meta WHERE key='schema_version'").fetchone() is None:
