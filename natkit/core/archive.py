@@ -211,8 +211,12 @@ class Archive:
             raise ArchiveReadOnly(f"cannot create the archive's folder {self.path.parent}: {exc.strerror}") from None
         if self.path.exists():
             # look before writing anything: a file natkit did not create is refused with its bytes unchanged
-            self._open_readonly()
-            self._db.close()
+            journal = Path(str(self.path) + "-journal")
+            if journal.is_file() and journal.stat().st_size > 0 and self._sniff():
+                pass  # a natkit write interrupted mid-transaction: the write connection below rolls it back
+            else:
+                self._open_readonly()
+                self._db.close()
         # Two processes creating the same archive at once can meet SQLite's deadlock check (switching to
         # WAL, or two schema transactions upgrading their locks), which fails at once with "database is
         # locked" instead of waiting on the busy timeout; opening again a moment later succeeds.
@@ -259,6 +263,8 @@ class Archive:
         """Identify the file from its bytes before SQLite opens it (which could leave -wal/-shm files beside
         another application's database): False for an empty file, True for a natkit archive; anything
         else raises."""
+        journal = Path(str(self.path) + "-journal")
+        hot = journal.is_file() and journal.stat().st_size > 0  # a writer died mid-transaction
         for attempt in range(10):  # another natkit process may be writing a new archive's first page now
             try:
                 with open(self.path, "rb") as f:
@@ -270,9 +276,14 @@ class Archive:
             time.sleep(0.05)
         if not head:
             return False
+        app_id = int.from_bytes(head[68:72], "big") if len(head) == 100 else 0
+        if hot and not self.readonly and (app_id == APPLICATION_ID or len(head) < 100 or
+                                          not head.startswith(b"SQLite format 3\x00")):
+            # natkit killed while creating or writing its archive: SQLite rolls the journal back on the
+            # write connection, and the marker is checked there
+            return True
         if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
             raise NatkitError(f"cannot open archive {self.path}: file is not a database")
-        app_id = int.from_bytes(head[68:72], "big")
         if app_id == APPLICATION_ID:
             return True
         if app_id != 0:
