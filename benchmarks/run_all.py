@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-GROUPS = ["nat", "tascnet", "progressive", "ke", "lda", "scale"]
+GROUPS = ["nat", "tascnet", "progressive", "ke", "lda", "scale", "reliability"]
 _FMNIST_PROG = ["--task", "fashion-mnist", "--samples-per-class", "500", "--from", "results/progressive", "--lr-here"]
 
 # (script, arguments): the invocations behind the committed results, in the order they must run
@@ -49,6 +49,7 @@ RUNS = [
     ("lda_compression.py", ["--seeds", "0,1,2,3,4,5,6,7"]),
     ("scale_throughput.py", []),
     ("scale_costmodel.py", []),
+    ("reliability_figures.py", []),
 ]
 
 

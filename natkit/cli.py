@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
-from natkit.errors import ConfigError, NatkitError
+from natkit.errors import ConfigError, NatkitError, scrub
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2) like every other bad input."""
+
+    def error(self, message):
+        self.exit(2, f"natkit: error: {self.prog}: {message}\n")
 
 
 def _parser() -> argparse.ArgumentParser:
     from natkit.methods import METHODS
 
-    p = argparse.ArgumentParser(prog="natkit", description="Find compact, task-specific CNNs: search and "
+    p = _Parser(prog="natkit", description="Find compact, task-specific CNNs: search and "
                                 "compress, every candidate in one Pareto archive per task.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -48,9 +55,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="which trained candidates to keep in OUT/models for export")
     s.add_argument("--workers", type=int, default=0, help="evaluate on a local Dask cluster with N workers")
     s.add_argument("--scheduler", help="evaluate on an existing Dask cluster (scheduler address)")
+    s.add_argument("--scheduler-timeout", type=float, default=10.0,
+                   help="seconds to wait for --scheduler to answer (default 10)")
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="method option (repeatable), typed by the method's declaration; see --list-options")
-    s.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    s.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads of this process and of every evaluation (default: torch's choice for "
+                        "the process, 1 per evaluation; part of the eval key, so results stay reproducible)")
     s.add_argument("-q", "--quiet", action="store_true")
 
     for name, helptext in (("front", "print the Pareto front of an archive"),
@@ -77,7 +88,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    if argv is not None:
+        argv = [str(a) for a in argv]
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2, one line): a code, also when called in-process
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         if args.cmd == "search":
             return cmd_search(args)
@@ -90,7 +106,14 @@ def main(argv=None) -> int:
         if args.cmd == "export":
             return cmd_export(args)
     except NatkitError as exc:
-        print(f"natkit: error: {exc}", file=sys.stderr)
+        print(f"natkit: error: {scrub(exc)}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.Error) as exc:  # the environment (disk full, permissions) refused: still one line
+        print(f"natkit: error: {scrub(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("natkit: error: out of memory; reduce the data (--samples-per-class), the space or the population",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("natkit: interrupted; finished evaluations are in the archive (rerun with --resume)", file=sys.stderr)
@@ -99,6 +122,8 @@ def main(argv=None) -> int:
 
 
 def archive_path(d: str) -> Path:
+    if not str(d).strip():
+        raise ConfigError("the run directory or archive must not be empty")
     p = Path(d)
     if p.is_file():
         return p
@@ -109,13 +134,14 @@ def archive_path(d: str) -> Path:
         try:
             meta = json.loads(run.read_text())
             stored = Path(meta["archive"])
-        except (json.JSONDecodeError, KeyError, TypeError):
+            rel = meta.get("archive_relative")
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
             raise ConfigError(f"corrupt run.json in {p}") from None
+        # the run folder's own archive first: a moved or copied folder must not read (or write) the original
+        if isinstance(rel, str) and rel and (p / rel).is_file():
+            return p / rel
         if stored.is_file():
             return stored
-        rel = meta.get("archive_relative")  # the run folder was moved or cloned elsewhere
-        if rel and (p / rel).is_file():
-            return p / rel
         raise ConfigError(f"archive {stored} named in {run} does not exist")
     if (p / "archive.sqlite").is_file():
         return p / "archive.sqlite"
@@ -123,9 +149,10 @@ def archive_path(d: str) -> Path:
 
 
 def _open_archive(d):
+    """Read-only: front, plot, report and export never write to (nor switch the journal mode of) an archive."""
     from natkit.core.archive import Archive
 
-    return Archive(archive_path(d))
+    return Archive(archive_path(d), readonly=True)
 
 
 def _methods(arg):
@@ -152,7 +179,7 @@ def cmd_search(args) -> int:
                      source=args.source, archive=args.archive, resume=args.resume, device=args.device,
                      data_root=args.data_root, samples_per_class=args.samples_per_class, classes=args.classes,
                      keep_models=args.keep_models, workers=args.workers, scheduler=args.scheduler,
-                     threads=args.threads, verbose=not args.quiet, space=args.space, model=args.model,
+                     threads=args.threads, scheduler_timeout=args.scheduler_timeout, verbose=not args.quiet, space=args.space, model=args.model,
                      weights=args.weights, generations=args.generations, pop_size=args.pop_size)
     if not args.quiet:
         print(_table(res.front, res.objectives))
@@ -176,12 +203,36 @@ def _table(cands, objectives) -> str:
     return "\n".join("  ".join(x.rjust(w[i]) for i, x in enumerate(r)) for r in rows)
 
 
+def _methods_in(archive, arg):
+    """``--method a,b``: each name a registered method or one present in the archive."""
+    if not arg:
+        return None
+    from natkit.methods import METHODS
+
+    names = [m.strip() for m in str(arg).split(",")]
+    present = archive.methods()
+    for m in names:
+        if m not in METHODS and m not in present:
+            raise ConfigError(f"unknown method {m!r} in --method; choose from "
+                              f"{', '.join(sorted(set(METHODS) | present))}")
+    return names
+
+
+def _report_dir(args) -> Path:
+    from natkit.core.paths import check_output_dir
+
+    if args.out is not None and not str(args.out).strip():
+        raise ConfigError("--out must not be empty")
+    out = Path(args.out or (args.dir if Path(args.dir).is_dir() else Path(args.dir).parent))
+    return check_output_dir(out, "output folder --out" if args.out else "output folder")
+
+
 def cmd_front(args) -> int:
     from natkit.core.problem import check_objectives
 
     objectives = check_objectives(args.objectives.split(","))
     archive = _open_archive(args.dir)
-    front = archive.front(objectives, method=_methods(args.method))
+    front = archive.front(objectives, method=_methods_in(archive, args.method))
     if args.format == "json":
         if front:
             print(archive.to_json(front))
@@ -193,24 +244,38 @@ def cmd_front(args) -> int:
 
 
 def cmd_plot(args) -> int:
+    from natkit.core.archive import OBJECTIVES
+    from natkit.core.paths import check_output_file
     from natkit.report.plots import plot_front, plot_hv
 
+    axes = OBJECTIVES + ("test_error", "robust_error")
+    for flag, name in (("--x", args.x), ("--y", args.y)):
+        if name not in axes:
+            raise ConfigError(f"unknown objective {name!r} for {flag}; choose from {', '.join(axes)}")
+    if args.x == args.y:
+        raise ConfigError(f"--x and --y are both {args.x!r}; choose two different objectives")
+    out = _report_dir(args)
+    for f in ("front.png", "hv.png"):
+        check_output_file(out / f, "plot file")
     archive = _open_archive(args.dir)
-    out = Path(args.out or (args.dir if Path(args.dir).is_dir() else Path(args.dir).parent))
+    methods = _methods_in(archive, args.method)
     out.mkdir(parents=True, exist_ok=True)
-    p1 = plot_front(archive, out / "front.png", x=args.x, y=args.y, methods=_methods(args.method))
-    p2 = plot_hv(archive, out / "hv.png", methods=_methods(args.method))
+    p1 = plot_front(archive, out / "front.png", x=args.x, y=args.y, methods=methods)
+    p2 = plot_hv(archive, out / "hv.png", methods=methods)
     print(p1)
     print(p2)
     return 0
 
 
 def cmd_report(args) -> int:
+    from natkit.core.paths import check_output_file
     from natkit.report.summary import write_report
 
+    out = _report_dir(args)
+    for f in ("front.png", "hv.png", "summary.json", "summary.md"):
+        check_output_file(out / f, "report file")
     archive = _open_archive(args.dir)
-    out = Path(args.out or (args.dir if Path(args.dir).is_dir() else Path(args.dir).parent))
-    path = write_report(archive, out, methods=_methods(args.method))
+    path = write_report(archive, out, methods=_methods_in(archive, args.method))
     print(path)
     return 0
 
@@ -218,11 +283,18 @@ def cmd_report(args) -> int:
 def cmd_export(args) -> int:
     import shutil
 
+    from natkit.core.paths import check_output_dir
     from natkit.nets.io import load_model
 
+    if not 1 <= args.id < 2 ** 63:
+        raise ConfigError(f"--id must be a candidate id (a positive integer), got {args.id}")
+    if args.out is not None and not str(args.out).strip():
+        raise ConfigError("--out must not be empty")
+    archive_path(args.dir)  # a missing or empty DIR is named before anything else
+    base = Path(args.dir) if Path(args.dir).is_dir() else Path(args.dir).parent
+    out = check_output_dir(Path(args.out or base / "export" / str(args.id)), "export folder")
     archive = _open_archive(args.dir)
     cand = archive.get(args.id)
-    base = Path(args.dir) if Path(args.dir).is_dir() else Path(args.dir).parent
     src = None
     for d in [base / "models" / str(cand.id)] + list(base.glob(f"*/models/{cand.id}")):
         if (d / "arch.json").is_file():
@@ -232,7 +304,6 @@ def cmd_export(args) -> int:
         raise NatkitError(f"candidate {cand.id} has no stored model (only front models are kept; "
                           f"rerun with --keep-models all)")
     load_model(src)  # proves it reloads before we hand it out
-    out = Path(args.out or base / "export" / str(cand.id))
     out.mkdir(parents=True, exist_ok=True)
     for f in ("arch.json", "weights.safetensors"):
         shutil.copy(src / f, out / f)

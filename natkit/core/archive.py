@@ -7,7 +7,16 @@ Contract (what every caller may rely on):
 - ``lookup(eval_key, encoding)`` finds an earlier ``ok``/``infeasible`` result of the same evaluator
   settings, so a resumed or repeated search does not evaluate it again;
 - every row has one ``Status`` (below); methods never call ``add`` themselves: every row enters through
-  ``natkit.core.writer.write_row``, which does the look-up, the budget check and model saving.
+  ``natkit.core.writer.write_row``, which does the look-up, the budget check and model saving;
+- ``add`` never stores a second finished row for one (eval_key, encoding): it returns the first one's id;
+- ``claim`` marks a candidate as being evaluated by this process (owner + heartbeat, Optuna's RUNNING
+  trial): another process on the archive waits for that result instead of computing it again; a claim
+  whose owner died (same host, pid gone) or stopped its heartbeat for ``claim_timeout`` s is taken over;
+- natkit writes only to archives it created: each carries ``PRAGMA application_id`` = APPLICATION_ID
+  (archives made before the marker are recognised by their ``meta`` table); any other SQLite file is
+  refused unchanged. ``Archive(path, readonly=True)`` (front, plot, report) opens ``mode=ro`` and never
+  changes the journal mode;
+- a damaged row (bad JSON, text in a number column) is skipped with a warning naming its id.
 
 Status of a row (``Status``, stored as its value):
 - ``ok``: evaluated and within the run's budget; the only status that reaches a front;
@@ -22,8 +31,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import socket
 import sqlite3
+import sys
+import threading
 import time
+import uuid
+from urllib.parse import quote
 from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
@@ -33,6 +48,8 @@ import numpy as np
 from natkit.errors import NatkitError
 
 SCHEMA_VERSION = 1
+APPLICATION_ID = 0x4E41544B  # "NATK" in the SQLite header: this file was created by natkit
+CLAIM_TIMEOUT = 60.0  # seconds without a heartbeat after which another process takes a claim over
 OBJECTIVES = ("error", "params", "macs", "latency_ms")
 
 _SCHEMA = """
@@ -51,6 +68,11 @@ CREATE TABLE IF NOT EXISTS generations (
     run_id INTEGER, generation INTEGER, n_evals INTEGER, hv REAL, front_size INTEGER, created REAL,
     PRIMARY KEY (run_id, generation));
 """
+_CLAIMS = """CREATE TABLE IF NOT EXISTS claims (
+    eval_key TEXT NOT NULL, encoding TEXT NOT NULL, owner TEXT NOT NULL, heartbeat REAL NOT NULL,
+    PRIMARY KEY (eval_key, encoding))"""
+_NATKIT_TABLES = {"meta", "runs", "candidates"}
+
 
 
 class Status(str, Enum):
@@ -133,45 +155,250 @@ def _retry_locked(fn, attempts: int):
             time.sleep(min(0.05 * (attempt + 1), 1.0))
 
 
+class ArchiveReadOnly(NatkitError):
+    """The archive can be read but not written (file mode, folder or filesystem)."""
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _owner_dead(owner: str) -> bool:
+    """True when ``owner`` is a process on this host that no longer exists (e.g. SIGKILLed)."""
+    host, _, rest = owner.partition(":")
+    pid = rest.split(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def _check_writable(path: Path) -> None:
+    from natkit.core.paths import file_writable
+
+    if path.is_dir():
+        raise NatkitError(f"archive {path} is a folder, not an archive file")
+    why = file_writable(path)
+    if why:
+        raise ArchiveReadOnly(f"archive {path} cannot be written: {why} (front, plot and report can still "
+                              f"read it; give search a writable --archive)")
+
+
+class _Heartbeat:
+    """Refreshes this process's claims every ``interval`` s from a thread with its own connection, so a
+    long evaluation is not mistaken for an abandoned one."""
+
+    def __init__(self, path: Path, owner: str, interval: float):
+        self.path, self.owner, self.interval = path, owner, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="natkit-claim-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    db.execute("UPDATE claims SET heartbeat=? WHERE owner=?", (time.time(), self.owner))
+                except sqlite3.OperationalError:  # busy for longer than the timeout: next beat
+                    pass
+        finally:
+            db.close()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 class Archive:
-    def __init__(self, path):
+    def __init__(self, path, *, readonly: bool = False, claim_timeout: float = CLAIM_TIMEOUT):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        self.claim_timeout = float(claim_timeout)
+        self.owner = _owner()
+        self._warned: set = set()
+        self._beat: _Heartbeat | None = None
+        if readonly:
+            self._open_readonly()
+            return
+        _check_writable(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ArchiveReadOnly(f"cannot create the archive's folder {self.path.parent}: {exc.strerror}") from None
+        if self.path.exists():
+            # look before writing anything: a file natkit did not create is refused with its bytes unchanged
+            journal = Path(str(self.path) + "-journal")
+            if journal.is_file() and journal.stat().st_size > 0 and self._sniff():
+                pass  # a natkit write interrupted mid-transaction: the write connection below rolls it back
+            else:
+                self._open_readonly()
+                self._db.close()
         # Two processes creating the same archive at once can meet SQLite's deadlock check (switching to
         # WAL, or two schema transactions upgrading their locks), which fails at once with "database is
         # locked" instead of waiting on the busy timeout; opening again a moment later succeeds.
         try:
             _retry_locked(self._open, attempts=40)
+        except sqlite3.OperationalError as exc:
+            if "readonly" in str(exc) or "read-only" in str(exc):
+                raise ArchiveReadOnly(f"archive {self.path} is read-only: {exc} (front, plot and report can "
+                                      f"still read it; give search a writable --archive)") from None
+            raise NatkitError(f"cannot open archive {self.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise NatkitError(f"cannot open archive {self.path}: {exc}") from None
+
+    # opening ------------------------------------------------------------------------------------
+    def _open_readonly(self):
+        if not self.path.is_file():
+            raise NatkitError(f"no archive at {self.path} (not a regular file)" if self.path.exists()
+                              else f"no archive at {self.path}")
+        if not self._sniff():  # an empty file: a new archive for search, nothing to read for the others
+            if self.readonly:
+                raise NatkitError(f"{self.path} is an empty file, not a natkit archive")
+            self._db = sqlite3.connect(":memory:")
+            return
+        uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
+        try:
+            self._db = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
+            self._check_marker(self._db)
+        except sqlite3.OperationalError as exc:
+            # a WAL archive on a read-only folder or filesystem cannot get its -shm file: nobody can be
+            # writing it then, so read it as immutable
+            try:
+                self._db.close()
+            except Exception:
+                pass
+            try:
+                self._db = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
+                self._check_marker(self._db)
+            except sqlite3.DatabaseError:
+                raise NatkitError(f"cannot open archive {self.path}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise NatkitError(f"cannot open archive {self.path}: {exc}") from None
+
+    def _sniff(self) -> bool:
+        """Identify the file from its bytes before SQLite opens it (which could leave -wal/-shm files beside
+        another application's database): False for an empty file, True for a natkit archive; anything
+        else raises."""
+        journal = Path(str(self.path) + "-journal")
+        hot = journal.is_file() and journal.stat().st_size > 0  # a writer died mid-transaction
+        for attempt in range(10):  # another natkit process may be writing a new archive's first page now
+            try:
+                with open(self.path, "rb") as f:
+                    head = f.read(100)
+            except OSError as exc:
+                raise NatkitError(f"cannot read archive {self.path}: {exc.strerror or exc}") from None
+            if not head or (len(head) == 100 and head.startswith(b"SQLite format 3\x00")):
+                break
+            time.sleep(0.05)
+        if not head:
+            return False
+        app_id = int.from_bytes(head[68:72], "big") if len(head) == 100 else 0
+        if hot and not self.readonly and (app_id == APPLICATION_ID or len(head) < 100 or
+                                          not head.startswith(b"SQLite format 3\x00")):
+            # natkit killed while creating or writing its archive: SQLite rolls the journal back on the
+            # write connection, and the marker is checked there
+            return True
+        if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
+            raise NatkitError(f"cannot open archive {self.path}: file is not a database")
+        if app_id == APPLICATION_ID:
+            return True
+        if app_id != 0:
+            raise NatkitError(f"{self.path} is not a natkit archive (another application's SQLite file, "
+                              f"application id {app_id:#x}; natkit writes only to archives it created)")
+        # no marker: an archive from before the marker, or someone else's file; look without touching it
+        wal = Path(str(self.path) + "-wal")
+        if wal.is_file() and wal.stat().st_size:
+            return True  # committed pages may still sit in its WAL: the normal check below reads them
+        db = sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro&immutable=1", uri=True)
+        try:
+            self._check_marker(db)
+        except sqlite3.DatabaseError as exc:
+            raise NatkitError(f"cannot open archive {self.path}: {exc}") from None
+        finally:
+            db.close()
+        return True
+
+    def _check_marker(self, db) -> bool:
+        """True for a natkit archive (marker or pre-marker meta table), False for an empty file;
+        anything else raises without having written a byte."""
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if app_id == APPLICATION_ID:
+            pass
+        elif app_id == 0 and not tables:
+            # new only when the file is empty: checked under this connection's write lock (BEGIN IMMEDIATE), so
+            # a second natkit process creating the same archive sees either nothing or a whole archive
+            if self.readonly or self.path.stat().st_size > 0:
+                raise NatkitError(f"{self.path} is an empty SQLite database that natkit did not create, not a "
+                                  f"natkit archive")
+            return False
+        elif app_id != 0 or not _NATKIT_TABLES <= tables or \
+                db.execute("SELECT 1 FROM meta WHERE key='schema_version'").fetchone() is None:
+            raise NatkitError(f"{self.path} is not a natkit archive (another application's SQLite file; "
+                              f"natkit writes only to archives it created)")
+        row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None or str(row[0]) != str(SCHEMA_VERSION):
+            raise NatkitError(f"archive {self.path} has schema {row[0] if row else 'none'}, "
+                              f"this natkit reads {SCHEMA_VERSION}")
+        return True
 
     def _open(self):
         self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA busy_timeout=60000")
-            self._db.executescript(_SCHEMA)
-            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise NatkitError(f"archive {self.path} has schema {row[0]}, this natkit reads {SCHEMA_VERSION}")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if not self._check_marker(self._db):  # a new archive: marker and schema in one transaction
+                    self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                    for stmt in (_SCHEMA + ";" + _CLAIMS).split(";"):
+                        if stmt.strip():
+                            self._db.execute(stmt)
+                    self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                else:
+                    if self._db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+                        self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")  # natkit's own, pre-marker
+                    self._db.execute(_CLAIMS)  # added after schema 1 shipped; harmless to older readers
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("PRAGMA journal_mode=WAL")
         except BaseException:
             self._db.close()
             raise
 
     def close(self):
+        if self._beat is not None:
+            self._beat.stop()
+            self._beat = None
         self._db.close()
 
     def _write(self, sql, args):
-        return _retry_locked(lambda: self._transaction(sql, args), attempts=20)
+        return self._tx(lambda db: db.execute(sql, args).lastrowid)
 
-    def _transaction(self, sql, args):
+    def _tx(self, fn):
+        """``fn(db)`` inside one ``BEGIN IMMEDIATE`` transaction, retried while the database is locked."""
+        if self.readonly:
+            raise ArchiveReadOnly(f"archive {self.path} was opened read-only")
+        try:
+            return _retry_locked(lambda: self._transaction(fn), attempts=20)
+        except sqlite3.OperationalError as exc:
+            if "readonly" in str(exc) or "read-only" in str(exc):
+                raise ArchiveReadOnly(f"archive {self.path} became read-only: {exc}") from None
+            raise
+
+    def _transaction(self, fn):
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            cur = self._db.execute(sql, args)
+            out = fn(self._db)
             self._db.execute("COMMIT")
-            return cur.lastrowid
+            return out
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
@@ -187,20 +414,41 @@ class Archive:
     def runs(self) -> list[Run]:
         rows = self._db.execute("SELECT id, method, task, config, seed, versions, status, started, finished "
                                 "FROM runs ORDER BY id").fetchall()
-        return [Run(r[0], r[1], r[2], json.loads(r[3]), r[4], json.loads(r[5] or "{}"), r[6], r[7], r[8])
-                for r in rows]
+        out = []
+        for r in rows:
+            try:
+                out.append(Run(r[0], r[1], r[2], json.loads(r[3]), r[4], json.loads(r[5] or "{}"), r[6], r[7], r[8]))
+            except (ValueError, TypeError) as exc:
+                if ("run", r[0]) not in self._warned:
+                    self._warned.add(("run", r[0]))
+                    print(f"natkit: warning: skipping damaged run row id {r[0]} in {self.path}: {exc}",
+                          file=sys.stderr)
+        return out
+
+    def has_run(self, run_id: int) -> bool:
+        return self._db.execute("SELECT 1 FROM runs WHERE id=?", (int(run_id),)).fetchone() is not None
+
+    def methods(self) -> set:
+        """Every method name with a candidate in the archive."""
+        return {r[0] for r in self._db.execute("SELECT DISTINCT method FROM candidates")}
 
     def run(self, run_id: int) -> Run:
-        for r in self.runs():
-            if r.id == run_id:
-                return r
-        raise NatkitError(f"no run {run_id} in {self.path}")
+        r = self._db.execute("SELECT id, method, task, config, seed, versions, status, started, finished FROM runs "
+                             "WHERE id=?", (int(run_id),)).fetchone()
+        if r is None:
+            raise NatkitError(f"no run {run_id} in {self.path}")
+        try:
+            return Run(r[0], r[1], r[2], json.loads(r[3]), r[4], json.loads(r[5] or "{}"), r[6], r[7], r[8])
+        except (ValueError, TypeError):
+            raise NatkitError(f"run {run_id} in {self.path} is damaged (its config is not JSON)") from None
 
     # candidates -------------------------------------------------------------------------------
     def add(self, run_id: int, method: str, *, generation: int, encoding, arch=None, metrics: dict | None = None,
             status: str = "ok", message: str = "", eval_key: str = "", test_error=None, extra=None,
             seconds=None) -> int:
-        """Insert one row (storage only: callers go through ``natkit.core.writer.write_row``)."""
+        """Insert one row (storage only: callers go through ``natkit.core.writer``) and drop this process's
+        claim on it, in one transaction. A finished (ok/infeasible) row for the same non-empty ``eval_key``
+        and ``encoding`` is never stored twice: the first one's id is returned instead."""
         try:
             status = Status(status).value
         except ValueError:
@@ -211,11 +459,85 @@ class Archive:
             if k not in OBJECTIVES:
                 extra[k] = metrics.pop(k)
         vals = [_num(metrics.get(k)) for k in OBJECTIVES]
-        return self._write(
-            "INSERT INTO candidates (run_id, method, generation, eval_key, encoding, arch, error, params, macs, "
-            "latency_ms, test_error, status, message, extra, seconds, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (run_id, method, int(generation), eval_key, encode_key(encoding), encode_key(arch), *vals,
-             _num(test_error), status, message, encode_key(extra), _num(seconds), time.time()))
+        enc = encode_key(encoding)
+        row = (run_id, method, int(generation), eval_key, enc, encode_key(arch), *vals, _num(test_error), status,
+               message, encode_key(extra), _num(seconds), time.time())
+
+        def write(db):
+            if eval_key:
+                db.execute("DELETE FROM claims WHERE eval_key=? AND encoding=?", (eval_key, enc))
+                if status != "failed":
+                    hit = db.execute("SELECT id FROM candidates WHERE eval_key=? AND encoding=? AND status IN "
+                                     "('ok','infeasible') ORDER BY id LIMIT 1", (eval_key, enc)).fetchone()
+                    if hit:
+                        return hit[0]
+            return db.execute(
+                "INSERT INTO candidates (run_id, method, generation, eval_key, encoding, arch, error, params, macs, "
+                "latency_ms, test_error, status, message, extra, seconds, created) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row).lastrowid
+
+        return self._tx(write)
+
+    # claims: who is evaluating what ----------------------------------------------------------------
+    def claim(self, eval_key: str, encoding) -> tuple[str, object]:
+        """Before evaluating: ``("done", Candidate)`` when a finished result exists, ``("mine", None)``
+        when this process may evaluate it (claim recorded), ``("other", owner)`` when a live process is
+        evaluating it now."""
+        enc = encode_key(encoding)
+
+        def take(db):
+            hit = db.execute(f"SELECT {_COLS} FROM candidates WHERE eval_key=? AND encoding=? AND status IN "
+                             "('ok','infeasible') ORDER BY id LIMIT 1", (eval_key, enc)).fetchone()
+            if hit:
+                return "done", hit
+            row = db.execute("SELECT owner, heartbeat FROM claims WHERE eval_key=? AND encoding=?",
+                             (eval_key, enc)).fetchone()
+            now = time.time()
+            if row and row[0] != self.owner and now - row[1] < self.claim_timeout and not _owner_dead(row[0]):
+                return "other", row[0]
+            db.execute("INSERT OR REPLACE INTO claims VALUES (?,?,?,?)", (eval_key, enc, self.owner, now))
+            return "mine", None
+
+        state, val = self._tx(take)
+        if state == "done":
+            cand = self._parse(val)
+            if cand is None:  # a damaged row does not count as a result
+                return self.claim_anyway(eval_key, enc)
+            return state, cand
+        if state == "mine" and self._beat is None:
+            self._beat = _Heartbeat(self.path, self.owner, max(0.5, self.claim_timeout / 6))
+        return state, val
+
+    def claim_anyway(self, eval_key: str, enc: str):
+        self._tx(lambda db: db.execute("INSERT OR REPLACE INTO claims VALUES (?,?,?,?)",
+                                       (eval_key, enc, self.owner, time.time())))
+        return "mine", None
+
+    def failed_since(self, eval_key: str, encoding, since: float) -> Candidate | None:
+        """A ``failed`` row of (eval_key, encoding) archived at or after ``since`` (by the process whose
+        claim a waiter watched)."""
+        row = self._db.execute(f"SELECT {_COLS} FROM candidates WHERE eval_key=? AND encoding=? AND "
+                               "status='failed' AND created>=? ORDER BY id DESC LIMIT 1",
+                               (eval_key, encode_key(encoding), since)).fetchone()
+        return self._parse(row) if row else None
+
+    def release(self, eval_key: str, encoding) -> None:
+        self._tx(lambda db: db.execute("DELETE FROM claims WHERE eval_key=? AND encoding=? AND owner=?",
+                                       (eval_key, encode_key(encoding), self.owner)))
+
+    def release_claims(self) -> None:
+        """Drop every claim of this process (an evaluation it will not finish)."""
+        if not self.readonly:
+            try:
+                self._tx(lambda db: db.execute("DELETE FROM claims WHERE owner=?", (self.owner,)))
+            except (sqlite3.Error, NatkitError):
+                pass  # a stale claim expires on its own
+
+    def claims(self) -> list[tuple]:
+        try:
+            return self._db.execute("SELECT eval_key, encoding, owner, heartbeat FROM claims").fetchall()
+        except sqlite3.OperationalError:  # a pre-claims archive opened read-only
+            return []
 
     def mark_stale(self, cand_ids, reason: str = "superseded by a later evaluation") -> None:
         """Status ``stale``: kept for the record, off every front (e.g. NAT rows whose supernet weights
@@ -228,16 +550,34 @@ class Archive:
         self._write("UPDATE candidates SET test_error=? WHERE id=?", (float(value), cand_id))
 
     def lookup(self, eval_key: str, encoding) -> Candidate | None:
-        row = self._db.execute(
+        rows = self._db.execute(
             f"SELECT {_COLS} FROM candidates WHERE eval_key=? AND encoding=? AND status IN ('ok','infeasible') "
-            "ORDER BY id LIMIT 1", (eval_key, encode_key(encoding))).fetchone()
-        return _cand(row) if row else None
+            "ORDER BY id", (eval_key, encode_key(encoding))).fetchall()
+        for r in rows:
+            c = self._parse(r)
+            if c is not None:
+                return c
+        return None
 
     def get(self, cand_id: int) -> Candidate:
         row = self._db.execute(f"SELECT {_COLS} FROM candidates WHERE id=?", (int(cand_id),)).fetchone()
         if row is None:
             raise NatkitError(f"no candidate with id {cand_id} in {self.path}")
-        return _cand(row)
+        c = self._parse(row)
+        if c is None:
+            raise NatkitError(f"candidate {cand_id} in {self.path} is damaged and cannot be read")
+        return c
+
+    def _parse(self, row) -> Candidate | None:
+        """The row as a Candidate, or None (with one warning per id) when it is damaged."""
+        try:
+            return _cand(row)
+        except (ValueError, TypeError) as exc:
+            if row[0] not in self._warned:
+                self._warned.add(row[0])
+                print(f"natkit: warning: skipping damaged archive row id {row[0]} in {self.path}: "
+                      f"{str(exc).splitlines()[0][:120]}", file=sys.stderr)
+            return None
 
     def candidates(self, method=None, run_id=None, status=None) -> list[Candidate]:
         sql, args = f"SELECT {_COLS} FROM candidates WHERE 1=1", []
@@ -247,7 +587,8 @@ class Archive:
             vals = [val] if isinstance(val, (str, int)) else list(val)
             sql += f" AND {col} IN ({','.join('?' * len(vals))})"
             args += vals
-        return [_cand(r) for r in self._db.execute(sql + " ORDER BY id", args).fetchall()]
+        cands = (self._parse(r) for r in self._db.execute(sql + " ORDER BY id", args).fetchall())
+        return [c for c in cands if c is not None]
 
     def front(self, objectives=("error", "macs"), method=None, run_id=None) -> list[Candidate]:
         """Non-dominated ``ok`` candidates over ``objectives`` (all minimised)."""
@@ -289,8 +630,21 @@ _COLS = ("id, run_id, method, generation, encoding, arch, error, params, macs, l
 
 
 def _cand(r) -> Candidate:
-    return Candidate(r[0], r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5]) if r[5] else None,
-                     *r[6:11], r[11], r[12] or "", json.loads(r[13] or "{}"), r[14], r[15], r[16] or "")
+    """Raises ValueError/TypeError on a damaged row (bad JSON, text where a number belongs)."""
+    nums = [_stored_num(v, col) for v, col in zip(r[6:11], OBJECTIVES + ("test_error",))]
+    extra = json.loads(r[13] or "{}")
+    if not isinstance(extra, dict):
+        raise ValueError(f"extra is {type(extra).__name__}, not an object")
+    if r[11] not in ("ok", "failed", "infeasible", "stale"):
+        raise ValueError(f"unknown status {r[11]!r}")
+    return Candidate(int(r[0]), r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5]) if r[5] else None,
+                     *nums, r[11], r[12] or "", extra, r[14], r[15], r[16] or "")
+
+
+def _stored_num(v, col):
+    if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)):
+        return v
+    raise ValueError(f"{col} holds {v!r}, not a number")
 
 
 def _flat(c: Candidate) -> dict:

@@ -27,18 +27,30 @@ def resolve(name_or_path: str) -> Path:
     return Path(str(cand))
 
 
+TABLES = ("space", "train", "budget", "pretrain", "nat")  # every table a natkit TOML file may hold
+
+
 def read_toml(name_or_path: str) -> dict:
     path = resolve(name_or_path)
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"malformed TOML in {path}: {exc}") from None
+        raise ConfigError(f"malformed TOML in {path}: {str(exc).splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a TOML text file (it holds bytes that are not UTF-8)") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read TOML file {path}: {exc.strerror or exc}") from None
+    for name in TABLES:  # `budget = 5` parses, but is not the [budget] table a reader expects
+        if name in data and not isinstance(data[name], dict):
+            raise ConfigError(f"{path}: {name} must be a [{name}] table, got {name} = {data[name]!r}")
     data["_path"] = str(path)
     return data
 
 
 def check_keys(table: dict, allowed: set, where: str) -> None:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table, got {table!r}")
     unknown = sorted(set(table) - set(allowed) - {"_path"})
     if unknown:
         raise ConfigError(f"unknown key {unknown[0]!r} in {where}; allowed: {', '.join(sorted(allowed))}")

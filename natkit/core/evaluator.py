@@ -30,9 +30,13 @@ class Evaluator:
         return {}
 
     def evaluate(self, encoding) -> EvalResult:
+        from natkit.core.numerics import eval_threads, torch_threads
+
         t0 = time.perf_counter()
         try:
-            out = self._evaluate(list(encoding))
+            # a fixed thread count per evaluation, here and on Dask workers alike (see core/numerics.py)
+            with torch_threads(getattr(self, "eval_threads", None) or eval_threads()):
+                out = self._evaluate(list(encoding))
             metrics, arch, extra = out[:3]
             model = out[3] if len(out) > 3 else None
         except NatkitError as exc:

@@ -165,20 +165,31 @@ class DaskRunner:
         a free worker picks the next candidate at once."""
         from distributed import as_completed
 
-        encodings = list(encodings)
-        if not encodings:
-            return
-        resources = self._resources(evaluator)
-        token = self._share(evaluator)
-        queue = deque(range(len(encodings)))
+        # pulled lazily: the caller may claim each candidate in a shared archive only as a worker frees up
+        source = iter(encodings)
+        encodings: list = []
+        queue: deque = deque()  # indices to resubmit
         running: dict = {}  # future -> index
-        misses = [0] * len(encodings)
+        misses: list = []
         ac = as_completed()
+        resources = token = None
 
         def fill():
+            nonlocal resources, token
             cap = self._capacity()
-            while queue and len(running) < cap:
-                i = queue.popleft()
+            while len(running) < cap:
+                if queue:
+                    i = queue.popleft()
+                else:
+                    enc = next(source, None)
+                    if enc is None:
+                        return
+                    encodings.append(enc)
+                    misses.append(0)
+                    i = len(encodings) - 1
+                if token is None:
+                    resources = self._resources(evaluator)
+                    token = self._share(evaluator)
                 fut = self._submit(token, encodings[i], resources)
                 running[fut] = i
                 ac.add(fut)

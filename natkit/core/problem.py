@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 import numpy as np
 from pymoo.core.problem import Problem
@@ -15,8 +16,12 @@ from natkit.core.writer import ArchiveWriter, metrics_of
 from natkit.errors import ConfigError
 
 
-def make_eval_key(task_spec: str, method: str, settings: dict) -> str:
-    blob = json.dumps({"task": task_spec, "method": method, "settings": settings}, sort_keys=True, default=str)
+def make_eval_key(task_spec: str, method: str, settings: dict, device: str | None = None) -> str:
+    """The evaluator's settings plus the numerics that change its results (threads, device, determinism)."""
+    from natkit.core.numerics import numerics
+
+    blob = json.dumps({"task": task_spec, "method": method, "settings": settings, "numerics": numerics(device)},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -58,13 +63,23 @@ class ArchiveProblem(Problem):
         self.writer = ArchiveWriter(archive, run_id, method, budget, model_dir)
         self.generation = 0
         self.n_real = 0  # real evaluations done by this process
+        self.n_read_back = 0  # results another process evaluated while this one waited
         self.history: list[tuple[list[int], dict, str]] = []  # (encoding, metrics, status) in order
+        if evaluator is not None:
+            from natkit.core.numerics import eval_threads
+
+            evaluator.eval_threads = eval_threads()  # travels with the evaluator to Dask workers
         super().__init__(n_var=space.n_var, n_obj=len(self.objectives), n_ieq_constr=max(budget.n_constr, 0),
                          xl=space.xl, xu=space.xu, vtype=int,
                          exclude_from_serialization=["evaluator", "archive", "runner", "space"])
 
     def metrics_for(self, encodings) -> list[tuple[dict, str]]:
-        """Archive lookups first, then real evaluations of the rest (possibly in parallel)."""
+        """Archive lookups first, then real evaluations of the rest (possibly in parallel).
+
+        Each candidate is claimed in the archive just before it is evaluated, so processes sharing the
+        archive split a population between them: one already claimed by a live process is waited for
+        and read back (or taken over when its owner died), never evaluated twice.
+        """
         out: list = [None] * len(encodings)
         todo = []
         for i, enc in enumerate(encodings):
@@ -75,19 +90,67 @@ class ArchiveProblem(Problem):
                 todo.append(i)
         # identical encodings inside one population are evaluated once
         first: dict = {}
-        unique = []
+        pending = []
         for i in todo:
             key = encode_key(encodings[i])
             if key not in first:
                 first[key] = i
-                unique.append(i)
-        for j, res in self.runner.map(self.evaluator, [encodings[i] for i in unique]):
-            i = unique[j]
-            out[i] = self._archive_result(encodings[i], res)
+                pending.append(i)
+        try:
+            while pending:
+                waiting: list = []
+                order: list = []
+
+                def claimed():
+                    for i in pending:
+                        state, val = self.archive.claim(self.eval_key, encodings[i])
+                        if state == "done":  # finished by another process a moment ago
+                            out[i] = (metrics_of(val), val.status)
+                            self.n_read_back += 1
+                        elif state == "mine":
+                            order.append(i)
+                            yield encodings[i]
+                        else:
+                            waiting.append(i)
+
+                for j, res in self.runner.map(self.evaluator, claimed()):
+                    i = order[j]
+                    out[i] = self._archive_result(encodings[i], res)
+                pending = self._await_others(waiting, encodings, out)
+        except BaseException:
+            self.archive.release_claims()  # evaluations this process will not finish
+            raise
         for i in todo:
             if out[i] is None:
                 out[i] = out[first[encode_key(encodings[i])]]
         return out
+
+    def _await_others(self, waiting, encodings, out, poll: float = 0.2) -> list:
+        """Wait for candidates other processes are evaluating; return those to take over (owner gone)."""
+        since = time.time() - 1.0
+        takeover: list = []
+        while waiting:
+            still = []
+            for i in waiting:
+                state, val = self.archive.claim(self.eval_key, encodings[i])
+                if state == "done":
+                    out[i] = (metrics_of(val), val.status)
+                    self.n_read_back += 1
+                elif state == "mine":
+                    failed = self.archive.failed_since(self.eval_key, encodings[i], since)
+                    if failed is not None:  # the other process's evaluation failed: so would ours
+                        self.archive.release(self.eval_key, encodings[i])
+                        out[i] = ({}, "failed")
+                    else:
+                        takeover.append(i)
+                else:
+                    still.append(i)
+            waiting = still
+            if waiting and not takeover:
+                time.sleep(poll)
+            elif takeover:
+                break
+        return takeover + waiting
 
     def _archive_result(self, encoding, res: EvalResult):
         row = self.writer.write(encoding, res, eval_key=self.eval_key, generation=self.generation)

@@ -30,6 +30,10 @@ def load_task(spec: str, *, root=None, seed: int = 0, samples_per_class: int | N
         raise DataError(f"task must be a name or kind:PATH, got {spec!r}")
     if not 0 < val_fraction < 1 or not 0 < test_fraction < 1:
         raise DataError("val and test fractions must lie in (0, 1)")
+    classes = check_classes(classes)
+    if samples_per_class is not None and (isinstance(samples_per_class, bool) or
+                                          not isinstance(samples_per_class, int) or samples_per_class < 1):
+        raise DataError(f"samples per class must be a positive integer, got {samples_per_class!r}")
     key = (spec, str(root), seed, samples_per_class, tuple(classes or ()), val_fraction, test_fraction,
            image_size)
     if key in _CACHE:
@@ -56,7 +60,6 @@ def load_task(spec: str, *, root=None, seed: int = 0, samples_per_class: int | N
     train, test = Split(xtr, ytr), Split(xte, yte)
     num_classes = len(names)
     if classes:
-        classes = [int(c) for c in classes]
         bad = [c for c in classes if not 0 <= c < num_classes]
         if bad:
             raise DataError(f"class {bad[0]} out of range for task {spec} ({num_classes} classes)")
@@ -64,16 +67,44 @@ def load_task(spec: str, *, root=None, seed: int = 0, samples_per_class: int | N
         names, num_classes = [names[c] for c in classes], len(classes)
     rest, carved = stratified_split(train.y, val_fraction, seed + 1)
     train, val = take(train, rest), take(train, carved)
-    if samples_per_class:
-        if samples_per_class <= 0:
-            raise DataError(f"samples per class must be positive, got {samples_per_class}")
+    if num_classes < 2:
+        raise DataError(f"task {spec} has {num_classes} class{'es' if num_classes != 1 else ''}; a classification "
+                        f"task needs at least 2 (its error would be 0 by construction)")
+    if samples_per_class is not None:
         train = per_class(train, samples_per_class, seed + 2)
+    for name, split in (("train", train), ("val", val), ("test", test)):
+        if len(split) == 0:
+            raise DataError(f"task {spec}: the {name} split is empty; the task is too small to split")
+    missing = sorted(set(range(num_classes)) - set(train.y.unique().tolist()))
+    if missing:
+        raise DataError(f"task {spec}: the train split has no images of class {missing[0]}; the task is too small")
     if image_size and spec in ("fashion-mnist", "digits") and image_size != train.x.shape[-1]:
         train, val, test = (_resize(s, image_size) for s in (train, val, test))
     task = Task(name=spec.split(":")[0] if ":" in spec else spec, spec=spec, num_classes=num_classes,
                 train=train, val=val, test=test, source=source, class_names=list(names))
     _CACHE[key] = task
     return task
+
+
+def check_classes(classes) -> list[int] | None:
+    """A class subset: distinct non-negative integers, at least two."""
+    if classes is None:
+        return None
+    if isinstance(classes, str):
+        parts = [c.strip() for c in classes.split(",")]
+        if not all(c.lstrip("-").isdigit() for c in parts):
+            raise DataError(f"classes must be comma-separated integers, got {classes!r}")
+        classes = [int(c) for c in parts]
+    classes = list(classes)
+    if any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) for c in classes):
+        raise DataError(f"classes must be integers, got {classes!r}")
+    classes = [int(c) for c in classes]
+    dup = [c for i, c in enumerate(classes) if c in classes[:i]]
+    if dup:
+        raise DataError(f"class {dup[0]} is listed twice in classes {classes}")
+    if len(classes) < 2:
+        raise DataError(f"classes {classes} select {len(classes)} class; a classification task needs at least 2")
+    return classes
 
 
 def _resize(split: Split, size: int) -> Split:
@@ -178,12 +209,34 @@ def _folder(path: str, size: int):
         if not files:
             raise DataError(f"class folder {p / c} holds no images")
         for f in files:
-            try:
-                with Image.open(f) as im:
-                    im = im.convert("RGB").resize((size, size), Image.BILINEAR)
-                    xs.append(np.asarray(im, dtype=np.uint8))
-            except (UnidentifiedImageError, OSError) as exc:
-                raise DataError(f"corrupt image {f}: {exc}") from None
+            xs.append(_read_image(f, size, Image, UnidentifiedImageError))
             ys.append(ci)
     x = as_images(np.stack(xs), f"folder {p}")
     return x, torch.tensor(ys, dtype=torch.int64), classes, f"ImageFolder {p} resized to {size} px"
+
+
+MAX_IMAGE_PIXELS = 64_000_000  # about 8000 x 8000: larger headers are refused before decoding
+
+
+def _read_image(f, size, Image, UnidentifiedImageError) -> np.ndarray:
+    """One image as size x size RGB, refusing decompression bombs (PIL's limit, also its warning) and
+    naming the file in every error."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(f) as im:
+                w, h = im.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise DataError(f"image {f} claims {w}x{h} pixels, above natkit's decoding limit of "
+                                    f"{MAX_IMAGE_PIXELS:,} pixels")
+                im = im.convert("RGB").resize((size, size), Image.BILINEAR)
+                return np.asarray(im, dtype=np.uint8)
+    except DataError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"image {f} is too large to decode safely: {str(exc).splitlines()[0]}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+        raise DataError(f"corrupt image {f}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") \
+            from None

@@ -45,8 +45,13 @@ def as_labels(y: np.ndarray, n: int, name: str, num_classes: int | None = None) 
             y = y.astype(np.int64)
         else:
             raise DataError(f"{name}: labels must be integers, got dtype {y.dtype}")
+    if y.size == 0:
+        raise DataError(f"{name}: no labels")
     if y.min() < 0:
         raise DataError(f"{name}: label {int(y.min())} out of range (labels start at 0)")
+    if num_classes is None and int(y.max()) >= n:  # labels are 0..K-1 and every class needs a sample
+        raise DataError(f"{name}: label {int(y.max())} out of range: {n} samples cannot cover "
+                        f"{int(y.max()) + 1} classes (labels must be 0..K-1)")
     k = int(y.max()) + 1 if num_classes is None else num_classes
     if y.max() >= k:
         raise DataError(f"{name}: label {int(y.max())} out of range for {k} classes")

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from natkit.errors import WeightsError
+from natkit.errors import ConfigError, WeightsError, scrub
 
 
 def load_state_dict_file(path) -> dict:
@@ -27,8 +27,8 @@ def load_state_dict_file(path) -> dict:
             return load_file(str(path))
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or unsafe file: one clear line, no traceback
-        raise WeightsError(f"cannot read weights file {path}: {type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else 'corrupt'}") from None
+        raise WeightsError(scrub(f"cannot read weights file {path}: {type(exc).__name__}: {exc or 'corrupt'}")) \
+            from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -72,24 +72,66 @@ def save_model(model: nn.Module, out_dir, *, arch: dict | None = None, extra: di
 
 
 def load_model(model_dir) -> nn.Module:
-    """Rebuild an exported model (``arch.json`` + ``weights.safetensors``) for inference or reuse."""
+    """Rebuild an exported model (``arch.json`` + ``weights.safetensors``) for inference or reuse.
+
+    Pruned layers are resized to the stored weights, but what ``arch.json`` pins is checked first and a
+    mismatch refused naming the first layer that differs: the parameter names, kernel sizes, the input
+    channels of the first layer and the classes of the decision layer.
+    """
     from natkit.nets.registry import build_from_arch
 
     d = Path(model_dir)
-    if not (d / "arch.json").is_file():
+    arch_file = d / "arch.json"
+    if not arch_file.is_file():
         raise WeightsError(f"no arch.json in {d}")
     try:
-        meta = json.loads((d / "arch.json").read_text())
-    except json.JSONDecodeError as exc:
-        raise WeightsError(f"corrupt {d / 'arch.json'}: {exc}") from None
-    model = build_from_arch(meta["arch"])
+        meta = json.loads(arch_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"corrupt {arch_file}: {exc}") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("arch"), dict):
+        raise WeightsError(f"{arch_file} has no 'arch' object (expected {{\"arch\": {{\"name\": ..., "
+                           f"\"kwargs\": {{...}}}}}})")
+    arch = meta["arch"]
+    if not isinstance(arch.get("kwargs", {}), dict):
+        raise WeightsError(f"{arch_file}: arch.kwargs must be an object, got {arch.get('kwargs')!r}")
+    try:
+        model = build_from_arch(arch)
+    except (ConfigError, TypeError, ValueError, KeyError, RuntimeError, MemoryError, OverflowError) as exc:
+        raise WeightsError(f"{arch_file} does not describe a buildable model: {type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
     state = load_state_dict_file(d / "weights.safetensors")
+    check_state_shapes(model, state, f"weights in {d}", str(arch.get("name")))
     resize_to_state_dict(model, state)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise WeightsError(f"weights in {d} do not fit architecture {meta['arch'].get('name')}: "
+        raise WeightsError(f"weights in {d} do not fit architecture {arch.get('name')}: "
                            f"{str(exc).splitlines()[0]}") from None
-    model.natkit_arch = meta["arch"]
+    model.natkit_arch = arch
     model.natkit_input = meta.get("input")
     return model
+
+
+def check_state_shapes(model: nn.Module, state: dict, what: str, name: str) -> None:
+    """Refuse ``state`` when it cannot be this architecture, naming the first layer that differs."""
+    own = model.state_dict()
+    for key in own:
+        if key not in state:
+            raise WeightsError(f"{what} do not fit architecture {name}: layer {key} is missing")
+    for key in state:
+        if key not in own:
+            raise WeightsError(f"{what} do not fit architecture {name}: unexpected layer {key}")
+    kwargs = (getattr(model, "natkit_arch", None) or {}).get("kwargs", {})
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    ch = kwargs.get("in_channels")
+    if convs and ch is not None and own[f"{convs[0]}.weight"].shape[1] == ch:
+        key = f"{convs[0]}.weight"
+        if state[key].shape[1] != ch:
+            raise WeightsError(f"{what} do not fit architecture {name}: layer {key} takes {state[key].shape[1]} "
+                               f"input channels, the architecture says {ch}")
+    k = kwargs.get("num_classes")
+    heads = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and m.out_features == k]
+    if heads and state[f"{heads[-1]}.weight"].shape[0] != k:
+        key = f"{heads[-1]}.weight"
+        raise WeightsError(f"{what} do not fit architecture {name}: layer {key} gives {state[key].shape[0]} "
+                           f"outputs, the architecture says {k} classes")

@@ -37,7 +37,7 @@ from natkit.errors import ConfigError
 from natkit.methods.lda.search import SEARCH_MODES, LDAEvaluator, LDASpace
 from natkit.methods.lda import utility as LU
 from natkit.methods.lda import tracing as TR
-from natkit.methods.common import finalize, source_task
+from natkit.methods.common import finalize, source_model, source_task
 
 SELECT_RULES = ("validation", "otsu")
 
@@ -48,13 +48,13 @@ class LDAConfig(Options):
 
     TOML_TABLES: ClassVar[dict] = {"space": ""}
     SPACE_FAMILY: ClassVar[str] = "lda"
-    WHY_NOT: ClassVar[dict] = {"weights": "it pretrains its source network itself (option model names it)"}
     SEARCH_ONLY: ClassVar[tuple] = ("generations", "pop_size", "space")  # not part of an evaluation's key
 
     generations: int = option(10, quick=2, doc="pymoo generations of the eta/M' search")
     pop_size: int = option(20, quick=4, doc="population size of the eta/M' search")
     space: str | None = option(None, doc="a TOML FILE whose [space] table (family lda) sets these options")
     model: str = option("vgg_small", doc="source network")
+    weights: str | None = option(None, doc="source weights file (safetensors / state dict) instead of pretraining")
     resolution: int = option(28, doc="input resolution")
     source_epochs: float = option(2.0, quick=1.0, doc="source pretraining epochs (cached)")
     source_samples_per_class: int | None = option(2000, quick=200, doc="source images per class")
@@ -128,8 +128,9 @@ class LDAConfig(Options):
 # The unpruned reference: source-pretrained, new decision layer, fine-tuned on the target
 # ------------------------------------------------------------------------------------------------
 
-def prepare_base(task, cfg: LDAConfig, *, source_task=None, seed=0, device="cpu", log=print):
-    """(model, info): the source-pretrained network transferred to ``task`` and fine-tuned on it."""
+def prepare_base(task, cfg: LDAConfig, *, source_task=None, seed=0, device="cpu", log=print, source_model=None):
+    """(model, info): the source-pretrained network (or ``source_model``, e.g. the user's ``--weights``)
+    transferred to ``task`` and fine-tuned on it."""
     from natkit.nets import create_model
     from natkit.train import evaluate, pretrained, train
 
@@ -137,11 +138,12 @@ def prepare_base(task, cfg: LDAConfig, *, source_task=None, seed=0, device="cpu"
     info = {"model": cfg.model, "resolution": res}
     if source_task is not None:
         t0 = time.perf_counter()
-        model = pretrained(cfg.model, source_task, epochs=cfg.source_epochs, resolution=res, seed=seed,
-                           device=device, in_channels=ch)
+        model = source_model if source_model is not None else pretrained(
+            cfg.model, source_task, epochs=cfg.source_epochs, resolution=res, seed=seed, device=device, in_channels=ch)
         info["source"] = {"task": source_task.spec, "val_error": model.natkit_source.get("val_error"),
-                          "seconds": round(time.perf_counter() - t0, 1)}
-        log(f"source {source_task.spec}: val error {info['source']['val_error']:.4f}")
+                          "path": model.natkit_source.get("path"), "seconds": round(time.perf_counter() - t0, 1)}
+        if info["source"]["val_error"] is not None:
+            log(f"source {source_task.spec}: val error {info['source']['val_error']:.4f}")
         # the new layer's init must not depend on whether the source came from the cache
         from natkit.utils.seed import derive_seed
 
@@ -367,10 +369,14 @@ def run(ctx) -> None:
 
     cfg = ctx.options
     torch.manual_seed(ctx.seed)
-    source = None
-    if ctx.source_spec and ctx.source_spec != ctx.task.spec:
+    source = src_model = None
+    if cfg.weights:  # the user's source network instead of natkit's pretraining
         source = source_task(ctx, samples_per_class=cfg.source_samples_per_class)
-    base, info = prepare_base(ctx.task, cfg, source_task=source, seed=ctx.seed, device=ctx.device, log=ctx.log)
+        src_model = source_model(ctx, cfg.model, source=source, in_channels=ctx.task.in_channels)
+    elif ctx.source_spec and ctx.source_spec != ctx.task.spec:
+        source = source_task(ctx, samples_per_class=cfg.source_samples_per_class)
+    base, info = prepare_base(ctx.task, cfg, source_task=source, seed=ctx.seed, device=ctx.device, log=ctx.log,
+                              source_model=src_model)
     pruner = Pruner(ctx.task, cfg, seed=ctx.seed, device=ctx.device)
     robust = "robust_error" in ctx.objectives
     latency = "latency_ms" in ctx.objectives

@@ -49,7 +49,7 @@ from natkit.core.evaluator import EvalResult, Evaluator
 from natkit.core.options import Options as BaseOptions, option
 from natkit.core.space import SearchSpace
 from natkit.errors import ConfigError
-from natkit.methods.common import finalize, source_task
+from natkit.methods.common import finalize, source_model, source_task
 from natkit.methods.progressive.relevance import list_criteria, n_to_eliminate
 from natkit.utils.seed import derive_seed
 
@@ -164,12 +164,12 @@ class Options(BaseOptions):
 
     WHY_NOT: ClassVar[dict] = {
         "space": "its space is one elimination share per conv layer of the source network (options share_step, "
-                 "max_level)",
-        "weights": "it pretrains its source network itself (cached; option model names it)"}
+                 "max_level)"}
 
     generations: int = option(10, quick=2, doc="NSGA generations")
     pop_size: int = option(20, quick=4, doc="population size")
     model: str = option("vgg_small", doc="the chain CNN pretrained on the source task")
+    weights: str | None = option(None, doc="source weights file (safetensors / state dict) instead of pretraining")
     resolution: int = option(28, doc="input size for the 28-32 px VGG (digits are upsampled from 8 px)")
     source_epochs: float = option(2.0, quick=1.0, doc="source pretraining epochs (cached)")
     source_max_batches: int | None = option(None, quick=200, doc="cap on batches per source epoch")
@@ -229,8 +229,11 @@ def trained_base(ctx, s: dict, *, log=True) -> nn.Module:
     src_cfg = None  # pretrained()'s own recipe, so every method shares one cached source model
     if s["source_max_batches"]:
         src_cfg = TrainConfig(epochs=epochs, lr=0.05, batch_size=128, max_batches=s["source_max_batches"])
-    model = pretrained(s["model"], source, epochs=epochs, resolution=s["resolution"], seed=ctx.seed,
-                       device=ctx.device, train_cfg=src_cfg, in_channels=ch)
+    if s.get("weights"):  # the user's source network instead of natkit's pretraining
+        model = source_model(ctx, s["model"], source=source, in_channels=ch)
+    else:
+        model = pretrained(s["model"], source, epochs=epochs, resolution=s["resolution"], seed=ctx.seed,
+                           device=ctx.device, train_cfg=src_cfg, in_channels=ch)
     check_chain(model)
     if source.num_classes != ctx.task.num_classes:
         last = model.classifier[-1]

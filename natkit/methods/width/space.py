@@ -52,14 +52,19 @@ class VGGWidthSpace(SearchSpace):
 
     def __init__(self, layers=6, pool_after=(2, 4, 6), choices=(4, 8, 12, 16, 24, 32, 48, 64), hidden=128,
                  resolution=28, family="vgg_widths"):
-        if not isinstance(layers, int) or layers < 1:
-            raise ConfigError(f"space.layers must be a positive integer, got {layers!r}")
-        if not choices or any(not isinstance(c, int) or c <= 0 for c in choices):
-            raise ConfigError(f"space.choices must be a non-empty list of positive integers, got {choices!r}")
+        if isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers <= 64:
+            raise ConfigError(f"space.layers must be an integer in 1..64, got {layers!r}")
+        if not isinstance(choices, (list, tuple)) or not choices or \
+                any(isinstance(c, bool) or not isinstance(c, int) or not 0 < c <= 8192 for c in choices):
+            raise ConfigError(f"space.choices must be a non-empty list of integers in 1..8192, got {choices!r}")
+        if not isinstance(pool_after, (list, tuple)):
+            raise ConfigError(f"space.pool_after must be a list of layer numbers, got {pool_after!r}")
         if any(not isinstance(p, int) or not 1 <= p <= layers for p in pool_after):
             raise ConfigError(f"space.pool_after entries must lie in 1..{layers}, got {pool_after!r}")
-        if not isinstance(hidden, int) or hidden <= 0 or not isinstance(resolution, int) or resolution < 8:
-            raise ConfigError("space.hidden must be positive and space.resolution at least 8")
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or not 0 < hidden <= 65536 or \
+                isinstance(resolution, bool) or not isinstance(resolution, int) or not 8 <= resolution <= 1024:
+            raise ConfigError(f"space.hidden must lie in 1..65536 and space.resolution in 8..1024, got hidden "
+                              f"{hidden!r} and resolution {resolution!r}")
         self.layers, self.pool_after, self.choices = layers, sorted(pool_after), list(choices)
         self.hidden, self.resolution = hidden, resolution
         self.xl = np.zeros(layers, dtype=int)
