@@ -106,7 +106,7 @@ def _check_numbers(a: dict, method: str, objectives, budget) -> None:
 
     for key, lo, hi in (("generations", 1, MAX_GENERATIONS), ("pop_size", 2, MAX_POP_SIZE)):
         if a[key] is not None and not lo <= a[key] <= hi:
-            raise ConfigError(f"--{key.replace('_', '-')} must lie in {lo}..{hi:,}, got {a[key]}")
+            raise ConfigError(f"--{key.replace('_', '-')} {a[key]} is out of range: it must lie in {lo}..{hi:,}")
     cap = max(64, 4 * (_os.cpu_count() or 1))  # beyond this, processes or threads only fight for the cores
     if not 0 <= (a["workers"] or 0) <= cap:
         raise ConfigError(f"--workers must be an integer in 0..{cap} on this host, got {a['workers']}")
@@ -237,29 +237,36 @@ def run_search(method: str, *, out, task: str = "digits", options: dict | None =
         closer()
         raise
     config = {**args, "option_values": opts.to_dict()}
-    run_id = stored["run_id"] if stored else arch.start_run(method, target.spec, config, args["seed"])
-    record = {"run_id": run_id, "archive": str(arch_path.resolve()),
+    record = {"run_id": stored["run_id"] if stored else None, "archive": str(arch_path.resolve()),
               "archive_relative": os.path.relpath(arch_path.resolve(), out.resolve()), "method": method,
               "task": target.describe(), "args": args, "seed": args["seed"], "options": opts.to_dict(),
               "versions": package_versions(), "budget": run_budget.limits, "started": time.time()}
     if stored:
         record["resumed"] = stored.get("resumed", 0) + 1 if isinstance(stored.get("resumed", 0), int) else 1
         record["started"] = stored["started"]
-    _write_atomic(run_file, json.dumps(record, indent=2, default=str))
-    ctx = RunContext(method=method, task=target, archive=arch, run_id=run_id, out_dir=out, options=opts,
+        _write_atomic(run_file, json.dumps(record, indent=2, default=str))
+
+    def start_run() -> int:  # on first use: a method that rejects its space first leaves no run behind
+        record["run_id"] = arch.start_run(method, target.spec, config, args["seed"])
+        _write_atomic(run_file, json.dumps(record, indent=2, default=str))
+        return record["run_id"]
+
+    ctx = RunContext(method=method, task=target, archive=arch, run_id=record["run_id"], out_dir=out, options=opts,
                      seed=args["seed"], objectives=objectives, budget=run_budget, device=dev, resume=bool(stored),
                      source_spec=args["source"], data_root=args["data_root"], runner=runner,
-                     keep_models=args["keep_models"], verbose=verbose)
+                     keep_models=args["keep_models"], verbose=verbose, start_run=start_run)
     ctx.log(f"task {target.spec}: {target.source}; {target.describe()['sizes']}; device {dev}")
     t0 = time.time()
     try:
         module.run(ctx)
     except BaseException:
-        arch.finish_run(run_id, "interrupted")
+        if ctx.started:
+            arch.finish_run(ctx.run_id, "interrupted")
         raise
     finally:
         closer()
     elapsed = time.time() - t0
+    run_id = ctx.run_id
     arch.finish_run(run_id, "done")
     record.update(stats=ctx.stats, elapsed_s=elapsed, finished=time.time())
     _write_atomic(run_file, json.dumps(record, indent=2, default=str))

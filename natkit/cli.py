@@ -173,7 +173,7 @@ def cmd_search(args) -> int:
 
         method_options(args.method, parse_option_items(args.option), quick=args.quick,
                        flags={k: getattr(args, k) for k in OPTION_FLAGS})
-        raise ConfigError("search needs --out DIR")
+        raise ConfigError("search needs --out DIR" if args.out is None else "--out must not be empty")
     res = run_search(args.method, out=args.out, task=args.task, options=parse_option_items(args.option),
                      quick=args.quick, seed=args.seed, objectives=args.objectives, budget=args.budget,
                      source=args.source, archive=args.archive, resume=args.resume, device=args.device,

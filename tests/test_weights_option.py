@@ -41,20 +41,20 @@ def test_every_method_either_takes_weights_or_says_why_not(tmp_path, capsys):
     for m in sorted(set(METHODS) - set(WEIGHTS_METHODS)):
         code = main(["search", m, "--out", str(tmp_path / m), "--weights", str(path), "--quick", "-q"])
         err = capsys.readouterr().err.strip()
-        assert code == 2 and len(err.splitlines()) == 1 and f"does not apply to {m}:" in err, err
+        assert code == 2 and len(err.splitlines()) == 1 and f"{m} does not use --weights:" in err, err
         assert not (tmp_path / m).exists()
 
 
 def test_progressive_starts_from_the_weights_file(tmp_path, monkeypatch):
     from natkit.core.archive import Archive
     from natkit.data import load_task
-    from natkit.methods import progressive as P
     from natkit.methods.context import RunContext
+    from natkit.methods.progressive import method as P
 
     path, src = _weights(tmp_path)
     _no_pretraining(monkeypatch)
     task = load_task("digits", seed=0, samples_per_class=10)
-    ctx = RunContext(method="progressive", task=task, archive=Archive(tmp_path / "a.sqlite"), run_id=None,
+    ctx = RunContext(method="progressive", task=task, archive=Archive(tmp_path / "a.sqlite"), run_id=1,
                      out_dir=tmp_path, verbose=False,
                      options={"weights": str(path), "model": "vgg_tiny", "resolution": 16, "finetune_epochs": 1,
                               "finetune_max_batches": 1})

@@ -36,9 +36,16 @@ class RunContext:
     keep_models: str = "front"  # front | all | none
     verbose: bool = True
     stats: dict = field(default_factory=dict)  # what the method wants recorded in run.json
+    # run_id=None with start_run: the run row is written when first needed, so a space or option a method
+    # rejects before touching the archive leaves no trace in it
+    start_run: object = None
 
     def __post_init__(self):
         self.out_dir = Path(self.out_dir)
+
+    @property
+    def started(self) -> bool:
+        return self.__dict__.get("_run_id") is not None
 
     def log(self, msg: str) -> None:
         if self.verbose:
@@ -86,3 +93,16 @@ class RunContext:
         p = self.out_dir / name
         p.write_text(json.dumps(data, indent=2, default=str))
         return p
+
+
+def _get_run_id(self):
+    if self.__dict__.get("_run_id") is None and self.start_run is not None:
+        self.__dict__["_run_id"] = self.start_run()
+    return self.__dict__.get("_run_id")
+
+
+def _set_run_id(self, value):
+    self.__dict__["_run_id"] = value
+
+
+RunContext.run_id = property(_get_run_id, _set_run_id)

@@ -25,7 +25,8 @@ def source_model(ctx, model_name: str | None = None, *, epochs: float = 2, resol
     src = source or source_task(ctx)
     weights = getattr(ctx.options, "weights", None)
     if weights:
-        model = create_model(name, num_classes=src.num_classes, in_channels=src.in_channels, **model_kw)
+        ch = model_kw.pop("in_channels", src.in_channels)
+        model = create_model(name, num_classes=src.num_classes, in_channels=ch, **model_kw)
         try:
             model.load_state_dict(load_state_dict_file(weights))
         except RuntimeError as exc:

@@ -18,6 +18,8 @@ def method_options(method: str, values: dict | None = None, *, quick: bool = Fal
 
     cls = get_method(method).Options
     values = dict(values or {})
+    if any(k not in cls.known() for k in values):  # a misspelt option is named before any flag is questioned
+        resolve_options(cls, values, method=method, quick=quick)
     for flag, value in (flags or {}).items():
         if value is None:
             continue
