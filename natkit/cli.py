@@ -220,6 +220,7 @@ def cmd_search(args) -> int:
                      quick=args.quick, device=device, options=options, resume=bool(stored),
                      source_spec=args.source, data_root=args.data_root, runner=runner,
                      keep_models=args.keep_models, verbose=not args.quiet)
+    ctx.progress = _progress(args.method, archive, run_id)
     ctx.log(f"task {task.spec}: {task.source}; {task.describe()['sizes']}; device {device}")
     t0 = time.time()
     try:
@@ -228,6 +229,7 @@ def cmd_search(args) -> int:
         archive.finish_run(run_id, "interrupted")
         raise
     finally:
+        ctx.progress.close()
         closer()
     elapsed = time.time() - t0
     archive.finish_run(run_id, "done")
@@ -267,6 +269,15 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def _progress(method, archive, run_id):
+    """The search's progress line (stderr, terminals only), fed by every candidate this run archives."""
+    from natkit.core.progress import SearchProgress
+
+    progress = SearchProgress(method)
+    archive.observe(lambda rid, status, metrics: rid == run_id and progress.record(rid, status, metrics))
+    return progress
 
 
 def _runner(args):

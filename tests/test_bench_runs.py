@@ -18,9 +18,11 @@ def _run_all():
 def test_every_benchmark_program_is_run_and_every_run_names_a_program():
     R = _run_all()
     programs = {p.name for p in BENCH.glob("*.py") if "__main__" in p.read_text()} - NOT_CLAIMS
+    modules = {f"{p.parent.name}.{p.stem}" for p in BENCH.glob("*/*.py") if "__main__" in p.read_text()}
     listed = [s for s, _ in R.RUNS]
-    assert set(listed) == programs
-    assert all(s.split("_")[0] in R.GROUPS for s in listed)
+    assert set(listed) == programs | modules
+    assert all(R.group(s) in R.GROUPS for s in listed)
+    assert R.command("scale.throughput", ["--resume"])[1:] == ["-m", "benchmarks.scale.throughput", "--resume"]
 
 
 def test_runs_that_read_other_runs_come_after_them():

@@ -115,6 +115,7 @@ class Archive:
     def __init__(self, path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._observers: list = []  # fn(run_id, status, metrics) after each add (e.g. a progress line)
         # Two processes creating the same archive at once can meet SQLite's deadlock check (switching to
         # WAL, or two schema transactions upgrading their locks), which fails at once with "database is
         # locked" instead of waiting on the busy timeout; opening again a moment later succeeds.
@@ -186,11 +187,18 @@ class Archive:
             if k not in OBJECTIVES:
                 extra[k] = metrics.pop(k)
         vals = [_num(metrics.get(k)) for k in OBJECTIVES]
-        return self._write(
+        cid = self._write(
             "INSERT INTO candidates (run_id, method, generation, eval_key, encoding, arch, error, params, macs, "
             "latency_ms, test_error, status, message, extra, seconds, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (run_id, method, int(generation), eval_key, encode_key(encoding), encode_key(arch), *vals,
              _num(test_error), status, message, encode_key(extra), _num(seconds), time.time()))
+        for fn in self._observers:
+            fn(run_id, status, metrics)
+        return cid
+
+    def observe(self, fn) -> None:
+        """Call ``fn(run_id, status, metrics)`` after every candidate this object adds."""
+        self._observers.append(fn)
 
     def mark_stale(self, cand_ids, reason: str = "superseded by a later evaluation") -> None:
         """Status ``stale``: kept for the record, off every front (e.g. NAT rows whose supernet weights

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from natkit.core.archive import Archive
 from natkit.core.budget import Budget
 from natkit.core.problem import ArchiveProblem, SerialRunner, make_eval_key
+from natkit.core.progress import SearchProgress
 from natkit.core.search import log_generation, nsga, run_pymoo
 
 
@@ -36,11 +36,12 @@ class RunContext:
     keep_models: str = "front"  # front | all | none
     verbose: bool = True
     stats: dict = field(default_factory=dict)  # what the method wants recorded in run.json
+    progress: SearchProgress = field(default_factory=lambda: SearchProgress("", enabled=False))
 
     # --- helpers every method uses -------------------------------------------------------------
     def log(self, msg: str) -> None:
         if self.verbose:
-            print(f"[{self.method}] {msg}", file=sys.stderr, flush=True)
+            self.progress.write(f"[{self.method}] {msg}")
 
     def option(self, key, default=None, cast=None):
         v = self.options.get(key, default)
@@ -109,7 +110,9 @@ class RunContext:
         return nsga(len(self.objectives), self.pop_size, sampling=sampling, seed=self.seed)
 
     def minimize(self, problem, bounds, algorithm=None, generations=None):
-        return run_pymoo(problem, algorithm or self.algorithm(), generations=generations or self.generations,
+        algorithm = algorithm or self.algorithm()
+        self.progress.expect(getattr(algorithm, "pop_size", self.pop_size) * (generations or self.generations))
+        return run_pymoo(problem, algorithm, generations=generations or self.generations,
                          seed=self.seed, bounds=bounds)
 
     def log_generation(self, problem, bounds) -> float:

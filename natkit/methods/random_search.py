@@ -23,6 +23,7 @@ def sample_random(ctx, problem, bounds, n_total: int) -> None:
 
     rng = np.random.default_rng(ctx.seed)
     X = IntegerRandomSampling().do(problem, n_total, random_state=rng).get("X")
+    ctx.progress.expect(n_total)
     for start in range(0, n_total, ctx.pop_size):
         problem.evaluate(X[start:start + ctx.pop_size], return_as_dictionary=True)
         ctx.log_generation(problem, bounds)
