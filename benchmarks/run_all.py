@@ -50,6 +50,7 @@ RUNS = [
     ("scale.throughput", []),  # a module of the benchmarks package: run with python -m benchmarks.scale.throughput
     ("scale.costmodel", []),
     ("perf.throughput", []),
+    ("perf.options", []),
     ("perf.cold", []),
 ]
 
