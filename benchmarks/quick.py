@@ -86,6 +86,8 @@ def main(argv=None) -> int:
     if out.exists() and not args.keep:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    cache = Path(os.environ.get("NATKIT_CACHE") or Path.home() / ".cache" / "natkit")
+    cache_empty = not any(cache.glob("*.safetensors")) if cache.is_dir() else True
     t_all = time.time()
     lanes = lanes_for(methods, args.jobs)
     if len(lanes) == 1:
@@ -114,7 +116,7 @@ def main(argv=None) -> int:
     (out / "timing.json").write_text(json.dumps({
         "total_seconds": round(elapsed, 1), "methods": timing, "jobs": len(lanes), "lanes": lanes,
         "threads_per_lane": threads, "cores": cores, "load_avg_end": list(os.getloadavg()),
-        "cache": os.environ.get("NATKIT_CACHE", str(Path.home() / ".cache" / "natkit"))}, indent=2))
+        "cache": str(cache), "cache_empty_at_start": cache_empty}, indent=2))
     print(summary.read_text())
     print(f"quick benchmark: {elapsed / 60:.1f} min in all; results in {out}/ (archive {archive_path})")
     return 0 if all(t["exit_code"] == 0 for t in timing.values()) else 1
