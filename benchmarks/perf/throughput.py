@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import time
 from pathlib import Path
@@ -116,7 +117,7 @@ def measure_pair(name, batch, task, data, args, rnd, rows, warm: bool = False):
                                               "train_s": {"natkit": [], "plain": []},
                                               "eval_s": {"natkit": [], "plain": []}})
     order = ["natkit", "plain"] if rnd % 2 == 0 else ["plain", "natkit"]
-    for side in order:
+    for side in order if "train" in args.parts else ():
         model = copy.deepcopy(model0)
         t0 = time.perf_counter()
         if side == "natkit":
@@ -124,7 +125,7 @@ def measure_pair(name, batch, task, data, args, rnd, rows, warm: bool = False):
         else:
             plain_train(model, xtr, ytr, cfg, seed=args.seed)
         row["train_s"][side].append(time.perf_counter() - t0)
-    for side in order:
+    for side in order if "evaluate" in args.parts else ():
         t0 = time.perf_counter()
         if side == "natkit":
             evaluate(model0, task, "val", resolution=res, limit=n_eval, batch_size=batch)
@@ -137,27 +138,42 @@ def summarise(rows) -> None:
     for row in rows.values():
         for kind, n in (("train", row["n_train"]), ("eval", row["n_eval"])):
             t = row[f"{kind}_s"]
+            if not t["natkit"]:
+                continue
             ratios = [p / q for q, p in zip(t["natkit"], t["plain"])]  # natkit speed / plain speed
             row[f"{kind}_ratio_per_round"] = [round(r, 4) for r in ratios]
             row[f"{kind}_ratio"] = median(ratios)
             row[f"{kind}_images_per_s"] = {s: n / median(v) for s, v in t.items()}
 
 
-def write_claims(out: Path, rows, meta) -> dict:
+def write_claims(out: Path, rows, meta, parts) -> dict:
+    """Write this run's claims into results/perf/claims.json; claims of parts not run here stay as they were."""
     registered = {c["id"]: c for c in read_claims_toml(set(CLAIM_IDS.values()))}
-    claims = []
+    path = out / "claims.json"
+    old = json.loads(path.read_text()).get("claims", []) if path.is_file() else []
+    claims = {c["id"]: c for c in old if c.get("id") in CLAIM_IDS.values()}
+    st = meta["stamp"]
     for kind, cid in CLAIM_IDS.items():
+        if kind not in parts:
+            continue
         reg = registered.get(cid, {})
         threshold = float(reg.get("rule", {}).get("threshold", 0.95))
-        key = "train_ratio" if kind == "train" else "eval_ratio"
-        per = {k: round(r[key], 4) for k, r in rows.items()}
-        claims.append({"id": cid, "statement": reg.get("statement", ""), "statistic": reg.get("statistic", ""),
+        key = "train" if kind == "train" else "eval"
+        per = {k: round(r[f"{key}_ratio"], 4) for k, r in rows.items()}
+        claims[cid] = {"id": cid, "statement": reg.get("statement", ""), "statistic": reg.get("statistic", ""),
                        "threshold": threshold, "ratios": per,
+                       "ratios_per_round": {k: r[f"{key}_ratio_per_round"] for k, r in rows.items()},
+                       "images_per_s": {k: {s: round(v, 1) for s, v in r[f"{key}_images_per_s"].items()}
+                                        for k, r in rows.items()},
                        "holds_per_case": {k: v >= threshold for k, v in per.items()},
                        "holds": all(v >= threshold for v in per.values()),
-                       "rounds": len(next(iter(rows.values()))[f"{'train' if kind == 'train' else 'eval'}_s"]["natkit"])})
-    data = {"claims": claims, **meta}
-    write_json(out / "claims.json", data)
+                       "rounds": meta["setting"]["rounds"], "threads": meta["setting"]["threads"],
+                       "images": meta["setting"]["n_train"] if kind == "train" else meta["setting"]["n_eval"],
+                       "commit": st["commit"], "dirty": st["dirty"], "command": st["command"],
+                       "load_avg_start": meta["load_avg_start"], "load_avg_end": st["load_avg"],
+                       "cpu": st["cpu"], "wall_s": st.get("wall_s")}
+    data = {"claims": [claims[c] for c in CLAIM_IDS.values() if c in claims]}
+    write_json(path, data)
     return data
 
 
@@ -170,10 +186,14 @@ def write_md(path: Path, rows, meta):
              f"{', '.join(f'{x:.1f}' for x in meta['stamp']['load_avg'])} (end), on {meta['stamp']['cpu']['count']} cores.",
              "", "| network | batch | train natkit img/s | train plain img/s | train ratio | eval natkit img/s | "
              "eval plain img/s | eval ratio |", "|---|---|---|---|---|---|---|---|"]
+    def cells(r, key):
+        if f"{key}_ratio" not in r:
+            return "- | - | -"
+        ips = r[f"{key}_images_per_s"]
+        return f"{ips['natkit']:.0f} | {ips['plain']:.0f} | {r[f'{key}_ratio']:.3f}"
+
     for r in rows.values():
-        ti, ei = r["train_images_per_s"], r["eval_images_per_s"]
-        lines.append(f"| {r['network']} | {r['batch']} | {ti['natkit']:.0f} | {ti['plain']:.0f} | {r['train_ratio']:.3f} "
-                     f"| {ei['natkit']:.0f} | {ei['plain']:.0f} | {r['eval_ratio']:.3f} |")
+        lines.append(f"| {r['network']} | {r['batch']} | {cells(r, 'train')} | {cells(r, 'eval')} |")
     lines += ["", f"Command: `{meta['stamp']['command']}`, commit {meta['stamp']['commit'][:10]}"
               f"{' (dirty)' if meta['stamp']['dirty'] else ''}."]
     path.write_text("\n".join(lines) + "\n")
@@ -189,8 +209,12 @@ def main(argv=None):
     ap.add_argument("--n-eval", type=int, default=3000, help="validation images per evaluation")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--parts", default="train,evaluate", help="train, evaluate or both (claims of a part not "
+                    "run keep their earlier verdict in claims.json)")
     args = ap.parse_args(argv)
     import os
+
+    args.parts = {p.strip() for p in args.parts.split(",") if p.strip()}
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     t_start, load0 = time.time(), list(os.getloadavg())
@@ -217,17 +241,20 @@ def main(argv=None):
             for b in batches:
                 measure_pair(name, b, task, data, args, rnd, rows)
         summarise(rows)
-        print(f"round {rnd}: " + ", ".join(f"{k} train {r['train_ratio_per_round'][-1]:.3f} eval "
-                                           f"{r['eval_ratio_per_round'][-1]:.3f}" for k, r in rows.items())
-              + f" (load {os.getloadavg()[0]:.1f})", flush=True)
+        print(f"round {rnd}: " + ", ".join(
+            f"{k}" + "".join(f" {kind} {r[f'{key}_ratio_per_round'][-1]:.3f}" for kind, key in
+                             (("train", "train"), ("eval", "eval")) if f"{key}_ratio_per_round" in r)
+            for k, r in rows.items()) + f" (load {os.getloadavg()[0]:.1f})", flush=True)
     meta = {"setting": {"task": "fashion-mnist", "n_train": len(task.train), "n_eval": args.n_eval,
                         "networks": networks, "batches": batches, "rounds": args.rounds,
+                        "parts": sorted(args.parts),
                         "threads": torch.get_num_threads(), "optimizer": "SGD lr 0.05, momentum 0.9 (Nesterov), "
                         "weight decay 5e-4, cosine over the epoch", "nat_subnet_genome": NAT_GENOME},
             "load_avg_start": load0, "stamp": stamp(t_start)}
-    write_json(out / "throughput.json", {**meta, "rows": rows})
-    write_md(out / "throughput.md", rows, meta)
-    claims = write_claims(out, rows, meta)
+    name = "throughput" if args.parts == {"train", "evaluate"} else f"throughput-{'-'.join(sorted(args.parts))}"
+    write_json(out / f"{name}.json", {**meta, "rows": rows})
+    write_md(out / f"{name}.md", rows, meta)
+    claims = write_claims(out, rows, meta, args.parts)
     for c in claims["claims"]:
         print(c["id"], "holds" if c["holds"] else "FAILS", c["ratios"])
     return claims
