@@ -280,8 +280,10 @@ def dask_runner(workers: int = 0, scheduler: str | None = None, *, retries: int 
     # Dask's default worker environment sets MALLOC_TRIM_THRESHOLD_, which switches off glibc's dynamic
     # mmap threshold: every mid-size tensor then costs an mmap/munmap and fresh page faults, and we
     # measured candidate evaluations 2x slower than in-process. Keep only the thread limits.
-    # A worker runs its task in a non-main thread, which glibc serves from a separate mmap-backed arena;
-    # one arena (MALLOC_ARENA_MAX=1) gives the task the main heap's behaviour (benchmarks/scale/throughput.md).
+    # A worker runs its task in a non-main thread, which glibc serves from a separate mmap-backed arena.
+    # In one process, width candidates ran 1.17x (6 rounds) / 1.00x (4 rounds) slower in a second thread
+    # than in the main one, and 0.90x / 0.98x with MALLOC_ARENA_MAX=1 (loaded machine, so indicative only;
+    # benchmarks.scale.throughput's in-worker claim is the check).
     env = {k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     env["MALLOC_ARENA_MAX"] = "1"
     with dask.config.set({"distributed.scheduler.allowed-failures": retries,
