@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.natkit-installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: demo test test-fast bench report readme data venv clean
 
@@ -27,15 +28,16 @@ data:
 	elif [ -n "$$NATKIT_DATA" ]; then echo "Fashion-MNIST: looking in NATKIT_DATA=$$NATKIT_DATA"; \
 	else echo "Fashion-MNIST: not installed and cannot install it (not root); set NATKIT_DATA to a folder with the IDX files"; fi
 
+# The searches run in 2 lanes side by side (one torch thread each) with a progress line per search.
 demo: venv data
 	$(BIN)/python benchmarks/quick.py --out results/quick
 
-# The whole suite, slow fault-tolerance checks included (about 3 minutes on 2 idle cores).
+# The whole suite, slow fault-tolerance checks included, spread over the machine's cores (pytest-xdist).
 test: venv data
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(JOBS) --durations=15
 
 test-fast: venv data
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n $(JOBS) -m "not slow"
 
 bench: venv data
 	$(BIN)/python benchmarks/run_all.py

@@ -23,7 +23,7 @@ from natkit.methods.nat.method import load_nat_space  # noqa: E402
 from natkit.methods.nat.space import NATSpace  # noqa: E402
 from natkit.methods.nat.supernet import (GeneDistribution, new_head,  # noqa: E402
                                          pretrain_supernet, train_supernet)
-from natkit.train.pretrain import cache_dir  # noqa: E402
+from natkit.train.pretrain import TRAINING_CODE, cache_dir, code_digest  # noqa: E402
 from natkit.utils.seed import derive_seed  # noqa: E402
 
 torch.set_num_threads(1)
@@ -51,7 +51,8 @@ def target_supernet(target, seed: int, *, warmup_epochs: float, space_name="nat_
     lr = float(adapt_lr if adapt_lr is not None else nat["adapt_lr"])
     key = {"src": net.natkit_source["path"], "target": target.spec, "n": len(target.train), "seed": seed,
            "warmup": warmup_epochs, "lr": lr, "head_only": head_only, "samples": nat["adapt_samples"],
-           "batch_size": nat["batch_size"], "sandwich": True}
+           "batch_size": nat["batch_size"], "sandwich": True,
+           "code": code_digest((*TRAINING_CODE, train_supernet.__module__, NATSpace.__module__), net)}
     path = cache_dir() / f"nat-target-{target.name}-{derive_seed(key):08x}.safetensors"
     if path.is_file():
         net.load_state_dict(load_file(str(path)))

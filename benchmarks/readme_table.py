@@ -50,7 +50,13 @@ def quick_table() -> str:
     note = ""
     if timing.is_file():
         t = json.loads(timing.read_text())
-        note = f"\n\nWhole demo: {t['total_seconds'] / 60:.1f} min on this 2-core machine."
+        note = f"\n\nWhole demo: {t['total_seconds'] / 60:.1f} min on this {t.get('cores', 2)}-core machine"
+        if "jobs" in t:
+            load = t.get("load_avg_end", [None])[0]
+            note += (f" ({t['jobs']} lane(s) side by side, {t['threads_per_lane']} torch thread(s) each; "
+                     f"{'empty' if t.get('cache_empty_at_start') else 'filled'} pretraining cache at the start"
+                     + (f"; load average {load:.1f} at the end" if load is not None else "") + ")")
+        note += "."
     return "\n".join(lines) + note
 
 

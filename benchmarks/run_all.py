@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-GROUPS = ["nat", "tascnet", "progressive", "ke", "lda", "scale", "reliability"]
+GROUPS = ["nat", "tascnet", "progressive", "ke", "lda", "scale", "reliability", "perf"]
 _FMNIST_PROG = ["--task", "fashion-mnist", "--samples-per-class", "500", "--from", "results/progressive", "--lr-here"]
 
 # (script, arguments): the invocations behind the committed results, in the order they must run
@@ -47,14 +47,27 @@ RUNS = [
     ("lda_compression.py", ["--task", "fashion-mnist", "--samples-per-class", "300", "--out",
                             "results/lda/fashion-mnist", "--seeds", "0,1,2,3,4,5,6,7,8,9"]),
     ("lda_compression.py", ["--seeds", "0,1,2,3,4,5,6,7"]),
-    ("scale_throughput.py", []),
-    ("scale_costmodel.py", []),
+    ("scale.throughput", []),  # a module of the benchmarks package: run with python -m benchmarks.scale.throughput
+    ("scale.costmodel", []),
     ("reliability_figures.py", []),
+    ("perf.throughput", []),
+    ("perf.options", []),
+    ("perf.cold", []),
 ]
 
 
+def group(script: str) -> str:
+    return script.replace(".", "_").split("_")[0]
+
+
+def command(script: str, extra) -> list:
+    if script.endswith(".py"):
+        return [sys.executable, str(ROOT / script), *extra]
+    return [sys.executable, "-m", f"benchmarks.{script}", *extra]
+
+
 def runs(only=None) -> list:
-    return [(s, a) for s, a in RUNS if not only or s.split("_")[0] in only]
+    return [(s, a) for s, a in RUNS if not only or group(s) in only]
 
 
 def main(argv=None) -> int:
@@ -67,7 +80,7 @@ def main(argv=None) -> int:
         ap.error(f"unknown group {sorted(only - set(GROUPS))[0]!r}; known: {', '.join(GROUPS)}")
     failed = []
     for script, extra in runs(only):
-        cmd = [sys.executable, str(ROOT / script), *extra]
+        cmd = command(script, extra)
         label = " ".join([script, *extra])
         if args.dry_run:
             print(label)

@@ -255,6 +255,7 @@ def run_search(method: str, *, out, task: str = "digits", options: dict | None =
                      seed=args["seed"], objectives=objectives, budget=run_budget, device=dev, resume=bool(stored),
                      source_spec=args["source"], data_root=args["data_root"], runner=runner,
                      keep_models=args["keep_models"], verbose=verbose, start_run=start_run)
+    ctx.progress = _progress(method, arch, record)
     ctx.log(f"task {target.spec}: {target.source}; {target.describe()['sizes']}; device {dev}")
     t0 = time.time()
     try:
@@ -264,6 +265,7 @@ def run_search(method: str, *, out, task: str = "digits", options: dict | None =
             arch.finish_run(ctx.run_id, "interrupted")
         raise
     finally:
+        ctx.progress.close()
         closer()
     elapsed = time.time() - t0
     run_id = ctx.run_id
@@ -281,6 +283,15 @@ def run_search(method: str, *, out, task: str = "digits", options: dict | None =
                           f"as infeasible in {arch_path}")
     (out / "front.csv").write_text(arch.to_csv(front))
     return SearchResult(run_id, arch_path, out, front, opts, run_budget.limits, objectives, elapsed, ctx.stats)
+
+
+def _progress(method, archive, record):
+    """The search's progress line (stderr, terminals only), fed by every candidate this run archives."""
+    from natkit.core.progress import SearchProgress
+
+    progress = SearchProgress(method)
+    archive.observe(lambda rid, status, metrics: rid == record["run_id"] and progress.record(rid, status, metrics))
+    return progress
 
 
 def _raise_if_all_failed(archive, run_id, arch_path) -> None:

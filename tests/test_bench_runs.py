@@ -18,9 +18,11 @@ def _run_all():
 def test_every_benchmark_program_is_run_and_every_run_names_a_program():
     R = _run_all()
     programs = {p.name for p in BENCH.glob("*.py") if "__main__" in p.read_text()} - NOT_CLAIMS
+    modules = {f"{p.parent.name}.{p.stem}" for p in BENCH.glob("*/*.py") if "__main__" in p.read_text()}
     listed = [s for s, _ in R.RUNS]
-    assert set(listed) == programs
-    assert all(s.split("_")[0] in R.GROUPS for s in listed)
+    assert set(listed) == programs | modules
+    assert all(R.group(s) in R.GROUPS for s in listed)
+    assert R.command("scale.throughput", ["--resume"])[1:] == ["-m", "benchmarks.scale.throughput", "--resume"]
 
 
 def test_runs_that_read_other_runs_come_after_them():
@@ -42,3 +44,15 @@ def test_dry_run_prints_the_commands_and_runs_nothing(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out == [" ".join([s, *a]) for s, a in R.RUNS if s.startswith("lda")]
     assert len(out) == 3 and sys.executable not in " ".join(out)
+
+
+def test_demo_lanes_keep_nat_alone_and_the_source_sharing_searches_together():
+    spec = importlib.util.spec_from_file_location("quick", BENCH / "quick.py")
+    Q = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(Q)
+    everything = Q.lanes_for(Q.ALL, 2)
+    assert everything[0] == ["nat"] and sorted(sum(everything, [])) == sorted(Q.ALL)
+    assert {"tascnet", "progressive", "ke", "lda"} <= set(everything[1])
+    assert Q.lanes_for(Q.ALL, 1) == [Q.ALL]
+    assert Q.lanes_for(["width", "random"], 2) == [["width", "random"]]  # nothing to put beside them
+    assert Q.lanes_for(["nat", "width"], 2) == [["nat"], ["width"]]

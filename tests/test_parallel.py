@@ -207,3 +207,16 @@ class HoldsAConnection(WeightedSum):
 def test_an_evaluator_that_cannot_travel_is_a_clear_error(runner, tmp_path):
     with pytest.raises(NatkitError, match="HoldsAConnection.*cannot be sent"):
         list(runner.map(HoldsAConnection(tmp_path / "x.sqlite"), ENCODINGS[:1]))
+
+
+def test_each_local_worker_gets_its_share_of_the_cores(runner):
+    from natkit.core.parallel import worker_threads
+
+    assert [worker_threads(w, 2) for w in (1, 2, 4)] == [2, 1, 1]
+    assert worker_threads(2, 8) == 4
+    runner.map(WeightedSum(), ENCODINGS[:2]).__next__()  # the plugin (and the thread count) is installed
+    expected = worker_threads(2)
+    threads = runner.client.run(lambda: __import__("torch").get_num_threads())
+    assert set(threads.values()) == {expected} and runner.threads == expected
+    env = runner.client.run(lambda: __import__("os").environ.get("MALLOC_ARENA_MAX"))
+    assert set(env.values()) == {"1"}

@@ -223,6 +223,7 @@ class Archive:
         self.owner = _owner()
         self._warned: set = set()
         self._beat: _Heartbeat | None = None
+        self._observers: list = []  # fn(run_id, status, metrics) after each add (e.g. a progress line)
         if readonly:
             self._open_readonly()
             return
@@ -476,7 +477,14 @@ class Archive:
                 "latency_ms, test_error, status, message, extra, seconds, created) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row).lastrowid
 
-        return self._tx(write)
+        cid = self._tx(write)
+        for fn in self._observers:
+            fn(run_id, status, metrics)
+        return cid
+
+    def observe(self, fn) -> None:
+        """Call ``fn(run_id, status, metrics)`` after every candidate this object adds."""
+        self._observers.append(fn)
 
     # claims: who is evaluating what ----------------------------------------------------------------
     def claim(self, eval_key: str, encoding) -> tuple[str, object]:

@@ -13,6 +13,7 @@ from natkit.core.archive import Archive
 from natkit.core.budget import Budget
 from natkit.core.options import Options
 from natkit.core.problem import ArchiveProblem, SerialRunner, make_eval_key
+from natkit.core.progress import SearchProgress
 from natkit.core.search import log_generation, nsga, run_pymoo
 from natkit.core.writer import ArchiveWriter
 
@@ -39,6 +40,7 @@ class RunContext:
     # run_id=None with start_run: the run row is written when first needed, so a space or option a method
     # rejects before touching the archive leaves no trace in it
     start_run: object = None
+    progress: SearchProgress = field(default_factory=lambda: SearchProgress("", enabled=False))
 
     def __post_init__(self):
         self.out_dir = Path(self.out_dir)
@@ -49,7 +51,7 @@ class RunContext:
 
     def log(self, msg: str) -> None:
         if self.verbose:
-            print(f"[{self.method}] {msg}", file=sys.stderr, flush=True)
+            self.progress.write(f"[{self.method}] {msg}")
 
     @property
     def model_dir(self) -> Path:
@@ -83,8 +85,10 @@ class RunContext:
         return nsga(len(self.objectives), pop_size or self.options.pop_size, sampling=sampling, seed=self.seed)
 
     def minimize(self, problem, bounds, algorithm=None, generations=None):
-        return run_pymoo(problem, algorithm or self.algorithm(), generations=generations or self.options.generations,
-                         seed=self.seed, bounds=bounds)
+        algorithm = algorithm or self.algorithm()
+        generations = generations or self.options.generations
+        self.progress.expect(getattr(algorithm, "pop_size", self.options.pop_size) * generations)
+        return run_pymoo(problem, algorithm, generations=generations, seed=self.seed, bounds=bounds)
 
     def log_generation(self, problem, bounds) -> float:
         return log_generation(problem, bounds)

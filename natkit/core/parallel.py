@@ -64,18 +64,28 @@ def _install(token: str, evaluator) -> None:
         _CACHE.popitem(last=False)
 
 
-def _shared_state_plugin(token: str, evaluator):
+def set_torch_threads(threads: int) -> None:
+    """Set torch's intra-op thread count, only when it differs (one call per worker, not per task)."""
+    import torch
+
+    if threads and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def _shared_state_plugin(token: str, evaluator, threads: int = 0):
     from distributed.diagnostics.plugin import WorkerPlugin
 
     class SharedEvaluator(WorkerPlugin):
-        """Installs the evaluator once in every worker, present and future."""
+        """Installs the evaluator (and the worker's torch thread count) once in every worker, present
+        and future."""
 
         name = f"natkit-evaluator-{token}"
 
         def __init__(self):
-            self.token, self.evaluator = token, evaluator
+            self.token, self.evaluator, self.threads = token, evaluator, threads
 
         def setup(self, worker):
+            set_torch_threads(self.threads)
             _install(self.token, self.evaluator)
 
         def teardown(self, worker):
@@ -86,10 +96,7 @@ def _shared_state_plugin(token: str, evaluator):
 
 def evaluate_remote(token: str, encoding, threads: int) -> EvalResult:
     """One candidate on a worker: the only thing that travels per task is ``encoding``."""
-    import torch
-
-    if threads and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+    set_torch_threads(threads)
     ev = _CACHE.get(token)
     if ev is None:
         raise MissingSharedState(token)
@@ -106,7 +113,7 @@ def worker_stats() -> dict:
 class DaskRunner:
     """``map(evaluator, encodings)`` yields ``(index, EvalResult)`` in completion order."""
 
-    def __init__(self, client, *, retries: int = 2, threads: int = 1, max_misses: int = 3):
+    def __init__(self, client, *, retries: int = 2, threads: int = 0, max_misses: int = 3):
         self.client, self.retries, self.threads, self.max_misses = client, int(retries), int(threads), max_misses
         self._token = None
         self._plugin = None  # name of the worker plugin holding the current evaluator
@@ -125,7 +132,7 @@ class DaskRunner:
                               f"({str(exc).splitlines()[0]}); run this method without --workers/--scheduler") from None
         token = hashlib.sha256(blob).hexdigest()[:20]
         if token != self._token:
-            plugin = _shared_state_plugin(token, evaluator)
+            plugin = _shared_state_plugin(token, evaluator, self.threads)
             self.client.register_plugin(plugin)
             if self._plugin is not None:
                 try:
@@ -241,9 +248,18 @@ class DaskRunner:
         return self.client.run(worker_stats)
 
 
-def dask_runner(workers: int = 0, scheduler: str | None = None, *, retries: int = 2, threads: int = 1,
+def worker_threads(workers: int, cores: int | None = None) -> int:
+    """Torch threads per local worker: the cores shared out, at least one (no oversubscription)."""
+    import os
+
+    return max(1, (cores or os.cpu_count() or 1) // max(1, workers))
+
+
+def dask_runner(workers: int = 0, scheduler: str | None = None, *, retries: int = 2, threads: int | None = None,
                 gpus: bool | None = None, timeout: float = 60):
-    """``(runner, close)``: a local cluster of ``workers`` single-threaded processes, or ``scheduler``."""
+    """``(runner, close)``: a local cluster of ``workers`` processes (one task at a time each, with
+    ``threads`` torch threads, default ``cores // workers``), or an existing ``scheduler`` (torch's
+    default threads on its workers unless ``threads`` is given)."""
     if scheduler and workers:
         raise ConfigError("give either --workers N (local cluster) or --scheduler ADDR, not both")
     if not scheduler and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -264,8 +280,9 @@ def dask_runner(workers: int = 0, scheduler: str | None = None, *, retries: int 
             client.close()
             raise NatkitError(f"Dask workers {', '.join(missing)} of {scheduler} cannot import natkit; "
                               f"install it there ({INSTALL_HINT})")
-        return DaskRunner(client, retries=retries, threads=threads), client.close
+        return DaskRunner(client, retries=retries, threads=threads or 0), client.close
 
+    threads = threads or worker_threads(workers)
     if gpus is None:
         import torch
 
@@ -274,7 +291,12 @@ def dask_runner(workers: int = 0, scheduler: str | None = None, *, retries: int 
     # Dask's default worker environment sets MALLOC_TRIM_THRESHOLD_, which switches off glibc's dynamic
     # mmap threshold: every mid-size tensor then costs an mmap/munmap and fresh page faults, and we
     # measured candidate evaluations 2x slower than in-process. Keep only the thread limits.
+    # A worker runs its task in a non-main thread, which glibc serves from a separate mmap-backed arena.
+    # In one process, width candidates ran 1.17x (6 rounds) / 1.00x (4 rounds) slower in a second thread
+    # than in the main one, and 0.90x / 0.98x with MALLOC_ARENA_MAX=1 (loaded machine, so indicative only;
+    # benchmarks.scale.throughput's in-worker claim is the check).
     env = {k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    env["MALLOC_ARENA_MAX"] = "1"
     with dask.config.set({"distributed.scheduler.allowed-failures": retries,
                           "distributed.nanny.pre-spawn-environ": env}):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",

@@ -47,7 +47,8 @@ class Task:
 
     def transform(self, x: torch.Tensor, resolution: int | None = None, channels: int | None = None):
         """Normalise with the train split's statistics, resize, adapt 1<->3 channels."""
-        x = (x - self.mean.to(x.device).view(1, -1, 1, 1)) / self.std.to(x.device).view(1, -1, 1, 1)
+        # one new tensor, divided in place (x itself is the caller's, never modified)
+        x = (x - self.mean.to(x.device).view(1, -1, 1, 1)).div_(self.std.to(x.device).view(1, -1, 1, 1))
         if resolution and resolution != x.shape[-1]:
             x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
         if channels and channels != x.shape[1]:
@@ -72,7 +73,11 @@ class Task:
             order = torch.arange(n)
         if limit is not None:
             order = order[: int(limit)]
-        for i in range(0, len(order), batch_size):
-            idx = order[i: i + batch_size]
-            xb = data.x[idx].to(device, non_blocking=True)
-            yield self.transform(xb, resolution, channels), data.y[idx].to(device, non_blocking=True)
+        n_used = len(order)
+        for i in range(0, n_used, batch_size):
+            j = min(i + batch_size, n_used)
+            if shuffle:
+                xb, yb = data.x[order[i:j]], data.y[order[i:j]]
+            else:  # in order: a slice (a view) instead of a gather copy; transform() makes the new tensor
+                xb, yb = data.x[i:j], data.y[i:j].clone()
+            yield self.transform(xb.to(device, non_blocking=True), resolution, channels), yb.to(device, non_blocking=True)

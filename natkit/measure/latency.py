@@ -12,7 +12,8 @@ import torch.nn as nn
 def measure_latency_ms(model: nn.Module, resolution: int, in_channels: int = 3, *, device="cpu",
                        repeats: int = 20, warmup: int = 5, threads: int | None = 1) -> float:
     previous = torch.get_num_threads()
-    if threads:
+    changed = bool(threads) and threads != previous  # no thread-pool churn when the count already fits
+    if changed:
         torch.set_num_threads(threads)
     was_training = model.training
     model.eval()
@@ -28,7 +29,8 @@ def measure_latency_ms(model: nn.Module, resolution: int, in_channels: int = 3, 
                 if i >= warmup:
                     times.append((time.perf_counter() - t0) * 1e3)
     finally:
-        torch.set_num_threads(previous)
+        if changed:
+            torch.set_num_threads(previous)
         model.train(was_training)
     return float(statistics.median(times))
 

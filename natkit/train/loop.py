@@ -101,7 +101,7 @@ def train(model: nn.Module, task, cfg: TrainConfig = TrainConfig(), *, device="c
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total) if cfg.schedule == "cosine" else None
     if progress is None:
         progress = sys.stderr.isatty() and total > 200
-    bar = _bar(total, progress)
+    bar = step_bar(total, progress)
     losses, step, epoch = [], 0, 0
     while step < total:
         running, count = 0.0, 0
@@ -163,9 +163,13 @@ class _NoBar:
         pass
 
 
-def _bar(total, enabled):
+def step_bar(total, enabled, desc=None):
+    """A transient bar of training steps (stderr), one line below the search's own progress line."""
     if not enabled:
         return _NoBar()
+    import os
+
     from tqdm import tqdm
 
-    return tqdm(total=total, leave=False, unit="step")
+    pos = os.environ.get("NATKIT_PROGRESS_POSITION", "")
+    return tqdm(total=total, leave=False, unit="step", desc=desc, position=int(pos) + 1 if pos.isdigit() else None)

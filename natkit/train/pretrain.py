@@ -20,6 +20,30 @@ def cache_dir(override=None) -> Path:
     return d
 
 
+# What a cached training result depends on besides its arguments: the code that builds the data, the
+# training loop and this cache itself. The network's own modules are added per model.
+TRAINING_CODE = ("natkit.core.task", "natkit.data.load", "natkit.data.splits", "natkit.train.loop",
+                 "natkit.train.bn", "natkit.train.pretrain", "natkit.utils.seed")
+
+
+def code_digest(modules=(), model: nn.Module | None = None) -> str:
+    """sha256 (16 hex) of the source files of ``modules`` (names or module objects) plus every natkit
+    module defining a layer of ``model``: a cached artefact keyed by it is rebuilt after any edit to
+    the code that produced it (found through the live modules, so files that move keep working)."""
+    import hashlib
+    import importlib
+    import inspect
+
+    mods = {m if isinstance(m, str) else m.__name__ for m in modules}
+    if model is not None:
+        mods |= {type(m).__module__ for m in model.modules() if type(m).__module__.startswith("natkit.")}
+    h = hashlib.sha256()
+    for name in sorted(mods):
+        path = inspect.getsourcefile(importlib.import_module(name))
+        h.update(name.encode() + b"\0" + Path(path).read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def pretrained(model_name: str, task, *, epochs: float = 2, resolution: int | None = None, seed: int = 0,
                device="cpu", cache=None, train_cfg: TrainConfig | None = None, in_channels: int | None = None,
                **model_kw) -> nn.Module:
@@ -31,13 +55,13 @@ def pretrained(model_name: str, task, *, epochs: float = 2, resolution: int | No
 
     cfg = train_cfg or TrainConfig(epochs=epochs, lr=0.05, batch_size=128)
     in_channels = in_channels or task.in_channels
-    key = {"model": model_name, "task": task.spec, "n_train": len(task.train), "classes": task.num_classes,
-           "resolution": resolution, "in_channels": in_channels, "seed": seed, "train": cfg.to_dict(),
-           "model_kw": model_kw}
-    tag = f"{model_name}-{task.name}-{derive_seed(key):08x}"
-    path = cache_dir(cache) / f"{tag}.safetensors"
     seed_everything(seed)
     model = create_model(model_name, num_classes=task.num_classes, in_channels=in_channels, **model_kw)
+    key = {"model": model_name, "task": task.spec, "n_train": len(task.train), "classes": task.num_classes,
+           "resolution": resolution, "in_channels": in_channels, "seed": seed, "train": cfg.to_dict(),
+           "model_kw": model_kw, "code": code_digest(TRAINING_CODE, model)}
+    tag = f"{model_name}-{task.name}-{derive_seed(key):08x}"
+    path = cache_dir(cache) / f"{tag}.safetensors"
     meta_path = path.with_suffix(".json")
     if path.is_file() and meta_path.is_file():
         model.load_state_dict(load_state_dict_file(path))

@@ -448,6 +448,7 @@ def run(ctx) -> None:
                                                            "seed": ctx.seed, "objectives": loop.objectives,
                                                            "budget": budget.limits, "task": ctx.task.spec,
                                                            "supernet": ctx.stats["supernet"].get("path")})
+    ctx.progress.expect(int(nat["initial"]) + int(nat["iterations"]) * int(nat["k"]))  # + re-evaluations
     log = loop.run(checkpoint=checkpoint)
     if int(nat["finetune_epochs"]) > 0:
         finetune_front(ctx, loop, int(nat["finetune_epochs"]))

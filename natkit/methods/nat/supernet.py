@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -19,7 +20,7 @@ from natkit.core.evaluator import Evaluator
 from natkit.methods.nat.space import NATSpace, count_params_macs
 from natkit.methods.nat.ofa_mbv3 import MBV3Config, OFAMobileNetV3
 from natkit.train.bn import recalibrate_bn
-from natkit.train.loop import distillation_loss, evaluate
+from natkit.train.loop import distillation_loss, evaluate, step_bar
 from natkit.utils.seed import derive_seed, seed_everything
 
 
@@ -68,6 +69,11 @@ def _optimizer(net, lr, weight_decay):
                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, momentum=0.9, nesterov=True)
 
 
+# channels_last: the depthwise 5x5/7x7 convolutions' backward is several times faster in it on CPU
+# (results/perf/options.md); every later use of the supernet (evaluation, extraction) accepts it
+MEMORY_FORMAT = torch.channels_last
+
+
 def train_supernet(net, space, task, *, epochs: float, batch_size: int, lr: float, sampler, n_sampled: int,
                    teacher_genome, distill: float = 0.5, weight_decay: float = 4e-5, seed: int = 0,
                    label_smoothing: float = 0.1, max_batches: int | None = None, extra_genomes=(),
@@ -76,7 +82,7 @@ def train_supernet(net, space, task, *, epochs: float, batch_size: int, lr: floa
     ``extra_genomes`` and ``n_sampled`` genomes from ``sampler(rng)``."""
     seed_everything(seed)
     rng = np.random.default_rng(seed)
-    net.to(device).train()
+    net.to(device, memory_format=MEMORY_FORMAT).train()
     opt = _optimizer(net, lr, weight_decay)
     r_max = max(space.config.resolutions)
     per_epoch = math.ceil(len(task.train) / batch_size)
@@ -84,6 +90,7 @@ def train_supernet(net, space, task, *, epochs: float, batch_size: int, lr: floa
         per_epoch = min(per_epoch, max_batches)
     total = max(1, int(round(per_epoch * epochs)))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
+    bar = step_bar(total, sys.stderr.isatty(), desc="supernet training")
     losses, step, epoch = [], 0, 0
     while step < total:
         running, n = 0.0, 0
@@ -95,12 +102,14 @@ def train_supernet(net, space, task, *, epochs: float, batch_size: int, lr: floa
             n += 1
             step += 1
             sched.step()
+            bar.update(1)
             if step >= total or n >= per_epoch:
                 break
         losses.append(running / max(n, 1))
         if log:
             log(f"supernet epoch {epoch}: loss {losses[-1]:.3f}")
         epoch += 1
+    bar.close()
     net.set_active(space.decode(teacher_genome))
     return losses
 
@@ -118,16 +127,17 @@ def pretrain_supernet(config: MBV3Config, source, *, epochs: float = 2, warmup_e
     Trained once per configuration; later calls load it from ``$NATKIT_CACHE``."""
     from safetensors.torch import load_file, save_file
 
-    from natkit.train.pretrain import cache_dir
+    from natkit.train.pretrain import TRAINING_CODE, cache_dir, code_digest
 
     in_ch = source.in_channels
-    key = {"kind": "nat-supernet", "config": config.to_dict(), "task": source.spec, "n_train": len(source.train),
-           "classes": source.num_classes, "in_channels": in_ch, "epochs": epochs, "warmup": warmup_epochs,
-           "batch_size": batch_size, "lr": lr, "n_random": n_random, "distill": distill, "seed": seed, "v": 1}
-    path = cache_dir(cache) / f"nat-supernet-{source.name}-{derive_seed(key):08x}.safetensors"
-    meta_path = path.with_suffix(".json")
     seed_everything(seed)
     net = OFAMobileNetV3(config, source.num_classes, in_ch)
+    key = {"kind": "nat-supernet", "config": config.to_dict(), "task": source.spec, "n_train": len(source.train),
+           "classes": source.num_classes, "in_channels": in_ch, "epochs": epochs, "warmup": warmup_epochs,
+           "batch_size": batch_size, "lr": lr, "n_random": n_random, "distill": distill, "seed": seed, "v": 1,
+           "code": code_digest((*TRAINING_CODE, __name__, NATSpace.__module__), net)}
+    path = cache_dir(cache) / f"nat-supernet-{source.name}-{derive_seed(key):08x}.safetensors"
+    meta_path = path.with_suffix(".json")
     space = NATSpace(config, num_classes=source.num_classes, in_channels=in_ch)
     big, small = space.extremes()
     if path.is_file() and meta_path.is_file():

@@ -24,6 +24,7 @@ def sample_random(ctx, problem, bounds, n_total: int) -> None:
 
     rng = np.random.default_rng(ctx.seed)
     X = IntegerRandomSampling().do(problem, n_total, random_state=rng).get("X")
+    ctx.progress.expect(n_total)
     step = ctx.options.pop_size
     for start in range(0, n_total, step):
         problem.evaluate(X[start:start + step], return_as_dictionary=True)

@@ -1,4 +1,4 @@
-"""Shared pieces of the scale benchmarks (importable by Dask workers: this folder is on their sys.path)."""
+"""Shared pieces of the scale benchmarks (importable by Dask workers as ``benchmarks.scale.common``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from natkit.core.evaluator import Evaluator
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class NullEvaluator(Evaluator):
@@ -46,9 +46,10 @@ def update_claims(out_dir: Path, source: str, claims: list[dict]) -> Path:
     """results/scale/claims.json is written by two scripts: replace only this script's claims."""
     path = out_dir / "claims.json"
     data = json.loads(path.read_text()) if path.is_file() else {"claims": []}
-    data["claims"] = [c for c in data.get("claims", []) if c.get("source") != source] + \
+    legacy = {"scale_throughput": "scale.throughput", "scale_costmodel": "scale.costmodel"}  # script-era names
+    data["claims"] = [c for c in data.get("claims", []) if legacy.get(c.get("source"), c.get("source")) != source] + \
         [{**c, "source": source} for c in claims]
-    order = {"scale_throughput": 0, "scale_costmodel": 1}
+    order = {"scale.throughput": 0, "scale.costmodel": 1}
     data["claims"].sort(key=lambda c: order.get(c.get("source"), 9))
     path.write_text(json.dumps(data, indent=2))
     return path

@@ -9,9 +9,9 @@ validation-set sizes. Fitted by non-negative least squares (scipy):
 (c_train * MACs: the fixed training work; c_img: per-image transform cost; c_fwd: forward cost per
 image and MAC). Checked by leave-one-out prediction against the constant (mean) model. The cluster
 extrapolation uses the Dask overhead per candidate and the 1 -> 2 worker efficiency measured by
-`scale_throughput.py` (run it first), assuming efficiency stays at that level as workers are added.
+`benchmarks.scale.throughput` (run it first), assuming efficiency stays at that level as workers are added.
 
-Run: .venv/bin/python benchmarks/scale_costmodel.py  (about 5-8 min on 2 shared cores)
+Run: .venv/bin/python -m benchmarks.scale.costmodel  (about 5-8 min on 2 shared cores)
 Writes results/scale/cost_model.{json,md,png} and its claims into results/scale/claims.json.
 """
 
@@ -20,22 +20,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.optimize import nnls
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_common import ROOT, distinct_encodings, host, update_claims  # noqa: E402
-
-from natkit.core.problem import SerialRunner  # noqa: E402
-from natkit.data import load_task  # noqa: E402
-from natkit.measure import measure  # noqa: E402
-from natkit.methods.width.space import VGGWidthSpace, WidthEvaluator  # noqa: E402
-from natkit.nets import create_model  # noqa: E402
-from natkit.train import TrainConfig  # noqa: E402
+from benchmarks.scale.common import ROOT, distinct_encodings, host, update_claims
+from natkit.core.problem import SerialRunner
+from natkit.data import load_task
+from natkit.measure import measure
+from natkit.methods.width.space import VGGWidthSpace, WidthEvaluator
+from natkit.nets import create_model
+from natkit.train import TrainConfig
 
 TERMS = ["c0 (s)", "c_train (s per MAC)", "c_img (s per val image)", "c_fwd (s per val image per MAC)"]
 
@@ -120,9 +117,9 @@ def main(argv=None):
         # an evaluation inside a worker measured slower than in this process (see throughput.md)
         slowdown = max(1.0, thr["runs"]["dask, 1 worker"].get("median_eval_s_in_worker", 0)
                        / thr["per_candidate_s"]["median"])
-        source = "measured by scale_throughput.py"
+        source = "measured by benchmarks.scale.throughput"
     else:
-        overhead, efficiency, slowdown, source = 0.05, 1.0, 1.0, "assumed (run scale_throughput.py first)"
+        overhead, efficiency, slowdown, source = 0.05, 1.0, 1.0, "assumed (run benchmarks.scale.throughput first)"
 
     def per_candidate(macs, n_val):
         return float((features([macs], [n_val]) @ coef)[0])
@@ -160,7 +157,7 @@ def main(argv=None):
         "ours": f"mean abs error {100 * mape:.0f}% (R2 {r2:.2f})",
         "baseline": f"constant (mean) model {100 * mape_const:.0f}%",
         "holds": bool(mape < mape_const and r2 > 0.8), "plot": "results/scale/cost_model.png"}]
-    update_claims(out, "scale_costmodel", claims)
+    update_claims(out, "scale.costmodel", claims)
     print(json.dumps(result["model"], indent=1))
     return result
 

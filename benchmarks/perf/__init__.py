@@ -1,0 +1,1 @@
+"""Throughput of natkit's own loops against plain PyTorch, and the first-run (cold) costs users pay."""

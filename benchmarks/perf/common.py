@@ -1,0 +1,81 @@
+"""Stamp and timing helpers shared by the perf and scale benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def git_commit() -> dict:
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=20).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {"commit": git("rev-parse", "HEAD") or "unknown", "dirty": bool(git("status", "--porcelain"))}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def stamp(t_start: float | None = None) -> dict:
+    """What every results file carries: commit (+dirty), exact command, versions, CPU, load, wall time."""
+    import numpy
+    import torch
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
+    for name in ("distributed", "pymoo"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    out = {**git_commit(), "command": " ".join([os.path.basename(sys.executable), *sys.orig_argv[1:]]),
+           "versions": versions, "cpu": {"model": cpu_model(), "count": os.cpu_count(),
+                                          "torch_threads": torch.get_num_threads()},
+           "load_avg": list(os.getloadavg())}
+    if t_start is not None:
+        out["wall_s"] = round(time.time() - t_start, 1)
+    return out
+
+
+def timed(fn, *args, **kw) -> float:
+    t0 = time.perf_counter()
+    fn(*args, **kw)
+    return time.perf_counter() - t0
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def write_json(path: Path, data) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+    return path
+
+
+def read_claims_toml(ids=None) -> list[dict]:
+    """The registered claims (benchmarks/claims.toml), optionally only those with the given ids."""
+    import tomllib
+
+    data = tomllib.loads((ROOT / "benchmarks" / "claims.toml").read_text())
+    claims = data.get("claim", [])
+    return [c for c in claims if ids is None or c["id"] in ids]

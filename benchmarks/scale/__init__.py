@@ -1,0 +1,1 @@
+"""Scaling of candidate evaluations: in-process vs local Dask workers, and a cost model."""
