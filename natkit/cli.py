@@ -68,10 +68,17 @@ def _parser() -> argparse.ArgumentParser:
         if name in ("plot", "report"):
             q.add_argument("--out", help="output folder (default: DIR)")
 
-    e = sub.add_parser("export", help="write a candidate's architecture JSON and weights")
+    e = sub.add_parser("export", help="write a candidate's architecture JSON and weights (+ ONNX, int8)")
     e.add_argument("dir")
     e.add_argument("--id", type=int, required=True)
     e.add_argument("--out", help="output folder (default DIR/export/ID)")
+    e.add_argument("--format", choices=["safetensors", "onnx"], default="safetensors",
+                   help="onnx: also model.onnx (opset 17, fixed input shape), checked by onnxruntime against "
+                   "PyTorch on validation images")
+    e.add_argument("--dynamic-batch", action="store_true", help="onnx: leave the batch dimension free")
+    e.add_argument("--int8", action="store_true", help="onnx: also model.int8.onnx (onnxruntime static "
+                   "quantization calibrated on training images), with its val/test error, size and latency")
+    e.add_argument("--threads", type=int, default=1, help="onnxruntime threads for the int8 latency (default 1)")
     return p
 
 
@@ -350,12 +357,22 @@ def cmd_export(args) -> int:
     if src is None:
         raise NatkitError(f"candidate {cand.id} has no stored model (only front models are kept; "
                           f"rerun with --keep-models all)")
-    load_model(src)  # proves it reloads before we hand it out
+    if args.int8 and args.format != "onnx":
+        raise ConfigError("--int8 needs --format onnx")
+    model = load_model(src)  # proves it reloads before we hand it out
     out = Path(args.out or base / "export" / str(cand.id))
     out.mkdir(parents=True, exist_ok=True)
     for f in ("arch.json", "weights.safetensors"):
         shutil.copy(src / f, out / f)
-    (out / "candidate.json").write_text(json.dumps(cand.to_dict(), indent=2, default=str))
+    record = cand.to_dict()
+    if args.format == "onnx":
+        from natkit.export.command import export_onnx_candidate, raise_if_check_failed
+
+        record.update(export_onnx_candidate(model, base, out, dynamic_batch=args.dynamic_batch, int8=args.int8,
+                                            threads=args.threads))
+    (out / "candidate.json").write_text(json.dumps(record, indent=2, default=str))
+    if args.format == "onnx":
+        raise_if_check_failed(record)
     print(f"{out}  (reload with natkit.nets.load_model({str(out)!r}))")
     return 0
 
