@@ -160,7 +160,7 @@ def _methods(arg):
 
 def cmd_search(args) -> int:
     from natkit.core.archive import Archive, package_versions
-    from natkit.core.budget import load_budget
+    from natkit.core.budget import load_budget, load_hardware
     from natkit.core.problem import check_objectives
     from natkit.data import load_task
     from natkit.methods import get_method
@@ -180,6 +180,7 @@ def cmd_search(args) -> int:
     module = get_method(args.method)
     objectives = check_objectives(args.objectives.split(","))
     budget = load_budget(args.budget)
+    hardware = load_hardware(args.budget)
     if args.generations < 1 or args.pop_size < 2:
         raise ConfigError(f"--generations must be >= 1 and --pop-size >= 2, got --generations {args.generations} "
                           f"and --pop-size {args.pop_size}")
@@ -209,6 +210,9 @@ def cmd_search(args) -> int:
     arch_path = Path(args.archive) if args.archive else out / "archive.sqlite"
     archive = Archive(arch_path)
     config = {k: v for k, v in vars(args).items() if k not in ("cmd", "resume", "quiet")}
+    from natkit.measure.latency import configure
+
+    configure(hardware)  # before the runner starts: local Dask workers inherit it
     runner, closer = _runner(args)  # an unreachable scheduler fails before a run is recorded
     if stored:
         run_id = stored["run_id"]
@@ -217,7 +221,7 @@ def cmd_search(args) -> int:
     record = {"run_id": run_id, "archive": str(arch_path.resolve()),
               "archive_relative": os.path.relpath(arch_path.resolve(), out.resolve()), "method": args.method, "task": task.describe(),
               "args": config, "seed": args.seed, "options": options, "versions": package_versions(),
-              "budget": budget.limits, "started": time.time()}
+              "budget": budget.limits, "hardware": hardware.to_dict(), "started": time.time()}
     if stored:
         record["resumed"] = stored.get("resumed", 0) + 1
         record["started"] = stored["started"]
@@ -228,6 +232,8 @@ def cmd_search(args) -> int:
                      source_spec=args.source, data_root=args.data_root, runner=runner,
                      keep_models=args.keep_models, verbose=not args.quiet)
     ctx.log(f"task {task.spec}: {task.source}; {task.describe()['sizes']}; device {device}")
+    if "latency_ms" in objectives or "latency_ms" in budget.limits:
+        ctx.log(f"latency_ms: {hardware.describe()}")
     t0 = time.time()
     try:
         module.run(ctx)
@@ -236,6 +242,7 @@ def cmd_search(args) -> int:
         raise
     finally:
         closer()
+        configure(None)
     elapsed = time.time() - t0
     archive.finish_run(run_id, "done")
     record.update(stats=ctx.stats, elapsed_s=elapsed, finished=time.time())

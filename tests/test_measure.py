@@ -54,3 +54,53 @@ def test_latency_is_positive_and_restores_threads():
     t = measure_latency_ms(m, 16, 1, repeats=5, warmup=1)
     assert t > 0 and torch.get_num_threads() == before
     assert set(measure(m, 16, 1, latency=True)) == {"params", "macs", "latency_ms"}
+
+
+def test_onnxruntime_latency_follows_the_setting(monkeypatch):
+    from natkit.measure import latency as L
+
+    m = create_model("vgg_tiny", num_classes=2, in_channels=1)
+    seen = {}
+    real = L.onnx_file_latency_ms
+
+    def spy(path, **kw):
+        seen.update(kw)
+        return real(path, **kw)
+
+    monkeypatch.setattr(L, "onnx_file_latency_ms", spy)
+    setting = L.HardwareSetting(runtime="onnxruntime", threads=2, warmup=1, repeats=3)
+    t = L.measure_latency_ms(m, 16, 1, setting=setting)
+    assert t > 0 and seen == {"threads": 2, "warmup": 1, "repeats": 3}
+
+
+def test_hardware_setting_travels_in_the_environment_and_feeds_the_eval_key(monkeypatch):
+    from natkit.core.problem import make_eval_key
+    from natkit.measure import latency as L
+
+    monkeypatch.delenv(L.ENV, raising=False)
+    plain = make_eval_key("digits", "width", {"a": 1})
+    L.configure(L.HardwareSetting(runtime="onnxruntime", threads=1))
+    try:
+        assert L.current_setting().runtime == "onnxruntime"
+        assert make_eval_key("digits", "width", {"a": 1}) != plain
+    finally:
+        L.configure(None)
+    assert L.current_setting().is_default() and make_eval_key("digits", "width", {"a": 1}) == plain
+
+
+def test_hardware_table_in_a_budget_toml(tmp_path):
+    from natkit.core.budget import load_budget, load_hardware
+    from natkit.errors import ConfigError
+
+    (tmp_path / "dev.json").write_text("{}")
+    toml = tmp_path / "b.toml"
+    toml.write_text('[budget]\nlatency_ms = 5\n\n[hardware]\ntable = "dev.json"\n')
+    hw = load_hardware(str(toml))
+    assert hw.runtime == "table" and hw.table == str((tmp_path / "dev.json").resolve())
+    assert load_budget(str(toml)).limits == {"latency_ms": 5}
+    toml.write_text('[hardware]\nruntime = "onnxruntime"\nthreads = 2\n')
+    assert load_hardware(str(toml)).threads == 2 and load_budget(str(toml)).limits == {}
+    for bad in ('runtime = "tflite"', "threads = 0", 'table = "missing.json"', "cores = 2"):
+        toml.write_text(f"[hardware]\n{bad}\n")
+        with pytest.raises(ConfigError):
+            load_hardware(str(toml))

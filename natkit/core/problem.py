@@ -15,7 +15,13 @@ from natkit.errors import ConfigError
 
 
 def make_eval_key(task_spec: str, method: str, settings: dict) -> str:
-    blob = json.dumps({"task": task_spec, "method": method, "settings": settings}, sort_keys=True, default=str)
+    from natkit.measure.latency import current_setting
+
+    key = {"task": task_spec, "method": method, "settings": settings}
+    hardware = current_setting()
+    if not hardware.is_default():  # latencies measured another way are not comparable
+        key["hardware"] = hardware.to_dict()
+    blob = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -82,6 +82,11 @@ class RunContext:
                           **model_kw)
 
     @property
+    def wants_latency(self) -> bool:
+        """``latency_ms`` is an objective or a budget constraint: evaluators must report it."""
+        return "latency_ms" in self.objectives or "latency_ms" in getattr(self.budget, "limits", {})
+
+    @property
     def model_dir(self) -> Path:
         return self.out_dir / "models"
 

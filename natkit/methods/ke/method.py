@@ -268,7 +268,7 @@ def build(ctx):
         raise ConfigError(f"KE slim_bn must be copy or recalibrate, got {slim_bn!r}")
     space = _space_from(ctx)
     ev = KEEvaluator(ctx.task, space, model_name, {}, _train_cfg(ctx), mode=mode, seed=ctx.seed,
-                     device=ctx.device, resolution=resolution, latency="latency_ms" in ctx.objectives,
+                     device=ctx.device, resolution=resolution, latency=ctx.wants_latency,
                      recalibrate_slim=slim_bn == "recalibrate", val_limit=val_limit)
     dense = ev.build()
     if mode == "kels" and scaled_arch(dense.natkit_arch, 0.5) is None:
