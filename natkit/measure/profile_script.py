@@ -1,0 +1,186 @@
+"""natkit device profiler: times the layer units of natkit's search spaces with onnxruntime and writes a
+latency table (JSON) that natkit turns into `latency_ms` predictions without the device.
+
+Standalone: needs only Python 3.8+, numpy and onnxruntime on the device. Written out by
+`natkit profile --write-script FILE` with the units to time embedded at the end; run it on the device as
+`python FILE --out DEVICE.json [--threads 1]`, copy DEVICE.json back and name it in a budget TOML:
+`[hardware] table = "DEVICE.json"`.
+
+Protocol (natkit/measure/latency.py): batch 1, threads fixed (intra-op = --threads, inter-op 1,
+sequential execution, full graph optimisation, CPU provider), warm-up runs discarded, median of the
+timed runs in milliseconds. The fixed cost of one session run (an Identity graph) is measured between
+the units and stored as `overhead_ms`; natkit predicts a network as that overhead plus the sum of each
+unit's time above it.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import struct
+import sys
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+OPSET = 17
+IR_VERSION = 8
+DTYPES = {"float32": 1, "uint8": 2, "int8": 3, "int32": 6, "int64": 7, "bool": 9, "float64": 11}
+
+
+# ---- ONNX ModelProto written with the protobuf wire format by hand, so the device needs no `onnx` ----
+def _varint(n):
+    n &= 0xFFFFFFFFFFFFFFFF  # negative int64 values as two's complement
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _tag(field, wire):
+    return _varint(field << 3 | wire)
+
+
+def _bytes(field, payload):
+    return _tag(field, 2) + _varint(len(payload)) + payload
+
+
+def _int(field, n):
+    return _tag(field, 0) + _varint(int(n))
+
+
+def _str(field, s):
+    return _bytes(field, s.encode())
+
+
+def _tensor(name, array):
+    out = b"".join(_int(1, d) for d in array.shape) + _int(2, DTYPES[str(array.dtype)])
+    return out + _str(8, name) + _bytes(9, np.ascontiguousarray(array).tobytes())
+
+
+def _value_info(name, shape, elem=1):
+    dims = b"".join(_bytes(1, _int(1, d)) for d in shape)
+    tensor_type = _int(1, elem) + (_bytes(2, dims) if shape else b"")
+    return _str(1, name) + _bytes(2, _bytes(1, tensor_type))
+
+
+def _attribute(name, value):
+    out = _str(1, name)
+    if isinstance(value, bool) or isinstance(value, int):
+        return out + _int(3, value) + _int(20, 2)
+    if isinstance(value, float):
+        return out + _tag(2, 5) + struct.pack("<f", value) + _int(20, 1)
+    if isinstance(value, str):
+        return out + _bytes(4, value.encode()) + _int(20, 3)
+    if all(isinstance(v, int) for v in value):
+        return out + b"".join(_int(8, v) for v in value) + _int(20, 7)
+    return out + b"".join(_tag(7, 5) + struct.pack("<f", v) for v in value) + _int(20, 6)
+
+
+def _node(i, n):
+    out = b"".join(_str(1, x) for x in n["in"]) + b"".join(_str(2, x) for x in n["out"])
+    out += _str(3, f"n{i}") + _str(4, n["op"])
+    return out + b"".join(_bytes(5, _attribute(k, v)) for k, v in sorted(n["attrs"].items()))
+
+
+def build_model(spec, seed=0):
+    """Serialized ONNX model of one unit: its constants (random weights of the stored shapes, or the
+    stored values of shape-like constants) as initializers, its other inputs as graph inputs."""
+    rng = np.random.default_rng(seed)
+    inits = []
+    for name, shape, dtype, values in spec["inits"]:
+        if values is not None:
+            arr = np.asarray(values, dtype=dtype).reshape(shape)
+        else:
+            arr = (0.1 * rng.standard_normal(shape)).astype(dtype)
+        inits.append(_tensor(name, arr))
+    graph = b"".join(_bytes(1, _node(i, n)) for i, n in enumerate(spec["nodes"])) + _str(2, "unit")
+    graph += b"".join(_bytes(5, t) for t in inits)
+    graph += b"".join(_bytes(11, _value_info(name, shape)) for name, shape in spec["inputs"])
+    graph += b"".join(_bytes(12, _value_info(name, shape)) for name, shape in spec["outputs"])
+    opset = _str(1, "") + _int(2, OPSET)
+    return _int(1, IR_VERSION) + _str(2, "natkit-profile") + _bytes(7, graph) + _bytes(8, opset)
+
+
+IDENTITY = {"nodes": [{"op": "Identity", "in": ["x0"], "out": ["t0"], "attrs": {}}], "inputs": [["x0", [1, 1]]],
+            "inits": [], "outputs": [["t0", [1, 1]]]}
+
+
+# ---- timing ------------------------------------------------------------------------------------------
+def session(model_bytes, threads):
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def time_spec(spec, threads, warmup, repeats):
+    sess = session(build_model(spec), threads)
+    rng = np.random.default_rng(1)
+    feed = {name: rng.standard_normal(shape).astype(np.float32) for name, shape in spec["inputs"]}
+    times = []
+    for i in range(warmup + repeats):
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        if i >= warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def profile(units, threads=1, warmup=5, repeats=20, progress=True):
+    t_start = time.time()
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    table, overheads = {}, []
+    for i, (key, spec) in enumerate(units):
+        if i % 50 == 0:  # the fixed cost, sampled across the run so a load change affects both sides
+            overheads.append(time_spec(IDENTITY, threads, warmup, repeats))
+        table[key] = time_spec(spec, threads, warmup, repeats)
+        if progress and (i + 1) % 200 == 0:
+            print(f"  {i + 1}/{len(units)} units", file=sys.stderr)
+    overheads.append(time_spec(IDENTITY, threads, warmup, repeats))
+    return {"format": "natkit-latency-table", "version": 1,
+            "device": {"cpu": cpu_model(), "machine": platform.machine(), "system": platform.platform(),
+                       "cpu_count": os.cpu_count(), "python": platform.python_version()},
+            "runtime": "onnxruntime", "onnxruntime": ort.__version__, "numpy": np.__version__,
+            "threads": threads, "warmup": warmup, "repeats": repeats, "batch": 1, "statistic": "median",
+            "overhead_ms": statistics.median(overheads), "units": table,
+            "loadavg_start": load, "loadavg_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "seconds": round(time.time() - t_start, 1), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def main(units, argv=None):
+    ap = argparse.ArgumentParser(description="time natkit's layer units with onnxruntime on this device")
+    ap.add_argument("--out", required=True, help="latency table to write (JSON)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    result = profile(units, args.threads, args.warmup, args.repeats, progress=not args.quiet)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    if not args.quiet:
+        print(f"{args.out}: {len(result['units'])} units, overhead {result['overhead_ms']:.4f} ms, "
+              f"{result['seconds']} s on {result['device']['cpu']} ({args.threads} thread(s))")
+    return 0
