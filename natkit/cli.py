@@ -79,6 +79,21 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--int8", action="store_true", help="onnx: also model.int8.onnx (onnxruntime static "
                    "quantization calibrated on training images), with its val/test error, size and latency")
     e.add_argument("--threads", type=int, default=1, help="onnxruntime threads for the int8 latency (default 1)")
+    pr = sub.add_parser("profile", help="time the layer units natkit's spaces use with onnxruntime: a device "
+                        "latency table for [hardware] table = FILE in a budget TOML")
+    pr.add_argument("--out", help="latency table to write (JSON), measured on this machine")
+    pr.add_argument("--write-script", metavar="FILE", help="write the standalone profiler (numpy + onnxruntime "
+                    "only) to FILE for copying to the device: python FILE --out DEVICE.json")
+    pr.add_argument("--spaces", default="width,nat_small,pruned",
+                    help="spaces whose units to time: width, nat_small, nat_imagenet, pruned (default all but "
+                    "nat_imagenet)")
+    pr.add_argument("--samples", type=int, default=40, help="random networks per space (default 40)")
+    pr.add_argument("--channels", type=int, default=1, help="input channels of the task (default 1)")
+    pr.add_argument("--classes", type=int, default=10, help="classes of the task (default 10)")
+    pr.add_argument("--threads", type=int, default=1)
+    pr.add_argument("--warmup", type=int, default=5)
+    pr.add_argument("--repeats", type=int, default=20)
+    pr.add_argument("--seed", type=int, default=0)
     return p
 
 
@@ -96,6 +111,10 @@ def main(argv=None) -> int:
             return cmd_report(args)
         if args.cmd == "export":
             return cmd_export(args)
+        if args.cmd == "profile":
+            from natkit.measure.profile import cmd_profile
+
+            return cmd_profile(args)
     except NatkitError as exc:
         print(f"natkit: error: {exc}", file=sys.stderr)
         return 2

@@ -73,7 +73,9 @@ class HardwareSetting:
             if not p.is_absolute() and base_dir is not None and (Path(base_dir) / p).is_file():
                 p = Path(base_dir) / p
             if not p.is_file():
-                raise ConfigError(f"[hardware] latency table not found: {kw['table']}")
+                from natkit.measure.tables import resolve_table
+
+                p = resolve_table(str(kw["table"]))  # a table shipped in search_spaces/tables/, by name
             kw["table"] = str(p.resolve())
         return cls(**kw)
 

@@ -64,32 +64,45 @@ def sample_networks(space: str, n: int, *, seed: int = 0, channels: int = 1, cla
         raise ConfigError(f"unknown space {space!r} to profile; choose from {', '.join(SPACES)} or nat_imagenet")
 
 
-def collect_units(networks) -> dict:
-    """Distinct units (key -> spec) of the given ``(model, resolution, channels)`` in first-seen order."""
-    from natkit.measure.units import model_units
+def collect(networks, *, payload: dict | None = None, label: str = "", calibrate_every: int = 1) -> dict:
+    """Add the distinct units of ``(model, resolution, channels)`` networks to a profiler payload
+    ``{"units": [[key, spec], ...], "networks": [...]}``; every ``calibrate_every``-th network is also
+    kept whole (its graph spec and unit indices) for calibration."""
+    from natkit.measure.units import graph_spec, graph_units
+    from natkit.measure.units import export_proto
 
-    out: dict = {}
-    for model, res, ch in networks:
-        for u in model_units(model, res, ch):
-            out.setdefault(u.key, u.spec)
-    return out
+    payload = payload or {"units": [], "networks": []}
+    index = {k: i for i, (k, _) in enumerate(payload["units"])}
+    for j, (model, res, ch) in enumerate(networks):
+        proto = export_proto(model, res, ch)
+        ids = []
+        for u in graph_units(proto):
+            if u.key not in index:
+                index[u.key] = len(payload["units"])
+                payload["units"].append([u.key, u.spec])
+            ids.append(index[u.key])
+        if calibrate_every and j % calibrate_every == 0:
+            payload["networks"].append({"name": f"{label}{j}", "spec": graph_spec(proto), "units": ids})
+    return payload
 
 
-def space_units(spaces=SPACES, n: int = 40, *, seed: int = 0, channels: int = 1, classes: int = 10) -> dict:
-    units: dict = {}
+def space_payload(spaces=SPACES, n: int = 40, *, seed: int = 0, channels: int = 1, classes: int = 10,
+                  calibrate_every: int = 1) -> dict:
+    """Units (and calibration networks) of ``n`` random networks of each space."""
+    payload = None
     for s in spaces:
-        for k, v in collect_units(sample_networks(s, n, seed=seed, channels=channels, classes=classes)).items():
-            units.setdefault(k, v)
-    return units
+        payload = collect(sample_networks(s, n, seed=seed, channels=channels, classes=classes), payload=payload,
+                          label=f"{s}-", calibrate_every=calibrate_every)
+    return payload
 
 
-def write_script(path, units: dict) -> Path:
-    """The standalone profiler with ``units`` embedded (numpy + onnxruntime are all it imports)."""
+def write_script(path, payload: dict) -> Path:
+    """The standalone profiler with the payload embedded (numpy + onnxruntime are all it imports)."""
     src = (Path(__file__).with_name("profile_script.py")).read_text()
-    payload = json.dumps([[k, v] for k, v in units.items()], separators=(",", ":"))
-    body = (src + "\n\n# ---- the units natkit's spaces use (written by `natkit profile --write-script`) ----\n"
-            f"UNITS = json.loads({payload!r})\n\n"
-            "if __name__ == \"__main__\":\n    sys.exit(main(UNITS))\n")
+    blob = json.dumps(payload, separators=(",", ":"))
+    body = (src + "\n\n# ---- the units natkit's spaces use (written by `natkit profile`) ----\n"
+            f"PAYLOAD = json.loads({blob!r})\n\n"
+            "if __name__ == \"__main__\":\n    sys.exit(main(PAYLOAD))\n")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(body)
@@ -104,3 +117,35 @@ def run_script(script, out, *, threads: int = 1, warmup: int = 5, repeats: int =
     if proc.returncode != 0:
         raise NatkitError(f"the profiler failed (exit {proc.returncode}): {(proc.stderr or '').strip()[-300:]}")
     return json.loads(Path(out).read_text())
+
+
+def cmd_profile(args) -> int:
+    """``natkit profile``: collect the units, write the script, and run it here unless only written."""
+    if not args.out and not args.write_script:
+        raise ConfigError("give --out DEVICE.json (profile this machine) and/or --write-script FILE (for a device)")
+    spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
+    bad = [s for s in spaces if s not in SPACES + ("nat_imagenet",)]
+    if bad or not spaces:
+        raise ConfigError(f"unknown space {bad[0] if bad else ''!r} to profile; choose from "
+                          f"{', '.join(SPACES + ('nat_imagenet',))}")
+    for k in ("samples", "channels", "classes", "threads", "repeats"):
+        if getattr(args, k) < 1:
+            raise ConfigError(f"--{k} must be a positive integer, got {getattr(args, k)}")
+    payload = space_payload(spaces, args.samples, seed=args.seed, channels=args.channels, classes=args.classes)
+    print(f"{len(payload['units'])} distinct units and {len(payload['networks'])} calibration networks from "
+          f"{args.samples} random networks of each of {', '.join(spaces)}")
+    if args.write_script:
+        write_script(args.write_script, payload)
+        print(f"{args.write_script}: run it on the device: python {Path(args.write_script).name} --out DEVICE.json "
+              f"--threads {args.threads}")
+    if args.out:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="natkit-profile-") as d:
+            script = Path(args.write_script) if args.write_script else write_script(Path(d) / "profile.py", payload)
+            run_script(script, args.out, threads=args.threads, warmup=args.warmup, repeats=args.repeats)
+        from natkit.measure.tables import load_table
+
+        table = load_table(args.out)
+        print(f"{args.out}: overhead {table.overhead:.4f} ms per run; calibration {table.fit}")
+    return 0

@@ -10,7 +10,7 @@ Protocol (natkit/measure/latency.py): batch 1, threads fixed (intra-op = --threa
 sequential execution, full graph optimisation, CPU provider), warm-up runs discarded, median of the
 timed runs in milliseconds. The fixed cost of one session run (an Identity graph) is measured between
 the units and stored as `overhead_ms`; natkit predicts a network as that overhead plus the sum of each
-unit's time above it.
+unit's time above it, each operator class's share calibrated on the sample networks timed whole.
 """
 
 import argparse
@@ -148,28 +148,34 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
-def profile(units, threads=1, warmup=5, repeats=20, progress=True):
+def profile(payload, threads=1, warmup=5, repeats=20, progress=True):
+    """Time every unit alone, then the sample networks whole (natkit calibrates the sum on them)."""
     t_start = time.time()
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    units, networks = payload["units"], payload.get("networks", [])
     table, overheads = {}, []
     for i, (key, spec) in enumerate(units):
         if i % 50 == 0:  # the fixed cost, sampled across the run so a load change affects both sides
             overheads.append(time_spec(IDENTITY, threads, warmup, repeats))
         table[key] = time_spec(spec, threads, warmup, repeats)
-        if progress and (i + 1) % 200 == 0:
+        if progress and (i + 1) % 500 == 0:
             print(f"  {i + 1}/{len(units)} units", file=sys.stderr)
+    nets = []
+    for net in networks:
+        nets.append({"name": net["name"], "units": net["units"], "ms": time_spec(net["spec"], threads, warmup, repeats)})
     overheads.append(time_spec(IDENTITY, threads, warmup, repeats))
     return {"format": "natkit-latency-table", "version": 1,
             "device": {"cpu": cpu_model(), "machine": platform.machine(), "system": platform.platform(),
                        "cpu_count": os.cpu_count(), "python": platform.python_version()},
             "runtime": "onnxruntime", "onnxruntime": ort.__version__, "numpy": np.__version__,
             "threads": threads, "warmup": warmup, "repeats": repeats, "batch": 1, "statistic": "median",
-            "overhead_ms": statistics.median(overheads), "units": table,
-            "loadavg_start": load, "loadavg_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "overhead_ms": statistics.median(overheads), "units": table, "unit_order": [k for k, _ in units],
+            "networks": nets, "loadavg_start": load,
+            "loadavg_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
             "seconds": round(time.time() - t_start, 1), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def main(units, argv=None):
+def main(payload, argv=None):
     ap = argparse.ArgumentParser(description="time natkit's layer units with onnxruntime on this device")
     ap.add_argument("--out", required=True, help="latency table to write (JSON)")
     ap.add_argument("--threads", type=int, default=1)
@@ -177,10 +183,10 @@ def main(units, argv=None):
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-    result = profile(units, args.threads, args.warmup, args.repeats, progress=not args.quiet)
+    result = profile(payload, args.threads, args.warmup, args.repeats, progress=not args.quiet)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
     if not args.quiet:
-        print(f"{args.out}: {len(result['units'])} units, overhead {result['overhead_ms']:.4f} ms, "
+        print(f"{args.out}: {len(result['units'])} units, {len(result['networks'])} networks, overhead {result['overhead_ms']:.4f} ms, "
               f"{result['seconds']} s on {result['device']['cpu']} ({args.threads} thread(s))")
     return 0

@@ -58,7 +58,15 @@ def _load(path: str):
 
 
 class UnitTable:
-    """natkit's per-unit onnxruntime table of one device."""
+    """natkit's per-unit onnxruntime table of one device.
+
+    A unit timed alone carries costs a unit inside a network does not (its own input and output
+    copies, layout reorders around it), so the table also holds sample networks timed whole. Per
+    operator class (first operator; convolutions split into depthwise, 1x1 and larger kernels) natkit
+    fits, by non-negative least squares on those networks, a scale of the summed unit times:
+    ``latency = overhead + sum_c scale_c * sum(unit - overhead)`` (a class the networks lack keeps 1).
+    (A per-unit cost per class besides the scale predicted held-out networks no better.)
+    """
 
     def __init__(self, data: dict, path=None):
         self.data, self.path = data, path
@@ -66,17 +74,57 @@ class UnitTable:
         self.overhead = float(data["overhead_ms"])
         self.last_prediction: dict = {}
         self._lines: dict = {}
+        self.calibration = self._calibrate()
+
+    def _excess(self, unit) -> tuple[str, float, bool]:
+        ms = self.units.get(unit.key)
+        if ms is None:
+            return _op_class(unit.spec), self._estimate(unit), True
+        return _op_class(unit.spec), max(0.0, ms - self.overhead), False
+
+    def _features(self, classed) -> dict:
+        f: dict = {}
+        for c, e in classed:
+            s, n = f.get(c, (0.0, 0))
+            f[c] = (s + e, n + 1)
+        return f
+
+    def _calibrate(self) -> dict:
+        nets = self.data.get("networks") or []
+        order = self.data.get("unit_order") or []
+        self.fit = {"networks": len(nets), "calibrated": False}
+        if not nets or not order:
+            return {}
+        specs = {k: json.loads(k) for k in order}
+        rows, ys = [], []
+        for net in nets:
+            classed = [(_op_class(specs[order[i]]), max(0.0, self.units[order[i]] - self.overhead))
+                       for i in net["units"]]
+            rows.append(self._features(classed))
+            ys.append(net["ms"] - self.overhead)
+        classes = sorted({c for r in rows for c in r})
+        if len(nets) < 2 * len(classes):  # too few networks to calibrate every class: plain sums
+            self.fit = {"networks": len(nets), "classes": len(classes), "calibrated": False}
+            return {}
+        from scipy.optimize import nnls
+
+        A = np.array([[r.get(c, (0.0, 0))[0] for c in classes] for r in rows], float)
+        y = np.array(ys, float)
+        coef, _ = nnls(A, y)
+        self.fit = {"networks": len(nets), "classes": len(classes),
+                    "median_abs_rel_error": float(np.median(np.abs(A @ coef - y) / (y + self.overhead)))}
+        return {c: float(coef[i]) for i, c in enumerate(classes)}
 
     def predict_units(self, units) -> float:
-        total, missing = self.overhead, 0
+        classed, estimated = [], 0
         for u in units:
-            ms = self.units.get(u.key)
-            if ms is None:
-                missing += 1
-                total += self._estimate(u)
-            else:
-                total += max(0.0, ms - self.overhead)
-        self.last_prediction = {"units": len(units), "estimated": missing}
+            c, e, est = self._excess(u)
+            classed.append((c, e))
+            estimated += est
+        total = self.overhead
+        for c, (e, _) in self._features(classed).items():
+            total += self.calibration.get(c, 1.0) * e
+        self.last_prediction = {"units": len(units), "estimated": estimated}
         return float(total)
 
     def predict_model(self, model, resolution: int, in_channels: int) -> float:
@@ -170,6 +218,15 @@ class OFALookupTable:
             raise ConfigError("an OFA MobileNetV3 latency table predicts NAT subnets only; this network is "
                               f"a {type(model).__name__}")
         return self.predict_arch(arch)
+
+
+def _op_class(spec: dict) -> str:
+    n = spec["nodes"][0]
+    if n["op"] == "Conv":
+        if n["attrs"].get("group", 1) > 1:
+            return "Conv-dw"
+        return "Conv-1x1" if max(n["attrs"].get("kernel_shape", [1])) == 1 else "Conv-kxk"
+    return n["op"]
 
 
 def _out(h: int, stride: int) -> int:

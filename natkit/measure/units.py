@@ -20,7 +20,6 @@ import numpy as np
 
 FUSED_ACTIVATIONS = {"Relu", "Clip", "HardSigmoid", "HardSwish", "Sigmoid", "LeakyRelu", "Tanh"}
 DROPPED = {"Identity", "Dropout", "Constant"}  # removed or folded before onnxruntime runs the graph
-SMALL_CONSTANT = 64  # integer or tiny constants (shapes, axes) are stored by value, weights by shape only
 
 
 @dataclass(frozen=True)
@@ -33,46 +32,68 @@ class Unit:
 
 def model_units(model, resolution: int, channels: int) -> list[Unit]:
     """The units of ``model`` exported at batch 1 and ``resolution`` px."""
+    return graph_units(export_proto(model, resolution, channels))
+
+
+def export_proto(model, resolution: int, channels: int):
     import onnx
 
     from natkit.export.onnx import export_onnx
 
     with tempfile.TemporaryDirectory(prefix="natkit-units-") as d:
         path = export_onnx(model, Path(d) / "m.onnx", resolution=resolution, channels=channels)
-        return graph_units(onnx.load(str(path)))
+        return onnx.load(str(path))
 
 
-def graph_units(proto) -> list[Unit]:
-    import onnx
-    from onnx import helper, numpy_helper, shape_inference
+def _parse(proto):
+    from onnx import numpy_helper, shape_inference
 
     proto = shape_inference.infer_shapes(proto)
     g = proto.graph
     shapes = {}
     for vi in list(g.input) + list(g.value_info) + list(g.output):
-        dims = vi.type.tensor_type.shape.dim
-        shapes[vi.name] = [int(d.dim_value) for d in dims]
+        shapes[vi.name] = [int(d.dim_value) for d in vi.type.tensor_type.shape.dim]
     consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     for n in g.node:
         if n.op_type == "Constant":
             consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    alias = {n.output[0]: n.input[0] for n in g.node if n.op_type in ("Identity", "Dropout")}
+    for a in list(alias):  # chains of pass-through nodes
+        while alias[a] in alias:
+            alias[a] = alias[alias[a]]
+    for t, src in alias.items():
+        if src in consts:
+            consts[t] = consts[src]
+    nodes = [n for n in g.node if n.op_type not in DROPPED]
+    shapes["__alias__"] = alias
+    return nodes, shapes, consts, {alias.get(o.name, o.name) for o in g.output}
+
+
+def graph_units(proto) -> list[Unit]:
+    nodes, shapes, consts, graph_outputs = _parse(proto)
     consumers: dict = {}
-    for n in g.node:
+    for n in nodes:
         for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    graph_outputs = {o.name for o in g.output}
+            consumers.setdefault(shapes["__alias__"].get(i, i), []).append(n)
     units, taken = [], set()
-    for n in g.node:
-        if id(n) in taken or n.op_type in DROPPED:
+    for n in nodes:
+        if id(n) in taken:
             continue
-        nodes = [n]
+        group = [n]
         users = consumers.get(n.output[0], [])
         if n.op_type == "Conv" and len(users) == 1 and users[0].op_type in FUSED_ACTIVATIONS \
                 and n.output[0] not in graph_outputs:
-            nodes.append(users[0])
+            group.append(users[0])
             taken.add(id(users[0]))
-        units.append(_unit(nodes, shapes, consts, helper, onnx))
+        units.append(_unit(group, shapes, consts))
     return units
+
+
+def graph_spec(proto) -> dict:
+    """The whole graph in the units' canonical form (weights by shape only): what the standalone
+    profiler rebuilds to time complete networks for calibration."""
+    nodes, shapes, consts, _ = _parse(proto)
+    return _unit(nodes, shapes, consts).spec
 
 
 def _attr(a, helper):
@@ -84,12 +105,17 @@ def _attr(a, helper):
     return round(v, 6) if isinstance(v, float) else v
 
 
-def _unit(nodes, shapes, consts, helper, onnx) -> Unit:
+def _unit(nodes, shapes, consts) -> Unit:
+    from onnx import helper
+
     names: dict = {}
     inputs, inits, spec_nodes = [], [], []
     produced = {o for n in nodes for o in n.output}
 
+    alias = shapes.get("__alias__", {})
+
     def name(t):
+        t = alias.get(t, t)
         if t in names:
             return names[t]
         if t == "":
@@ -99,8 +125,8 @@ def _unit(nodes, shapes, consts, helper, onnx) -> Unit:
         elif t in consts:
             arr = consts[t]
             names[t] = f"w{len(inits)}"
-            small = arr.dtype.kind in "iub" or arr.size <= SMALL_CONSTANT
-            inits.append([names[t], list(arr.shape), str(arr.dtype), arr.reshape(-1).tolist() if small else None])
+            by_value = arr.dtype.kind in "iub"  # shapes and axes; float weights matter by shape only
+            inits.append([names[t], list(arr.shape), str(arr.dtype), arr.reshape(-1).tolist() if by_value else None])
         else:
             names[t] = f"x{len(inputs)}"
             inputs.append([names[t], shapes.get(t, [])])
