@@ -61,8 +61,8 @@ def test_physically_pruned_networks_export(name, tmp_path):
 
 
 def test_nat_subnet_exports(tmp_path):
-    from natkit.methods.nat_space import NATSpace
-    from natkit.nets.ofa_mbv3 import MBV3Config, OFAMobileNetV3
+    from natkit.methods.nat.space import NATSpace
+    from natkit.methods.nat.ofa_mbv3 import MBV3Config, OFAMobileNetV3
 
     cfg = MBV3Config(resolutions=(16, 20), stem_width=4, first_block_width=4, stage_widths=(4, 8, 8, 12, 12),
                      feature_mix_width=16, divisor=4, dropout=0.0)
@@ -75,7 +75,7 @@ def test_nat_subnet_exports(tmp_path):
 
 
 def test_tascnet_rebuilt_network_exports(tmp_path):
-    from natkit.methods import tascnet_layers as T
+    from natkit.methods.tascnet import layers as T
 
     base = _busy_bn(create_model("resnet_tiny", num_classes=10, in_channels=1))
     ex = torch.zeros(2, 1, 12, 12)
@@ -86,7 +86,7 @@ def test_tascnet_rebuilt_network_exports(tmp_path):
 
 
 def test_ke_slim_network_exports(tmp_path):
-    from natkit.methods.ke_split import extract_slim, kels_masks
+    from natkit.methods.ke.split import extract_slim, kels_masks
 
     model = _busy_bn(create_model("densenet_tiny", num_classes=10, in_channels=1))
     slim = extract_slim(model, kels_masks(model, 0.5, resolution=8)).eval()

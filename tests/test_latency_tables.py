@@ -110,8 +110,8 @@ def lut():
 
 @pytest.fixture(scope="module")
 def imagenet_space():
-    from natkit.methods.nat import load_nat_space
-    from natkit.methods.nat_space import NATSpace
+    from natkit.methods.nat.method import load_nat_space
+    from natkit.methods.nat.space import NATSpace
 
     return NATSpace(load_nat_space("nat_imagenet")[0], num_classes=1000, in_channels=3)
 
@@ -133,7 +133,7 @@ def test_published_table_entries_are_summed(lut, imagenet_space):
 
 
 def test_published_table_predicts_extracted_subnets_only(lut, imagenet_space):
-    from natkit.nets.mbv3_subnet import MBV3Subnet
+    from natkit.methods.nat.subnet import MBV3Subnet
 
     arch = imagenet_space.decode(imagenet_space.extremes()[1])
     assert lut.predict_model(MBV3Subnet(arch), 192, 3) == pytest.approx(lut.predict_arch(arch))
@@ -169,7 +169,7 @@ def test_latency_table_budget_runs_a_search_end_to_end(tmp_path):
     run = json.loads((out / "run.json").read_text())
     assert run["hardware"]["runtime"] == "table" and run["hardware"]["table"] == str((tmp_path / "dev.json").resolve())
     cands = Archive(out / "archive.sqlite").candidates(status="ok")
-    from natkit.methods.width_space import load_width_space
+    from natkit.methods.width.space import load_width_space
     from natkit.nets import create_model
 
     space = load_width_space("vgg_widths")[0]

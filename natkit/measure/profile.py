@@ -29,7 +29,7 @@ def sample_networks(space: str, n: int, *, seed: int = 0, channels: int = 1, cla
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     if space == "width":
-        from natkit.methods.width_space import load_width_space
+        from natkit.methods.width.space import load_width_space
         from natkit.nets import create_model
 
         sp, _, _ = load_width_space("vgg_widths")
@@ -37,9 +37,9 @@ def sample_networks(space: str, n: int, *, seed: int = 0, channels: int = 1, cla
         for x in X:
             yield create_model("vgg", num_classes=classes, in_channels=channels, **sp.decode(x)), sp.resolution, channels
     elif space.startswith("nat"):
-        from natkit.methods.nat import load_nat_space
-        from natkit.methods.nat_space import NATSpace
-        from natkit.nets.ofa_mbv3 import OFAMobileNetV3
+        from natkit.methods.nat.method import load_nat_space
+        from natkit.methods.nat.space import NATSpace
+        from natkit.methods.nat.ofa_mbv3 import OFAMobileNetV3
 
         config = load_nat_space(space)[0]
         net = OFAMobileNetV3(config, classes, channels).eval()
