@@ -32,15 +32,19 @@ CLAIM_ID = "hardware.latency.table"
 SPACES = ("width", "nat_small", "pruned")
 
 
-def stamp(t0: float, load_start) -> dict:
-    from natkit.core.archive import package_versions
-    from natkit.measure.profile_script import cpu_model
-
+def git_state() -> dict:
+    """Taken when the run starts: the code that ran, whatever is committed while it runs."""
     def git(*a):
         return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain")),
-            "command": "python -m benchmarks.hardware.latency " + " ".join(sys.argv[1:]),
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+
+
+def stamp(t0: float, load_start, state: dict, module: str) -> dict:
+    from natkit.core.archive import package_versions
+    from natkit.measure.profile_script import cpu_model
+
+    return {**state, "command": f"python -m {module} " + " ".join(sys.argv[1:]),
             "versions": package_versions(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "wall_s": round(time.time() - t0, 1),
             "loadavg_start": load_start, "loadavg_end": os.getloadavg()}
@@ -117,7 +121,7 @@ def main(argv=None):
     from scipy.stats import kendalltau
 
     torch.set_num_threads(1)
-    t0, load_start = time.time(), os.getloadavg()
+    t0, load_start, state = time.time(), os.getloadavg(), git_state()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="natkit-bench-hw-") as d:
@@ -159,7 +163,7 @@ def main(argv=None):
     overall = summary(allm)
     per_space = {s: summary(np.array([r["space"] == s for r in rows])) for s in SPACES}
     holds = overall["tau"] >= 0.9 and overall["med_err"] <= 0.10
-    st = stamp(t0, load_start)
+    st = stamp(t0, load_start, state, "benchmarks.hardware.latency")
     table_info = {"units": len(table.units), "overhead_ms": table.overhead, "fit": table.fit,
                   "calibration": table.calibration, "profile_seconds": table.data.get("seconds"),
                   "profile_loadavg": [table.data.get("loadavg_start"), table.data.get("loadavg_end")]}
