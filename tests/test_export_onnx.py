@@ -112,7 +112,7 @@ def test_a_wrong_graph_fails_the_check(tmp_path):
     assert not check["ok"] and check["max_abs_diff"] > TOLERANCE
 
 
-def _fake_run(tmp_path, task="digits"):
+def _fake_run(tmp_path, task="digits", name="vgg_tiny", resolution=8):
     """A run directory as a search leaves it: archive with one candidate, its stored model, run.json."""
     from natkit.core.archive import Archive
 
@@ -120,8 +120,8 @@ def _fake_run(tmp_path, task="digits"):
     run.mkdir()
     archive = Archive(run / "archive.sqlite")
     run_id = archive.start_run("width", task, {}, 0)
-    model = create_model("vgg_tiny", num_classes=10, in_channels=1)
-    model.natkit_input = {"resolution": 8, "channels": 1}
+    model = create_model(name, num_classes=10, in_channels=1)
+    model.natkit_input = {"resolution": resolution, "channels": 1}
     cid = archive.add(run_id, "width", generation=0, encoding=[1], arch=model.natkit_arch,
                       metrics={"error": 0.5, "params": 10, "macs": 10})
     save_model(model, run / "models" / str(cid))
@@ -158,3 +158,31 @@ def test_cli_int8_needs_onnx(tmp_path, capsys):
     run, cid = _fake_run(tmp_path)
     assert main(["export", str(run), "--id", str(cid), "--int8"]) == 2
     assert "--int8 needs --format onnx" in capsys.readouterr().err
+
+
+def test_cli_int8_reports_errors_size_and_latency_next_to_fp32(tmp_path, capsys):
+    from natkit.cli import main
+
+    run, cid = _fake_run(tmp_path, name="vgg_small", resolution=16)  # big enough for int8 weights to pay
+    assert main(["export", str(run), "--id", str(cid), "--format", "onnx", "--int8"]) == 0
+    out = run / "export" / str(cid)
+    rec = json.loads((out / "candidate.json").read_text())["int8"]
+    assert (out / "model.int8.onnx").is_file() and rec["calibration_split"] == "train"
+    assert rec["calibration_images"] > 0 and rec["bytes"] < rec["fp32"]["bytes"]
+    for r in (rec, rec["fp32"]):
+        assert 0.0 <= r["val_error"] <= 1.0 and 0.0 <= r["test_error"] <= 1.0 and r["latency_ms"] > 0
+    assert rec["test_error_change"] == pytest.approx(rec["test_error"] - rec["fp32"]["test_error"])
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(out / "model.int8.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    text = capsys.readouterr().out
+    assert "fp32" in text and "int8" in text and "test error" in text
+
+
+def test_int8_without_the_task_is_a_clear_error(tmp_path, capsys):
+    from natkit.cli import main
+
+    run, cid = _fake_run(tmp_path, task="npz:/nonexistent/data.npz")
+    assert main(["export", str(run), "--id", str(cid), "--format", "onnx", "--int8"]) == 2
+    assert "training images" in capsys.readouterr().err
