@@ -8,7 +8,8 @@ Standalone: needs only Python 3.8+, numpy and onnxruntime on the device. Written
 
 Protocol (natkit/measure/latency.py): batch 1, threads fixed (intra-op = --threads, inter-op 1,
 sequential execution, full graph optimisation, CPU provider), warm-up runs discarded, median of the
-timed runs in milliseconds. The fixed cost of one session run (an Identity graph) is measured between
+timed runs in milliseconds; the timed runs are spread over interleaved rounds within shuffled chunks
+of units and networks, so a change of the machine's load does not favour one kind of entry. The fixed cost of one session run (an Identity graph) is measured between
 the units and stored as `overhead_ms`; natkit predicts a network as that overhead plus the sum of each
 unit's time above it, each operator class's share calibrated on the sample networks timed whole.
 """
@@ -27,6 +28,8 @@ import onnxruntime as ort
 
 OPSET = 17
 IR_VERSION = 8
+CHUNK = 100  # sessions alive and timed together
+ROUNDS = 3
 DTYPES = {"float32": 1, "uint8": 2, "int8": 3, "int32": 6, "int64": 7, "bool": 9, "float64": 11}
 
 
@@ -124,17 +127,26 @@ def session(model_bytes, threads):
     return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def time_spec(spec, threads, warmup, repeats):
-    sess = session(build_model(spec), threads)
+def time_specs(specs, threads, warmup, repeats, rounds=ROUNDS):
+    """Median ms of each spec. The specs' sessions are created together and timed in ``rounds``
+    interleaved rounds (``repeats`` timed runs in all), so a change of the machine's load during the
+    chunk affects every spec alike."""
     rng = np.random.default_rng(1)
-    feed = {name: rng.standard_normal(shape).astype(np.float32) for name, shape in spec["inputs"]}
-    times = []
-    for i in range(warmup + repeats):
-        t0 = time.perf_counter()
-        sess.run(None, feed)
-        if i >= warmup:
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    sessions, feeds = [], []
+    for spec in specs:
+        sessions.append(session(build_model(spec), threads))
+        feeds.append({name: rng.standard_normal(shape).astype(np.float32) for name, shape in spec["inputs"]})
+        for _ in range(warmup):
+            sessions[-1].run(None, feeds[-1])
+    times = [[] for _ in specs]
+    per_round = max(1, -(-repeats // rounds))
+    for _ in range(rounds):
+        for i in rng.permutation(len(specs)):
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                sessions[i].run(None, feeds[i])
+                times[i].append((time.perf_counter() - t0) * 1e3)
+    return [statistics.median(t) for t in times]
 
 
 def cpu_model():
@@ -149,26 +161,33 @@ def cpu_model():
 
 
 def profile(payload, threads=1, warmup=5, repeats=20, progress=True):
-    """Time every unit alone, then the sample networks whole (natkit calibrates the sum on them)."""
+    """Time every unit alone and the sample networks whole (natkit calibrates the sum on them), in
+    shuffled chunks that each also time the fixed cost of a run (an Identity graph)."""
     t_start = time.time()
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     units, networks = payload["units"], payload.get("networks", [])
-    table, overheads = {}, []
-    for i, (key, spec) in enumerate(units):
-        if i % 50 == 0:  # the fixed cost, sampled across the run so a load change affects both sides
-            overheads.append(time_spec(IDENTITY, threads, warmup, repeats))
-        table[key] = time_spec(spec, threads, warmup, repeats)
-        if progress and (i + 1) % 500 == 0:
-            print(f"  {i + 1}/{len(units)} units", file=sys.stderr)
-    nets = []
-    for net in networks:
-        nets.append({"name": net["name"], "units": net["units"], "ms": time_spec(net["spec"], threads, warmup, repeats)})
-    overheads.append(time_spec(IDENTITY, threads, warmup, repeats))
+    items = [("unit", i) for i in range(len(units))] + [("net", j) for j in range(len(networks))]
+    order = np.random.default_rng(0).permutation(len(items))
+    table, net_ms, overheads = {}, {}, []
+    for c in range(0, len(order), CHUNK):
+        chunk = [items[k] for k in order[c: c + CHUNK]]
+        specs = [units[i][1] if kind == "unit" else networks[i]["spec"] for kind, i in chunk] + [IDENTITY]
+        ms = time_specs(specs, threads, warmup, repeats)
+        overheads.append(ms[-1])
+        for (kind, i), t in zip(chunk, ms):
+            if kind == "unit":
+                table[units[i][0]] = t
+            else:
+                net_ms[i] = t
+        if progress:
+            print(f"  {min(c + CHUNK, len(order))}/{len(order)} units and networks timed", file=sys.stderr)
+    nets = [{"name": n["name"], "units": n["units"], "ms": net_ms[j]} for j, n in enumerate(networks)]
     return {"format": "natkit-latency-table", "version": 1,
             "device": {"cpu": cpu_model(), "machine": platform.machine(), "system": platform.platform(),
                        "cpu_count": os.cpu_count(), "python": platform.python_version()},
             "runtime": "onnxruntime", "onnxruntime": ort.__version__, "numpy": np.__version__,
-            "threads": threads, "warmup": warmup, "repeats": repeats, "batch": 1, "statistic": "median",
+            "threads": threads, "warmup": warmup, "repeats": repeats, "rounds": ROUNDS, "batch": 1,
+            "statistic": "median",
             "overhead_ms": statistics.median(overheads), "units": table, "unit_order": [k for k, _ in units],
             "networks": nets, "loadavg_start": load,
             "loadavg_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
