@@ -157,7 +157,12 @@ def main(argv=None):
                 "tau_macs": float(kendalltau(macs[mask], m[mask])[0]),
                 "tau_retest": float(kendalltau([r["measured_odd_rounds_ms"] for r, k in zip(rows, mask) if k],
                                                 [r["measured_even_rounds_ms"] for r, k in zip(rows, mask) if k])[0]),
-                "measured_ms_range": [float(m[mask].min()), float(m[mask].max())]}
+                "measured_ms_range": [float(m[mask].min()), float(m[mask].max())],
+                # diagnostic, not the claim: a level shift between profiling and measuring (the shared host's
+                # load changed) versus error in the table's relative structure
+                "level": float(np.median(p[mask] / m[mask])),
+                "med_err_after_level": float(np.median(np.abs(p[mask] / np.median(p[mask] / m[mask]) - m[mask])
+                                                       / m[mask]))}
 
     allm = np.ones(len(rows), bool)
     overall = summary(allm)
