@@ -114,9 +114,6 @@ def _check_numbers(a: dict, method: str, objectives, budget) -> None:
         raise ConfigError(f"--threads must be an integer in 1..{cap} on this host, got {a['threads']}")
     if "robust_error" in objectives and method not in ROBUST_METHODS:
         raise ConfigError(f"objective 'robust_error' is measured only by {', '.join(ROBUST_METHODS)}, not {method}")
-    if "latency_ms" in budget.limits and "latency_ms" not in objectives:
-        raise ConfigError("the budget limits latency_ms, which is measured only when it is an objective; "
-                          "add it to --objectives")
     if not 0 <= a["seed"] < 2 ** 32:
         raise ConfigError(f"--seed must lie in 0..{2 ** 32 - 1}, got {a['seed']}")
     if a["samples_per_class"] is not None and a["samples_per_class"] < 1:
@@ -159,7 +156,7 @@ def run_search(method: str, *, out, task: str = "digits", options: dict | None =
     in ``out`` with its recorded settings. Everything that can be wrong is checked before any work and
     before the archive is touched: a rejected search leaves no run row, no run.json and no archive file."""
     from natkit.core.archive import Archive, package_versions
-    from natkit.core.budget import Budget, load_budget
+    from natkit.core.budget import Budget, load_budget, load_hardware
     from natkit.core.context import RunContext
     from natkit.core.numerics import set_eval_threads
     from natkit.core.problem import check_objectives
@@ -202,6 +199,7 @@ def run_search(method: str, *, out, task: str = "digits", options: dict | None =
                                         flags={k: args[k] for k in OPTION_FLAGS})
     b = args["budget"]
     run_budget = Budget(dict(b)) if isinstance(b, dict) else load_budget(b)
+    hardware = load_hardware(None if isinstance(b, dict) else b)  # how latency_ms is measured or predicted
     if not run_budget.n_constr and space_budget:
         run_budget = Budget(space_budget)  # the space file's [budget] is in force unless --budget says otherwise
     _check_numbers(args, method, objectives, run_budget)
@@ -222,7 +220,14 @@ def run_search(method: str, *, out, task: str = "digits", options: dict | None =
     set_eval_threads(args["threads"])
     target = load_task(args["task"], root=args["data_root"], seed=args["seed"],
                        samples_per_class=args["samples_per_class"], classes=classes)
-    runner, closer = _runner(args["workers"], args["scheduler"], args["scheduler_timeout"])  # fails before a run
+    from natkit.measure.latency import configure
+
+    configure(hardware)  # before the runner starts: local Dask workers inherit it
+    try:
+        runner, closer = _runner(args["workers"], args["scheduler"], args["scheduler_timeout"])  # fails before a run
+    except BaseException:
+        configure(None)
+        raise
     try:
         out.mkdir(parents=True, exist_ok=True)
         arch = Archive(arch_path)
@@ -235,12 +240,14 @@ def run_search(method: str, *, out, task: str = "digits", options: dict | None =
                                   f"cannot resume")
     except BaseException:
         closer()
+        configure(None)
         raise
     config = {**args, "option_values": opts.to_dict()}
     record = {"run_id": stored["run_id"] if stored else None, "archive": str(arch_path.resolve()),
               "archive_relative": os.path.relpath(arch_path.resolve(), out.resolve()), "method": method,
               "task": target.describe(), "args": args, "seed": args["seed"], "options": opts.to_dict(),
-              "versions": package_versions(), "budget": run_budget.limits, "started": time.time()}
+              "versions": package_versions(), "budget": run_budget.limits, "hardware": hardware.to_dict(),
+              "started": time.time()}
     if stored:
         record["resumed"] = stored.get("resumed", 0) + 1 if isinstance(stored.get("resumed", 0), int) else 1
         record["started"] = stored["started"]
@@ -257,6 +264,8 @@ def run_search(method: str, *, out, task: str = "digits", options: dict | None =
                      keep_models=args["keep_models"], verbose=verbose, start_run=start_run)
     ctx.progress = _progress(method, arch, record)
     ctx.log(f"task {target.spec}: {target.source}; {target.describe()['sizes']}; device {dev}")
+    if ctx.wants_latency:
+        ctx.log(f"latency_ms: {hardware.describe()}")
     t0 = time.time()
     try:
         module.run(ctx)
@@ -267,6 +276,7 @@ def run_search(method: str, *, out, task: str = "digits", options: dict | None =
     finally:
         ctx.progress.close()
         closer()
+        configure(None)
     elapsed = time.time() - t0
     run_id = ctx.run_id
     arch.finish_run(run_id, "done")

@@ -79,10 +79,32 @@ def _parser() -> argparse.ArgumentParser:
         if name in ("plot", "report"):
             q.add_argument("--out", help="output folder (default: DIR)")
 
-    e = sub.add_parser("export", help="write a candidate's architecture JSON and weights")
+    e = sub.add_parser("export", help="write a candidate's architecture JSON and weights (+ ONNX, int8)")
     e.add_argument("dir")
     e.add_argument("--id", type=int, required=True)
     e.add_argument("--out", help="output folder (default DIR/export/ID)")
+    e.add_argument("--format", choices=["safetensors", "onnx"], default="safetensors",
+                   help="onnx: also model.onnx (opset 17, fixed input shape), checked by onnxruntime against "
+                   "PyTorch on validation images")
+    e.add_argument("--dynamic-batch", action="store_true", help="onnx: leave the batch dimension free")
+    e.add_argument("--int8", action="store_true", help="onnx: also model.int8.onnx (onnxruntime static "
+                   "quantization calibrated on training images), with its val/test error, size and latency")
+    e.add_argument("--threads", type=int, default=1, help="onnxruntime threads for the int8 latency (default 1)")
+    pr = sub.add_parser("profile", help="time the layer units natkit's spaces use with onnxruntime: a device "
+                        "latency table for [hardware] table = FILE in a budget TOML")
+    pr.add_argument("--out", help="latency table to write (JSON), measured on this machine")
+    pr.add_argument("--write-script", metavar="FILE", help="write the standalone profiler (numpy + onnxruntime "
+                    "only) to FILE for copying to the device: python FILE --out DEVICE.json")
+    pr.add_argument("--spaces", default="width,nat_small,pruned",
+                    help="spaces whose units to time: width, nat_small, nat_imagenet, pruned (default all but "
+                    "nat_imagenet)")
+    pr.add_argument("--samples", type=int, default=40, help="random networks per space (default 40)")
+    pr.add_argument("--channels", type=int, default=1, help="input channels of the task (default 1)")
+    pr.add_argument("--classes", type=int, default=10, help="classes of the task (default 10)")
+    pr.add_argument("--threads", type=int, default=1)
+    pr.add_argument("--warmup", type=int, default=5)
+    pr.add_argument("--repeats", type=int, default=20)
+    pr.add_argument("--seed", type=int, default=0)
     return p
 
 
@@ -105,6 +127,10 @@ def main(argv=None) -> int:
             return cmd_report(args)
         if args.cmd == "export":
             return cmd_export(args)
+        if args.cmd == "profile":
+            from natkit.export.profile import cmd_profile
+
+            return cmd_profile(args)
     except NatkitError as exc:
         print(f"natkit: error: {scrub(exc)}", file=sys.stderr)
         return 2
@@ -286,6 +312,8 @@ def cmd_export(args) -> int:
     from natkit.core.paths import check_output_dir
     from natkit.nets.io import load_model
 
+    if args.int8 and args.format != "onnx":
+        raise ConfigError("--int8 needs --format onnx")
     if not 1 <= args.id < 2 ** 63:
         raise ConfigError(f"--id must be a candidate id (a positive integer), got {args.id}")
     if args.out is not None and not str(args.out).strip():
@@ -303,11 +331,19 @@ def cmd_export(args) -> int:
     if src is None:
         raise NatkitError(f"candidate {cand.id} has no stored model (only front models are kept; "
                           f"rerun with --keep-models all)")
-    load_model(src)  # proves it reloads before we hand it out
+    model = load_model(src)  # proves it reloads before we hand it out
     out.mkdir(parents=True, exist_ok=True)
     for f in ("arch.json", "weights.safetensors"):
         shutil.copy(src / f, out / f)
-    (out / "candidate.json").write_text(json.dumps(cand.to_dict(), indent=2, default=str))
+    record = cand.to_dict()
+    if args.format == "onnx":
+        from natkit.export.command import export_onnx_candidate, raise_if_check_failed
+
+        record.update(export_onnx_candidate(model, base, out, dynamic_batch=args.dynamic_batch, int8=args.int8,
+                                            threads=args.threads))
+    (out / "candidate.json").write_text(json.dumps(record, indent=2, default=str))
+    if args.format == "onnx":
+        raise_if_check_failed(record)
     print(f"{out}  (reload with natkit.nets.load_model({str(out)!r}))")
     return 0
 

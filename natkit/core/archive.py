@@ -686,7 +686,8 @@ def package_versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for p in ("natkit", "torch", "torchvision", "pymoo", "torch-pruning", "thop", "numpy", "scikit-learn"):
+    for p in ("natkit", "torch", "torchvision", "pymoo", "torch-pruning", "thop", "numpy", "scikit-learn", "onnx",
+              "onnxruntime"):
         try:
             out[p] = version(p)
         except PackageNotFoundError:

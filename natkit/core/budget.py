@@ -40,6 +40,19 @@ def load_budget(name_or_path: str | None) -> Budget:
     if not name_or_path:
         return Budget({})
     data = read_toml(name_or_path)
-    if "budget" not in data:
-        raise ConfigError(f"{data['_path']} has no [budget] table")
-    return Budget(dict(data["budget"]))
+    if "budget" not in data and "hardware" not in data:
+        raise ConfigError(f"{data['_path']} has no [budget] (or [hardware]) table")
+    return Budget(dict(data.get("budget", {})))
+
+
+def load_hardware(name_or_path: str | None):
+    """The ``[hardware]`` table of a budget TOML (how ``latency_ms`` is measured or predicted), or the
+    default protocol; a relative ``table`` path is taken relative to the TOML file first."""
+    from pathlib import Path
+
+    from natkit.measure.latency import HardwareSetting
+
+    if not name_or_path:
+        return HardwareSetting()
+    data = read_toml(name_or_path)
+    return HardwareSetting.from_table(dict(data.get("hardware", {})), base_dir=Path(data["_path"]).parent)

@@ -46,6 +46,11 @@ class RunContext:
         self.out_dir = Path(self.out_dir)
 
     @property
+    def wants_latency(self) -> bool:
+        """``latency_ms`` is an objective or a budget constraint: evaluators must report it."""
+        return "latency_ms" in self.objectives or "latency_ms" in getattr(self.budget, "limits", {})
+
+    @property
     def started(self) -> bool:
         return self.__dict__.get("_run_id") is not None
 

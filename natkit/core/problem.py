@@ -17,11 +17,16 @@ from natkit.errors import ConfigError
 
 
 def make_eval_key(task_spec: str, method: str, settings: dict, device: str | None = None) -> str:
-    """The evaluator's settings plus the numerics that change its results (threads, device, determinism)."""
+    """The evaluator's settings plus what changes its results: the numerics (threads, device, determinism)
+    and, when it is not the default, how latency is measured or predicted."""
     from natkit.core.numerics import numerics
+    from natkit.measure.latency import current_setting
 
-    blob = json.dumps({"task": task_spec, "method": method, "settings": settings, "numerics": numerics(device)},
-                      sort_keys=True, default=str)
+    key = {"task": task_spec, "method": method, "settings": settings, "numerics": numerics(device)}
+    hardware = current_setting()
+    if not hardware.is_default():  # latencies measured another way are not comparable
+        key["hardware"] = hardware.to_dict()
+    blob = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -1,11 +1,15 @@
 """Parameter and MAC counts.
 
-MACs come from thop (the reference counter) at batch 1 and the candidate's input resolution.
-thop counts convolutions, linear layers, batch norm, pooling and element-wise activations it knows;
-it does not count functional ops called inside ``forward`` (``torch.cat``, ``+`` of residual joins,
-``F.interpolate``, ``flatten``), nor parameters of modules never called. Those are free or negligible
-next to convolutions, and the published VGG/ResNet/DenseNet/MobileNetV3 counts leave them out too
-(tests/test_measure.py checks thop against the published numbers).
+``macs`` follows the literature's convention (torchvision's model docs, OFA, NAT, fvcore): the
+multiply-accumulates of convolutions and linear layers (matrix products) for one image at the
+candidate's input resolution, bias additions left out; batch norm, activations, pooling and the adds of
+residual joins are free. The count comes from torch's own ``FlopCounterMode``, which sees the aten
+``convolution``/``mm``/``addmm``/``bmm`` calls of a forward pass, so grouped and depthwise
+convolutions and functional calls (``F.conv2d`` with sliced weights in the NAT supernet) are counted
+like modules; it reports FLOPs as 2 x MACs.
+
+thop's total (which also charges batch norm, activations and pooling) stays available as
+``count_macs_thop`` for comparison; docs/measurement.md says how far apart the two are.
 """
 
 from __future__ import annotations
@@ -22,6 +26,29 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_macs(model: nn.Module, resolution: int, in_channels: int = 3) -> int:
+    """Conv + linear multiply-accumulates of one batch-1 forward at ``resolution`` px."""
+    return count_macs_for_input(model, torch.zeros(1, in_channels, resolution, resolution))
+
+
+def count_macs_for_input(model: nn.Module, example: torch.Tensor) -> int:
+    """Conv + linear multiply-accumulates per image of a forward on ``example`` (any shape)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = example.to(_device_of(model))
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()  # no batch-norm statistics may change while counting
+    try:
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            model(x)
+    finally:
+        for m, was in modes:
+            m.training = was
+    return int(counter.get_total_flops()) // (2 * max(1, x.shape[0]))
+
+
+def count_macs_thop(model: nn.Module, resolution: int, in_channels: int = 3) -> int:
+    """thop's total for comparison only: conv + linear plus batch norm, activations and pooling."""
     import thop
 
     # thop attaches buffers and hooks; profile a copy so the caller's model stays clean
@@ -31,6 +58,11 @@ def count_macs(model: nn.Module, resolution: int, in_channels: int = 3) -> int:
         warnings.simplefilter("ignore")
         macs, _ = thop.profile(clone, inputs=(x,), verbose=False)
     return int(macs)
+
+
+def _device_of(model: nn.Module):
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 def measure(model: nn.Module, resolution: int, in_channels: int = 3, *, latency: bool = False,

@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from natkit.errors import ConfigError
+from natkit.measure.counts import count_macs_for_input, count_params
 
 
 def _tp():
@@ -150,7 +151,7 @@ def _magnitude_steps(tp, model, example_input, imp, ratio, target_macs, target_p
                                            global_pruning=global_pruning,
                                            max_pruning_ratio=0.95 if global_pruning else 1.0)
         for _ in range(steps):
-            macs, params = tp.utils.count_ops_and_params(model, example_input)
+            macs, params = count_macs_for_input(model, example_input[:1]), count_params(model)
             if (target_macs is None or macs <= target_macs) and (target_params is None or params <= target_params):
                 break
             _step(pruner, model, loss_fn, importance)

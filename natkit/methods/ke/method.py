@@ -273,7 +273,7 @@ def build(ctx):
     space = _space_from(o)
     ev = KEEvaluator(ctx.task, space, o.model, {}, _train_cfg(o), mode=o.split, seed=ctx.seed,
                      device=ctx.device, resolution=o.resolution or ctx.task.image_size,
-                     latency="latency_ms" in ctx.objectives, recalibrate_slim=o.slim_bn == "recalibrate",
+                     latency=ctx.wants_latency, recalibrate_slim=o.slim_bn == "recalibrate",
                      val_limit=o.val_limit)
     dense = ev.build()
     if o.split == "kels" and scaled_arch(dense.natkit_arch, 0.5) is None:

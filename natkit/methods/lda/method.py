@@ -379,7 +379,7 @@ def run(ctx) -> None:
                               source_model=src_model)
     pruner = Pruner(ctx.task, cfg, seed=ctx.seed, device=ctx.device)
     robust = "robust_error" in ctx.objectives
-    latency = "latency_ms" in ctx.objectives
+    latency = ctx.wants_latency
     base_metrics = pruner.metrics(base, robust, latency)
     ctx.stats.update(lda_config=cfg.to_dict(), base=info, base_metrics=base_metrics)
 

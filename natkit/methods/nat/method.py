@@ -436,7 +436,7 @@ def build(ctx):
     new_head(net, ctx.task.num_classes, seed=ctx.seed)
     space = NATSpace(config, num_classes=ctx.task.num_classes, in_channels=net.in_channels)
     ev = InPlaceEvaluator(net, space, ctx.task, n_calib=int(nat["n_calib"]), val_limit=int(nat["val_limit"]) or None,
-                          latency="latency_ms" in ctx.objectives, device=ctx.device, seed=ctx.seed)
+                          latency=ctx.wants_latency, device=ctx.device, seed=ctx.seed)
     return net, space, ev, nat, budget
 
 

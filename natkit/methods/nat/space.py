@@ -5,9 +5,9 @@ genes, four per stage: ``0`` = layer skipped, otherwise ``1 + kernel_index + 3 *
 The first two layers of a stage are never skipped (depth >= 2), and a stage never skips a layer
 while keeping a later one (``repair`` drops every layer after the first skipped one).
 
-``count_params_macs(arch)`` gives parameters and multiply-accumulates in closed form, following the
-counting rules of thop (the reference counter) for the layers of ``MBV3Subnet``; it is exact, not an
-approximation, and the tests and ``benchmarks/nat_counting.py`` check it against thop.
+``count_params_macs(arch)`` gives parameters and multiply-accumulates in closed form, in the convention
+of ``natkit.measure.count_macs`` (conv + linear only, as NAT and OFA count) for the layers of
+``MBV3Subnet``; it is exact, not an approximation, and the tests check it against ``count_macs``.
 """
 
 from __future__ import annotations
@@ -138,9 +138,9 @@ def _out(h: int, stride: int) -> int:
 def count_params_macs(arch: dict) -> dict:
     """Parameters and MACs of ``MBV3Subnet(arch)`` for one image at ``arch['resolution']``.
 
-    Conventions are thop's: a conv costs ``out_elements * in/groups * k * k`` (bias free), BN costs
-    4 per input element (thop's 2, doubled when affine), adaptive average pooling ``(H*W + 1)``
-    per output element, a linear layer ``in * out``; activations and the SE product cost nothing.
+    The literature's convention (``natkit.measure.count_macs``): a conv costs
+    ``out_elements * in/groups * k * k`` (bias free), a linear layer ``in * out``; batch norm,
+    pooling, activations and the SE product cost nothing.
     """
     r, cin = arch["resolution"], arch["in_channels"]
     params = macs = 0
@@ -150,37 +150,30 @@ def count_params_macs(arch: dict) -> dict:
         params += c_out * (c_in // groups) * k * k + (c_out if bias else 0)
         macs += c_out * h_out * h_out * (c_in // groups) * k * k
 
-    def bn(c, h):
-        nonlocal params, macs
+    def bn(c):
+        nonlocal params
         params += 2 * c
-        macs += 4 * c * h * h  # thop: 2 per element, doubled for the affine part
-
-    def pool(c, h):
-        nonlocal macs
-        macs += (h * h + 1) * c
 
     h = _out(r, arch["stem_stride"])
     conv(cin, arch["stem"], 3, h)
-    bn(arch["stem"], h)
+    bn(arch["stem"])
     conv(arch["stem"], arch["stem"], 3, h, groups=arch["stem"])
-    bn(arch["stem"], h)
+    bn(arch["stem"])
     conv(arch["stem"], arch["first_block"], 1, h)
-    bn(arch["first_block"], h)
+    bn(arch["first_block"])
     for b in arch["blocks"]:
         conv(b["in"], b["mid"], 1, h)
-        bn(b["mid"], h)
+        bn(b["mid"])
         h = _out(h, b["stride"])
         conv(b["mid"], b["mid"], b["kernel"], h, groups=b["mid"])
-        bn(b["mid"], h)
+        bn(b["mid"])
         if b["se"]:
-            pool(b["mid"], h)
             conv(b["mid"], b["se"], 1, 1, bias=True)
             conv(b["se"], b["mid"], 1, 1, bias=True)
         conv(b["mid"], b["out"], 1, h)
-        bn(b["out"], h)
+        bn(b["out"])
     conv(arch["blocks"][-1]["out"], arch["final_expand"], 1, h)
-    bn(arch["final_expand"], h)
-    pool(arch["final_expand"], h)
+    bn(arch["final_expand"])
     conv(arch["final_expand"], arch["feature_mix"], 1, 1)
     conv(arch["feature_mix"], arch["num_classes"], 1, 1, bias=True)
     return {"params": int(params), "macs": int(macs)}

@@ -294,7 +294,7 @@ def run(ctx) -> None:
                                          "finetune_lr", "finetune_max_batches")})
     problem = ctx.problem(space, evaluator)
     evaluator.on_intermediate = _archive_intermediate(ctx, problem, ctx.keep_models != "none")
-    maxima = measure(base, s["resolution"], ctx.task.in_channels, latency="latency_ms" in ctx.objectives)
+    maxima = measure(base, s["resolution"], ctx.task.in_channels, latency=ctx.wants_latency)
     bounds = ctx.bounds(maxima)
     ctx.log(f"criterion {s['relevance']}, {space.n_var} conv layers, widths {space.widths}, E={s['epochs']}")
     ctx.minimize(problem, bounds)

@@ -117,7 +117,7 @@ def run(ctx) -> None:
             f"{o.model} at {resolution}px")
     base = _source_model(o, source, resolution, channels, ctx)
     s = Setting(ctx.task, resolution, channels, ctx.device, o.lr, o.finetune_lr, o.batch_size, o.max_batches,
-                latency="latency_ms" in ctx.objectives)
+                latency=ctx.wants_latency)
     head = transfer_head(base, s, epochs=o.head_epochs, seed=ctx.seed)
     head.natkit_source = getattr(base, "natkit_source", {})
     head_metrics = {"error": s.error(head), **s.measure(head)}

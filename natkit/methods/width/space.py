@@ -126,8 +126,8 @@ def build_reference(ctx):
     space = load_width_space(ctx.options.space)
     cfg = ctx.options.train_config()
     ev = WidthEvaluator(ctx.task, space, cfg, seed=ctx.seed, device=ctx.device,
-                        latency="latency_ms" in ctx.objectives)
+                        latency=ctx.wants_latency)
     big = create_model("vgg", num_classes=ctx.task.num_classes, in_channels=ctx.task.in_channels,
                        **space.decode(space.largest()))
-    maxima = measure(big, space.resolution, ctx.task.in_channels, latency="latency_ms" in ctx.objectives)
+    maxima = measure(big, space.resolution, ctx.task.in_channels, latency=ctx.wants_latency)
     return space, ev, ctx.bounds(maxima)

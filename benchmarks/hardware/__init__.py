@@ -1,0 +1,1 @@
+"""Hardware benchmarks: device latency tables validated against measured onnxruntime latency; int8."""
