@@ -383,7 +383,9 @@ def _options(ctx) -> dict:
         table = data.get("space", {})
         if table.get("family", "lda") != "lda":
             raise ConfigError(f"{data['_path']} is a {table['family']!r} space, not lda")
-        opts = {**{k: v for k, v in table.items() if k != "family"}, **opts}
+        from natkit.core.config import strip_descriptive
+
+        opts = {**{k: v for k, v in strip_descriptive(table).items() if k != "family"}, **opts}
     return opts
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from natkit.core.archive import encode_key, nondominated
 from natkit.core.budget import Budget
-from natkit.core.config import check_keys, read_toml
+from natkit.core.config import check_keys, read_toml, strip_descriptive
 from natkit.core.search import hypervolume
 from natkit.errors import ConfigError
 from natkit.methods.nat.checkpoint import NATCheckpoint, reuse
@@ -56,15 +56,15 @@ def load_nat_space(name_or_path: str = "nat_small"):
     """(MBV3Config, pretrain settings, nat settings, budget limits) from a space TOML."""
     data = read_toml(name_or_path)
     where = data["_path"]
-    space = dict(data.get("space", {}))
+    space = strip_descriptive(data.get("space", {}))
     if space.pop("family", "nat_mbv3") != "nat_mbv3":
         raise ConfigError(f"{where} is not a nat_mbv3 space")
     config = MBV3Config.from_dict(space)
     check_keys(data.get("pretrain", {}), set(PRETRAIN_DEFAULTS), f"[pretrain] of {where}")
     check_keys(data.get("nat", {}), set(NAT_DEFAULTS), f"[nat] of {where}")
-    pre = {**PRETRAIN_DEFAULTS, **data.get("pretrain", {})}
-    nat = {**NAT_DEFAULTS, **data.get("nat", {})}
-    return config, pre, nat, dict(data.get("budget", {}))
+    pre = {**PRETRAIN_DEFAULTS, **strip_descriptive(data.get("pretrain", {}))}
+    nat = {**NAT_DEFAULTS, **strip_descriptive(data.get("nat", {}))}
+    return config, pre, nat, strip_descriptive(data.get("budget", {}))
 
 
 def _settings(ctx):

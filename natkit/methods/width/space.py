@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from natkit.core.config import check_keys, read_toml
+from natkit.core.config import check_keys, read_toml, strip_descriptive
 from natkit.core.evaluator import Evaluator
 from natkit.core.space import SearchSpace
 from natkit.errors import ConfigError
@@ -56,7 +56,8 @@ def load_width_space(name_or_path="vgg_widths"):
     check_keys(data.get("train", {}), TRAIN_KEYS, f"[train] of {data['_path']}")
     if data["space"].get("family", "vgg_widths") != "vgg_widths":
         raise ConfigError(f"{data['_path']} is a {data['space']['family']!r} space, not vgg_widths")
-    return VGGWidthSpace(**data["space"]), dict(data.get("train", {})), data.get("budget")
+    return (VGGWidthSpace(**strip_descriptive(data["space"])), strip_descriptive(data.get("train", {})),
+            data.get("budget"))
 
 
 class WidthEvaluator(Evaluator):
