@@ -16,7 +16,9 @@ def _parser() -> argparse.ArgumentParser:
     from natkit.methods import METHODS
 
     p = argparse.ArgumentParser(prog="natkit", description="Find compact, task-specific CNNs: search and "
-                                "compress, every candidate in one Pareto archive per task.")
+                                "compress, every candidate in one Pareto archive per task.",
+                                epilog="exit codes: 0 done; 2 bad input or a budget no candidate can meet; "
+                                "3 a search whose every candidate is at chance level; 130 interrupted")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("search", help="run a method (or a reference search) on a target task",
@@ -52,18 +54,23 @@ def _parser() -> argparse.ArgumentParser:
                    help="method-specific setting (repeatable)")
     s.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     s.add_argument("-q", "--quiet", action="store_true")
+    s.epilog = ("exit codes: 0 done; 2 bad input, an infeasible budget (checked before training where counts are "
+                "closed-form), or every candidate failed; 3 every measured candidate is at chance level "
+                "(validation error within binomial noise of the majority-class rate: nothing was learned); "
+                "130 interrupted")
 
     for name, helptext in (("front", "print the Pareto front of an archive"),
                            ("plot", "write front and hypervolume plots (PNG)"),
                            ("report", "write summary.md, front.png and hv.png for an archive")):
         q = sub.add_parser(name, help=helptext)
         q.add_argument("dir", help="run directory or archive file")
-        q.add_argument("--objectives", default="error,macs")
+        q.add_argument("--objectives", help="objectives of the front (default: those the run was searched with, "
+                       "from run.json or the archive's newest run; else error,macs)")
         q.add_argument("--method", help="only these methods (comma-separated)")
         if name == "front":
             q.add_argument("--format", choices=["table", "json", "csv"], default="table")
         if name == "plot":
-            q.add_argument("--x", default="macs", help="x axis objective")
+            q.add_argument("--x", help="x axis objective (default: the first searched objective besides error)")
             q.add_argument("--y", default="error", help="y axis objective")
         if name in ("plot", "report"):
             q.add_argument("--out", help="output folder (default: DIR)")
@@ -231,6 +238,9 @@ def cmd_search(args) -> int:
         closer()
     elapsed = time.time() - t0
     archive.finish_run(run_id, "done")
+    from natkit.core.chance import EXIT_ALL_CHANCE, all_at_chance, chance_summary
+
+    ctx.stats["chance"] = chance_summary(archive, run_id, ctx.chance, ctx.log)
     record.update(stats=ctx.stats, elapsed_s=elapsed, finished=time.time())
     _write_atomic(run_file, json.dumps(record, indent=2, default=str))
     front = archive.front(objectives, run_id=run_id)
@@ -239,6 +249,12 @@ def cmd_search(args) -> int:
         front = archive.front(objectives, method=args.method)
         ctx.log("every evaluation was already in the archive; showing the method's front over all its runs")
     _raise_if_all_failed(archive, run_id, arch_path)
+    if all_at_chance(archive, run_id):
+        n = len(ctx.stats["chance"]["flagged"])
+        print(f"natkit: every one of the {n} measured candidates is at chance ({ctx.chance.describe()}): nothing "
+              f"was learned; try more data, --option epochs=..., or another method (rows kept in {arch_path})",
+              file=sys.stderr)
+        return EXIT_ALL_CHANCE
     feasible_any = archive.candidates(run_id=run_id, status="ok")
     if own and not feasible_any and budget.n_constr:
         raise NatkitError(f"no candidate met the budget ({budget.describe()}); every evaluation is archived "
@@ -295,11 +311,18 @@ def _table(cands, objectives) -> str:
     return "\n".join("  ".join(x.rjust(w[i]) for i, x in enumerate(r)) for r in rows)
 
 
-def cmd_front(args) -> int:
+def _objectives(args, archive) -> list[str]:
     from natkit.core.problem import check_objectives
+    from natkit.report.objectives import searched_objectives
 
-    objectives = check_objectives(args.objectives.split(","))
+    if args.objectives:
+        return check_objectives(args.objectives.split(","))
+    return check_objectives(searched_objectives(args.dir, archive, _methods(args.method)))
+
+
+def cmd_front(args) -> int:
     archive = _open_archive(args.dir)
+    objectives = _objectives(args, archive)
     front = archive.front(objectives, method=_methods(args.method))
     if args.format == "json":
         if front:
@@ -317,7 +340,10 @@ def cmd_plot(args) -> int:
     archive = _open_archive(args.dir)
     out = Path(args.out or (args.dir if Path(args.dir).is_dir() else Path(args.dir).parent))
     out.mkdir(parents=True, exist_ok=True)
-    p1 = plot_front(archive, out / "front.png", x=args.x, y=args.y, methods=_methods(args.method))
+    objectives = _objectives(args, archive)
+    x = args.x or next((o for o in objectives if o != args.y), "macs")
+    p1 = plot_front(archive, out / "front.png", x=x, y=args.y, methods=_methods(args.method),
+                    objectives=objectives if {x, args.y} <= set(objectives) else None)
     p2 = plot_hv(archive, out / "hv.png", methods=_methods(args.method))
     print(p1)
     print(p2)
@@ -329,7 +355,7 @@ def cmd_report(args) -> int:
 
     archive = _open_archive(args.dir)
     out = Path(args.out or (args.dir if Path(args.dir).is_dir() else Path(args.dir).parent))
-    path = write_report(archive, out, methods=_methods(args.method))
+    path = write_report(archive, out, methods=_methods(args.method), objectives=_objectives(args, archive))
     print(path)
     return 0
 

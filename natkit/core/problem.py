@@ -10,6 +10,7 @@ from pymoo.core.problem import Problem
 
 from natkit.core.archive import OBJECTIVES, Archive, encode_key
 from natkit.core.budget import Budget
+from natkit.core.chance import add_checked
 from natkit.core.evaluator import EvalResult, Evaluator
 from natkit.errors import ConfigError
 
@@ -46,7 +47,8 @@ class ArchiveProblem(Problem):
     """
 
     def __init__(self, space, evaluator: Evaluator, objectives, budget: Budget, archive: Archive, run_id: int,
-                 method: str, eval_key: str, worst: dict | None = None, runner=None, model_dir=None):
+                 method: str, eval_key: str, worst: dict | None = None, runner=None, model_dir=None,
+                 chance=None, log=None):
         self.space, self.evaluator, self.archive = space, evaluator, archive
         self.objectives = check_objectives(objectives)
         self.budget, self.run_id, self.method, self.eval_key = budget, run_id, method, eval_key
@@ -54,6 +56,7 @@ class ArchiveProblem(Problem):
                       **(worst or {})}
         self.runner = runner or SerialRunner()
         self.model_dir = model_dir
+        self.chance, self.log = chance, log  # ChanceLevel of the val split: at-chance rows are flagged
         self.generation = 0
         self.n_real = 0  # real evaluations done by this process
         self.history: list[tuple[list[int], dict, str]] = []  # (encoding, metrics, status) in order
@@ -96,10 +99,11 @@ class ArchiveProblem(Problem):
         status = res.status
         if status == "ok" and self.budget.n_constr and not self.budget.feasible(res.metrics):
             status = "infeasible"
-        extra = dict(res.extra)
-        cid = self.archive.add(self.run_id, self.method, generation=self.generation, encoding=encoding,
-                               arch=res.arch, metrics=res.metrics, status=status, message=res.message,
-                               eval_key=self.eval_key, extra=extra, seconds=res.seconds)
+        cid = add_checked(self.archive, self.chance, self.log, run_id=self.run_id, method=self.method,
+                          generation=self.generation, encoding=encoding, arch=res.arch, metrics=res.metrics,
+                          status=status, message=res.message, eval_key=self.eval_key, extra=dict(res.extra),
+                          seconds=res.seconds)
+        extra = self.archive.get(cid).extra
         if res.model is not None and self.model_dir is not None and status != "failed":
             from natkit.nets.io import save_model
 

@@ -100,7 +100,22 @@ class RunContext:
         key = make_eval_key(self.task.spec, method or self.method, evaluator.settings())
         return ArchiveProblem(space, evaluator, self.objectives, self.budget, self.archive, self.run_id,
                               method or self.method, key, worst=worst, runner=self.runner,
-                              model_dir=self.model_dir if self.keep_models != "none" else None)
+                              model_dir=self.model_dir if self.keep_models != "none" else None,
+                              chance=self.chance, log=self.log)
+
+    @property
+    def chance(self):
+        """The chance level of the target's val split (natkit/core/chance.py)."""
+        from natkit.core.chance import chance_level
+
+        return chance_level(self.task)
+
+    def add(self, **row) -> int:
+        """Archive one measured candidate of this run (chance flag and warning included): for methods
+        whose loops write rows themselves."""
+        from natkit.core.chance import add_checked
+
+        return add_checked(self.archive, self.chance, self.log, run_id=self.run_id, **row)
 
     def eval_key(self, settings: dict, method: str | None = None) -> str:
         return make_eval_key(self.task.spec, method or self.method, settings)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from natkit.core.evaluator import Evaluator
+from natkit.core.chance import add_checked
 from natkit.core.problem import ArchiveProblem
 from natkit.core.space import SearchSpace
 from natkit.errors import ConfigError
@@ -209,7 +210,8 @@ class KEProblem(ArchiveProblem):
             for enc, metrics, arch, extra, model in records:
                 if self.archive.lookup(key, enc) is not None:
                     continue
-                cid = self.archive.add(self.run_id, self.method, generation=self.generation, encoding=enc,
+                cid = add_checked(self.archive, self.chance, self.log, run_id=self.run_id, method=self.method,
+                                  generation=self.generation, encoding=enc,
                                        arch=arch, metrics=metrics, status="ok" if self._feasible(metrics)
                                        else "infeasible", eval_key=key, extra=extra)
                 if self.model_dir is not None and model is not None:
@@ -284,7 +286,7 @@ def run(ctx) -> None:
     problem = KEProblem(space, evaluator, ctx.objectives, ctx.budget, ctx.archive, ctx.run_id, ctx.method,
                         ctx.eval_key(settings), runner=ctx.runner,
                         model_dir=ctx.model_dir if ctx.keep_models != "none" else None,
-                        dense_key=ctx.eval_key({**settings, "variant": "dense"}))
+                        dense_key=ctx.eval_key({**settings, "variant": "dense"}), chance=ctx.chance, log=ctx.log)
     ctx.minimize(problem, bounds)
     ctx.stats.update(real_evaluations=problem.n_real, evaluated=len(problem.history), split=evaluator.mode,
                      model=evaluator.model_name, train_epochs=problem.train_epochs)

@@ -407,7 +407,7 @@ def run(ctx) -> None:
     ctx.stats.update(lda_config=cfg.to_dict(), base=info, base_metrics=base_metrics)
 
     ref_key = ctx.eval_key({"cfg": cfg.to_dict(), "stage": "unpruned", "seed": ctx.seed})
-    cid = ctx.archive.add(ctx.run_id, "lda", generation=0, encoding=["unpruned"], arch=base.natkit_arch,
+    cid = ctx.add(method="lda", generation=0, encoding=["unpruned"], arch=base.natkit_arch,
                           metrics=base_metrics, eval_key=ref_key, extra={"stage": "unpruned"})
     ctx.save_model(cid, base)
 
@@ -418,7 +418,7 @@ def run(ctx) -> None:
             metrics = dict(r.metrics)
             if robust or latency:
                 metrics = pruner.metrics(r.model, robust, latency)
-            cid = ctx.archive.add(ctx.run_id, "lda", generation=r.index, encoding=["schedule", r.index],
+            cid = ctx.add(method="lda", generation=r.index, encoding=["schedule", r.index],
                                   arch=r.model.natkit_arch, metrics=metrics, eval_key=sched_key,
                                   extra={"stage": "schedule", "eta": r.eta, "m_prime": r.m_prime,
                                          "removed": r.removed, "accepted": r.accepted})

@@ -202,7 +202,7 @@ class NATLoop:
             if status == "ok" and not self.budget.feasible(res.metrics):
                 status = "infeasible"
             extra = {**res.extra, "reevaluation": reevaluation}
-            cid = self.ctx.archive.add(self.ctx.run_id, "nat", generation=generation, encoding=x, arch=res.arch,
+            cid = self.ctx.add(method="nat", generation=generation, encoding=x, arch=res.arch,
                                        metrics=res.metrics, status=status, message=res.message, eval_key=key,
                                        extra=extra, seconds=res.seconds)
             rec = {"x": x, "metrics": dict(res.metrics), "id": cid, "status": status}
@@ -440,7 +440,7 @@ def finetune_front(ctx, loop: NATLoop, epochs: int):
         err = evaluate(model, ctx.task, "val", device=ctx.device, resolution=res, channels=loop.net.in_channels)
         metrics = {"error": err["error"], "params": count_params(model),
                    "macs": count_macs(model, res, loop.net.in_channels)}
-        cid = ctx.archive.add(ctx.run_id, "nat", generation=len(loop.log), encoding=x, arch=model.natkit_arch,
+        cid = ctx.add(method="nat", generation=len(loop.log), encoding=x, arch=model.natkit_arch,
                               metrics=metrics, eval_key=key, extra={"stage": "finetuned"})
         ctx.save_model(cid, model)
 

@@ -350,7 +350,7 @@ def run_human(ctx, base: nn.Module, rt, s: dict) -> None:
         m.natkit_arch = pruned_arch(m)
         metrics = measure_state(m, ctx.task, rt, ctx.objectives)
         extra = {"stage": stage, "relevance": "human", "decisions": decider.records, "widths": conv_widths(m)}
-        cid = ctx.archive.add(ctx.run_id, METHOD, generation=pos, encoding=copy.deepcopy(encoding),
+        cid = ctx.add(method=METHOD, generation=pos, encoding=copy.deepcopy(encoding),
                               arch=m.natkit_arch, metrics=metrics, eval_key=key, extra=extra)
         ctx.save_model(cid, m)
         ctx.log(f"{stage}: conv{pos + 1} -{len(step.eliminated)} kernels, val error {metrics['error']:.4f}, "

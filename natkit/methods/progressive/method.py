@@ -295,7 +295,7 @@ def _archive_intermediate(ctx, problem, keep_model: bool):
         status = "ok"
         if problem.budget.n_constr and not problem.budget.feasible(metrics):
             status = "infeasible"
-        cid = ctx.archive.add(ctx.run_id, METHOD, generation=problem.generation, encoding=encoding, arch=arch,
+        cid = ctx.add(method=METHOD, generation=problem.generation, encoding=encoding, arch=arch,
                               metrics=metrics, status=status, eval_key=problem.eval_key, extra=extra)
         m = dict(metrics)
         m.update(extra)

@@ -208,7 +208,7 @@ def _record(ctx, eval_key: str, encoding, model, *, generation: int, metrics: di
     hit = ctx.archive.lookup(eval_key, encoding)
     if hit is not None:
         return hit.id
-    cid = ctx.archive.add(ctx.run_id, ctx.method, generation=generation, encoding=encoding, arch=model.natkit_arch,
+    cid = ctx.add(method=ctx.method, generation=generation, encoding=encoding, arch=model.natkit_arch,
                           metrics=metrics, eval_key=eval_key, extra=extra)
     ctx.save_model(cid, model)
     return cid
