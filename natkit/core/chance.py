@@ -89,8 +89,9 @@ def is_chance(cand) -> bool:
 
 def warn(log, cand_id: int, error: float, level: ChanceLevel) -> None:
     if log is not None:
-        log(f"warning: candidate {cand_id} is at chance: val error {100 * error:.1f}% "
-            f">= {100 * level.threshold_error:.1f}% ({level.describe()}); flagged, kept off the front")
+        log(f"warning: candidate {cand_id} is at chance: val error {100 * error:.1f}% >= "
+            f"{100 * level.threshold_error:.1f}% (chance {100 * level.chance_error:.1f}% plus binomial noise on "
+            f"{level.n} val images); kept off the front")
 
 
 def add_checked(archive, level: ChanceLevel | None, log=None, **row) -> int:

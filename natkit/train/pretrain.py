@@ -29,7 +29,10 @@ def pretrained(model_name: str, task, *, epochs: float = 2, resolution: int | No
     """
     from safetensors.torch import save_file
 
-    cfg = train_cfg or TrainConfig(epochs=epochs, lr=0.05, batch_size=128)
+    from natkit.train.schedule import scaled
+
+    # a small source set gets the optimisation steps of the stated epochs (no-op at >= 1,150 images)
+    cfg = scaled(train_cfg or TrainConfig(epochs=epochs, lr=0.05, batch_size=128), len(task.train))
     in_channels = in_channels or task.in_channels
     key = {"model": model_name, "task": task.spec, "n_train": len(task.train), "classes": task.num_classes,
            "resolution": resolution, "in_channels": in_channels, "seed": seed, "train": cfg.to_dict(),

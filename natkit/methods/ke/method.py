@@ -28,6 +28,7 @@ import torch
 
 from natkit.core.evaluator import Evaluator
 from natkit.core.chance import add_checked
+from natkit.train.schedule import scaled
 from natkit.core.problem import ArchiveProblem
 from natkit.core.space import SearchSpace
 from natkit.errors import ConfigError
@@ -164,7 +165,7 @@ class KEEvaluator(Evaluator):
     def _evaluate(self, encoding):
         plan = self.space.decode(encoding)
         s, G, e = plan["split_rate"], plan["generations"], plan["epochs"]
-        cfg = TrainConfig(**{**self.cfg.to_dict(), "epochs": e})
+        cfg = scaled(TrainConfig(**{**self.cfg.to_dict(), "epochs": e}), len(self.task.train))
         model = self.build()
         gens = evolve(model, self.task, s, G, cfg, mode=self.mode, seed=derive_seed(self.seed, e),
                       device=self.device, resolution=self.resolution, channels=self.channels, keep_models=True,
@@ -303,5 +304,6 @@ def slim_baseline(model_name: str, task, split_rate: float, cfg: TrainConfig, *,
         raise ConfigError(f"no width arguments known for {model_name}; cannot build its slim baseline")
     torch.manual_seed(derive_seed(seed, "init"))
     model = build_from_arch(arch)
-    train(model, task, cfg, device=device, resolution=res, channels=task.in_channels, seed=derive_seed(seed, "train"))
+    train(model, task, scaled(cfg, len(task.train)), device=device, resolution=res, channels=task.in_channels,
+          seed=derive_seed(seed, "train"))
     return model

@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 
 from natkit.errors import ConfigError
+from natkit.train.schedule import scaled
 from natkit.methods.lda.search import SEARCH_MODES, LDAEvaluator, LDASpace  # noqa: F401  (re-exported)
 from natkit.methods.lda import utility as LU
 from natkit.methods.lda import tracing as TR
@@ -159,7 +160,8 @@ def prepare_base(task, cfg: LDAConfig, *, source_task=None, seed=0, device="cpu"
         model = create_model(cfg.model, num_classes=task.num_classes, in_channels=ch)
     model.natkit_input = {"resolution": res, "channels": ch}
     t0 = time.perf_counter()
-    train(model, task, cfg.train_cfg(cfg.transfer_epochs), device=device, resolution=res, channels=ch, seed=seed)
+    train(model, task, scaled(cfg.train_cfg(cfg.transfer_epochs), len(task.train)), device=device, resolution=res,
+          channels=ch, seed=seed)
     model.cpu().eval()
     info["transfer_seconds"] = round(time.perf_counter() - t0, 1)
     info["val_error"] = evaluate(model, task, "val", resolution=res, channels=ch)["error"]
@@ -282,7 +284,8 @@ class Pruner:
         from natkit.train import train
 
         if epochs > 0:
-            train(model, self.task, self.cfg.train_cfg(epochs), device=self.device, resolution=self.res,
+            train(model, self.task, scaled(self.cfg.train_cfg(epochs), len(self.task.train)), device=self.device,
+                  resolution=self.res,
                   channels=self.ch, seed=seed)
         return model.cpu().eval()
 
@@ -400,6 +403,10 @@ def run(ctx) -> None:
     if ctx.source_spec and ctx.source_spec != ctx.task.spec:
         source = ctx.source_task(samples_per_class=cfg.source_samples_per_class)
     base, info = prepare_base(ctx.task, cfg, source_task=source, seed=ctx.seed, device=ctx.device, log=ctx.log)
+    if source is not None:
+        from natkit.train.source_quality import check_source
+
+        check_source(source, info["source"]["val_error"], log=ctx.log, stats=ctx.stats)
     pruner = Pruner(ctx.task, cfg, seed=ctx.seed, device=ctx.device)
     robust = "robust_error" in ctx.objectives
     latency = "latency_ms" in ctx.objectives

@@ -33,6 +33,7 @@ from natkit.methods.nat.space import NATSpace, count_params_macs
 from natkit.methods.nat.supernet import (GeneDistribution, InPlaceEvaluator, new_head, pretrain_supernet,
                                          train_supernet)
 from natkit.methods.nat.ofa_mbv3 import MBV3Config
+from natkit.train.schedule import scaled_epochs
 from natkit.methods.nat.surrogate import create_surrogate, rank_metrics
 
 PRETRAIN_DEFAULTS = dict(samples_per_class=500, warmup_epochs=1, epochs=2, batch_size=64, lr=0.05, n_random=2,
@@ -249,6 +250,7 @@ class NATLoop:
         """Sandwich steps on the target: the largest subnet (teacher), the smallest (so the cheap end of
         the front keeps being trained) and subnets drawn from the per-gene distributions."""
         dist = GeneDistribution(self.space, genomes)
+        epochs = scaled_epochs(epochs, len(self.ev.task.train), int(self.nat["batch_size"]))
         train_supernet(self.net, self.space, self.ev.task, epochs=epochs, batch_size=int(self.nat["batch_size"]),
                        lr=float(self.nat["adapt_lr"]), sampler=dist.sample, n_sampled=int(self.nat["adapt_samples"]),
                        teacher_genome=self.space.extremes()[0], extra_genomes=(self.space.extremes()[1],),
@@ -388,9 +390,14 @@ class NATLoop:
 def _pretrained(ctx, config, pre):
     source = ctx.source_task(samples_per_class=int(pre["samples_per_class"]) or None)
     ctx.log(f"supernet pretraining on {source.spec} ({len(source.train)} images; cached after the first run)")
-    return pretrain_supernet(config, source, epochs=float(pre["epochs"]), warmup_epochs=float(pre["warmup_epochs"]),
-                             batch_size=int(pre["batch_size"]), lr=float(pre["lr"]), n_random=int(pre["n_random"]),
-                             distill=float(pre["distill"]), seed=ctx.seed, device=ctx.device, log=ctx.log)
+    net = pretrain_supernet(config, source, epochs=float(pre["epochs"]), warmup_epochs=float(pre["warmup_epochs"]),
+                            batch_size=int(pre["batch_size"]), lr=float(pre["lr"]), n_random=int(pre["n_random"]),
+                            distill=float(pre["distill"]), seed=ctx.seed, device=ctx.device, log=ctx.log)
+    from natkit.train.source_quality import check_source
+
+    check_source(source, net.natkit_source.get("val_error_largest"), log=ctx.log, stats=ctx.stats,
+                 what="supernet (largest subnet)")
+    return net
 
 
 def build(ctx):
@@ -451,7 +458,8 @@ def finetune_subnet(model, task, epochs: float, *, seed: int, batch_size: int, d
     recalibrated); a lower rate than from-scratch training since the weights are already trained,
     and the target's batch size of the adaptation, so an epoch is as many steps as there."""
     from natkit.train import TrainConfig, train
+    from natkit.train.schedule import scaled
 
-    train(model, task, TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size), device=device,
+    train(model, task, scaled(TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size), len(task.train)), device=device,
           resolution=model.natkit_input["resolution"], channels=model.natkit_input["channels"], seed=seed)
     return model.eval()

@@ -11,6 +11,7 @@ from natkit.errors import ConfigError
 from natkit.measure import count_latency_if, measure
 from natkit.nets import create_model
 from natkit.train import TrainConfig, evaluate, train
+from natkit.train.schedule import budget_of, scaled
 from natkit.utils.seed import derive_seed, seed_everything
 
 SPACE_KEYS = {"family", "layers", "pool_after", "choices", "hidden", "resolution"}
@@ -96,7 +97,8 @@ def build_reference(ctx):
     if ctx.quick:
         train_kw.update(epochs=min(train_kw.get("epochs", 3), 3))
     train_kw.update({k: ctx.options[k] for k in TRAIN_KEYS if k in ctx.options})
-    cfg = TrainConfig(**train_kw)
+    cfg = scaled(TrainConfig(**train_kw), len(ctx.task.train))  # steps, not epochs: see train/schedule.py
+    ctx.stats["training_budget"] = budget_of(TrainConfig(**train_kw), len(ctx.task.train))
     ev = WidthEvaluator(ctx.task, space, cfg, seed=ctx.seed, device=ctx.device,
                         latency="latency_ms" in ctx.objectives)
     big = create_model("vgg", num_classes=ctx.task.num_classes, in_channels=ctx.task.in_channels,
