@@ -421,6 +421,9 @@ def run(ctx) -> None:
                                                            "budget": budget.limits, "task": ctx.task.spec,
                                                            "supernet": ctx.stats["supernet"].get("path")})
     log = loop.run(checkpoint=checkpoint)
+    from natkit.methods.nat.front import settle_front
+
+    ctx.stats["front_settled"] = settle_front(loop)
     if int(nat["finetune_epochs"]) > 0:
         finetune_front(ctx, loop, int(nat["finetune_epochs"]))
     ctx.stats.update(real_evaluations=loop.n_real, subnets_evaluated=loop.n_new, iterations=log)
