@@ -404,6 +404,12 @@ def build(ctx):
     """Pretrained (cached) supernet with a new head for the target, the space and the evaluator."""
     config, pre, nat, budget_limits = _settings(ctx)
     budget = ctx.budget if ctx.budget.n_constr or not budget_limits else Budget(budget_limits)
+    from natkit.core.feasibility import require_reachable
+
+    # a lower bound over grey and colour sources, so that no source data is loaded for the check
+    counts = [NATSpace(config, num_classes=ctx.task.num_classes, in_channels=c).smallest_counts() for c in (1, 3)]
+    require_reachable(budget, {k: min(c[k] for c in counts) for k in counts[0]},
+                      f"the nat space {ctx.options.get('space', 'nat_small')}")
     net = _pretrained(ctx, config, pre)
     new_head(net, ctx.task.num_classes, seed=ctx.seed)
     space = NATSpace(config, num_classes=ctx.task.num_classes, in_channels=net.in_channels)

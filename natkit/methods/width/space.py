@@ -94,6 +94,14 @@ def build_reference(ctx):
     if unknown:
         raise ConfigError(f"unknown {ctx.method} option {unknown[0]!r}; known: {', '.join(sorted(TRAIN_KEYS))}")
     space, train_kw, _ = load_width_space(ctx.options.get("space", "vgg_widths"))
+    from natkit.core.feasibility import require_reachable
+    from natkit.measure.counts import count_macs, count_params
+
+    small = create_model("vgg", num_classes=ctx.task.num_classes, in_channels=ctx.task.in_channels,
+                         **space.decode([int(np.argmin(space.choices))] * space.layers))  # all narrowest
+    require_reachable(ctx.budget, {"params": count_params(small), "macs": count_macs(small, space.resolution,
+                                                                                      ctx.task.in_channels)},
+                      f"the width space {ctx.options.get('space', 'vgg_widths')}")
     if ctx.quick:
         train_kw.update(epochs=min(train_kw.get("epochs", 3), 3))
     train_kw.update({k: ctx.options[k] for k in TRAIN_KEYS if k in ctx.options})
