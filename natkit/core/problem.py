@@ -62,7 +62,7 @@ class ArchiveProblem(Problem):
         self.history: list[tuple[list[int], dict, str]] = []  # (encoding, metrics, status) in order
         super().__init__(n_var=space.n_var, n_obj=len(self.objectives), n_ieq_constr=max(budget.n_constr, 0),
                          xl=space.xl, xu=space.xu, vtype=int,
-                         exclude_from_serialization=["evaluator", "archive", "runner", "space"])
+                         exclude_from_serialization=["evaluator", "archive", "runner", "space", "log"])
 
     def metrics_for(self, encodings) -> list[tuple[dict, str]]:
         """Archive lookups first, then real evaluations of the rest (possibly in parallel)."""
