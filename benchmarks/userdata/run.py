@@ -45,8 +45,12 @@ def stamp(argv) -> dict:
             "load_avg_at_start": os.getloadavg()}
 
 
-def run_method(method: str, task_spec: str, out: Path, mode: str, seed: int, timeout: int) -> dict:
+def run_method(method: str, task_spec: str, out: Path, mode: str, seed: int, timeout: int, reuse=False) -> dict:
     run_dir = out / "runs" / f"{method}-{mode}"
+    done = run_dir / "done.json"
+    if reuse and done.is_file():  # a finished run of an earlier launch (its commit is in done.json)
+        prev = json.loads(done.read_text())
+        return {**prev, **inspect(run_dir, (run_dir / "log.txt").read_text()), "reused": True}
     cmd = [sys.executable, "-m", "natkit.cli", "search", method, "--task", task_spec, "--samples-per-class", "20",
            "--out", str(run_dir), "--seed", str(seed), "--threads", "1"] + (["--quick"] if mode == "quick" else [])
     t0 = time.time()
@@ -58,8 +62,10 @@ def run_method(method: str, task_spec: str, out: Path, mode: str, seed: int, tim
     seconds = time.time() - t0
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "log.txt").write_text(log)
-    return {"method": method, "mode": mode, "exit_code": code, "seconds": round(seconds, 1),
-            "command": " ".join(["natkit"] + cmd[3:]), **inspect(run_dir, log)}
+    row = {"method": method, "mode": mode, "exit_code": code, "seconds": round(seconds, 1),
+           "command": " ".join(["natkit"] + cmd[3:]), "commit": stamp([])["commit"]}
+    done.write_text(json.dumps(row))
+    return {**row, **inspect(run_dir, log)}
 
 
 def inspect(run_dir: Path, log: str) -> dict:
@@ -121,6 +127,8 @@ def main(argv=None) -> int:
     ap.add_argument("--modes", default="quick", help="quick and/or default (comma-separated)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per method run")
+    ap.add_argument("--jobs", type=int, default=1, help="method runs at once (each a process, 1 torch thread)")
+    ap.add_argument("--reuse", action="store_true", help="keep method runs an earlier launch finished")
     args = ap.parse_args(argv)
     import torch
 
@@ -138,11 +146,16 @@ def main(argv=None) -> int:
     task = load_task(spec, seed=args.seed, samples_per_class=20)
     refs = [logistic_regression(task, args.seed), small_cnn(task, args.seed)]
     print("references:", json.dumps(refs), flush=True)
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(method.strip(), mode.strip()) for mode in args.modes.split(",") if mode.strip()
+            for method in args.methods.split(",") if method.strip()]
     rows = []
-    for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
-        for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
-            print(f"=== {method} ({mode}) ===", flush=True)
-            rows.append(run_method(method, spec, out, mode, args.seed, args.timeout))
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:  # threads only wait on subprocesses
+        futures = [pool.submit(run_method, m, spec, out, mode, args.seed, args.timeout, args.reuse)
+                   for m, mode in jobs]
+        for fut in futures:
+            rows.append(fut.result())
             print(json.dumps(rows[-1], default=str), flush=True)
             write(out, meta, data, task, refs, rows, t0)
     write(out, meta, data, task, refs, rows, t0)
