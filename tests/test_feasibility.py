@@ -16,7 +16,7 @@ def test_require_reachable_names_limit_and_smallest():
     require_reachable(Budget({"latency_ms": 0.001}), {"params": 5000, "macs": 20000}, "a space")  # not closed-form
 
 
-@pytest.mark.parametrize("method", ["nat", "width"])
+@pytest.mark.parametrize("method", ["nat", "width", "ke"])
 def test_infeasible_budget_reported_before_training_in_under_10_s(tmp_path, capsys, monkeypatch, method):
     import natkit.methods.nat.method as nat
     import natkit.train.loop as loop
@@ -26,6 +26,7 @@ def test_infeasible_budget_reported_before_training_in_under_10_s(tmp_path, caps
 
     monkeypatch.setattr(loop, "train", no_training)
     monkeypatch.setattr("natkit.methods.width.space.train", no_training)
+    monkeypatch.setattr("natkit.methods.ke.method.train", no_training)
     monkeypatch.setattr(nat, "_pretrained", no_training)
     budget = tmp_path / "b.toml"
     budget.write_text('[budget]\nname = "too small"\nparams = 1000\nmacs = 2e6\n')

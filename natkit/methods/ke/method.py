@@ -276,7 +276,21 @@ def build(ctx):
     dense = ev.build()
     if mode == "kels" and scaled_arch(dense.natkit_arch, 0.5) is None:
         ctx.log(f"{model_name}: no width arguments known; slim networks are the dense tree resized")
+    _require_reachable_budget(ctx, ev, dense, space, mode)
     return space, ev, ctx.bounds(ev.costs(dense))
+
+
+def _require_reachable_budget(ctx, ev, dense, space, mode) -> None:
+    """The smallest KE candidate is the slim network at the lowest split rate (kels), else the dense
+    one; its counts are closed-form, so an unreachable budget stops the run before any training."""
+    from natkit.core.feasibility import require_reachable
+
+    sizes = [ev.costs(dense)]
+    slim = scaled_arch(dense.natkit_arch, min(space.rates)) if mode == "kels" else None
+    if slim is not None:
+        sizes.append(ev.costs(build_from_arch(slim)))
+    require_reachable(ctx.budget, {k: min(s[k] for s in sizes) for k in ("params", "macs")},
+                      f"ke ({ev.model_name}, slim network at split rate {min(space.rates):g})")
 
 
 def run(ctx) -> None:
