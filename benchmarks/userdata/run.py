@@ -39,7 +39,8 @@ def stamp(argv) -> dict:
                 if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else ""
     import torch
 
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain")),
+    # dirty: source changes only (the benchmark's own outputs under results/ do not count)
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--", ".", ":!results")),
             "command": "python -m benchmarks.userdata.run " + " ".join(argv), "versions": package_versions(),
             "cpu": cpu, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "load_avg_at_start": os.getloadavg()}

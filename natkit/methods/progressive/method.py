@@ -46,6 +46,7 @@ from natkit.core.evaluator import Evaluator
 from natkit.core.space import SearchSpace
 from natkit.errors import ConfigError
 from natkit.methods.progressive.relevance import list_criteria, n_to_eliminate
+from natkit.core.chance import add_checked
 from natkit.train.schedule import scaled
 from natkit.utils.seed import derive_seed
 
@@ -299,8 +300,9 @@ def _archive_intermediate(ctx, problem, keep_model: bool):
         status = "ok"
         if problem.budget.n_constr and not problem.budget.feasible(metrics):
             status = "infeasible"
-        cid = ctx.add(method=METHOD, generation=problem.generation, encoding=encoding, arch=arch,
-                              metrics=metrics, status=status, eval_key=problem.eval_key, extra=extra)
+        cid = add_checked(ctx.archive, problem.chance, problem.log, run_id=ctx.run_id, method=METHOD,
+                          generation=problem.generation, encoding=encoding, arch=arch,
+                          metrics=metrics, status=status, eval_key=problem.eval_key, extra=extra)
         m = dict(metrics)
         m.update(extra)
         problem.history.append((list(encoding), m, status))
