@@ -33,6 +33,8 @@ class SearchResult:
     objectives: list = field(default_factory=list)
     seconds: float = 0.0
     stats: dict = field(default_factory=dict)
+    all_at_chance: bool = False  # every measured candidate is at chance level (the CLI exits 3)
+    chance: str = ""  # the chance level of the val split, described
 
 
 def parse_option_items(items) -> dict:
@@ -280,6 +282,9 @@ def run_search(method: str, *, out, task: str = "digits", options: dict | None =
     elapsed = time.time() - t0
     run_id = ctx.run_id
     arch.finish_run(run_id, "done")
+    from natkit.core.chance import all_at_chance, chance_summary
+
+    ctx.stats["chance"] = chance_summary(arch, run_id, ctx.chance, ctx.log)
     record.update(stats=ctx.stats, elapsed_s=elapsed, finished=time.time())
     _write_atomic(run_file, json.dumps(record, indent=2, default=str))
     front = arch.front(objectives, run_id=run_id)
@@ -288,6 +293,9 @@ def run_search(method: str, *, out, task: str = "digits", options: dict | None =
         front = arch.front(objectives, method=method)
         ctx.log("every evaluation was already in the archive; showing the method's front over all its runs")
     _raise_if_all_failed(arch, run_id, arch_path)
+    if all_at_chance(arch, run_id):
+        return SearchResult(run_id, arch_path, out, [], opts, run_budget.limits, objectives, elapsed, ctx.stats,
+                            all_at_chance=True, chance=ctx.chance.describe())
     if own and not arch.candidates(run_id=run_id, status="ok") and run_budget.n_constr:
         raise NatkitError(f"no candidate met the budget ({run_budget.describe()}); every evaluation is archived "
                           f"as infeasible in {arch_path}")

@@ -21,7 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     from natkit.methods import METHODS
 
     p = _Parser(prog="natkit", description="Find compact, task-specific CNNs: search and "
-                                "compress, every candidate in one Pareto archive per task.")
+                "compress, every candidate in one Pareto archive per task.",
+                epilog="exit codes: 0 done; 2 bad input or a budget no candidate can meet; "
+                "3 a search whose every candidate is at chance level; 130 interrupted")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("search", help="run a method (or a reference search) on a target task",
@@ -63,18 +65,23 @@ def _parser() -> argparse.ArgumentParser:
                    help="torch CPU threads of this process and of every evaluation (default: torch's choice for "
                         "the process, 1 per evaluation; part of the eval key, so results stay reproducible)")
     s.add_argument("-q", "--quiet", action="store_true")
+    s.epilog = ("exit codes: 0 done; 2 bad input, an infeasible budget (checked before training where counts are "
+                "closed-form), or every candidate failed; 3 every measured candidate is at chance level "
+                "(validation error within binomial noise of the majority-class rate: nothing was learned); "
+                "130 interrupted")
 
     for name, helptext in (("front", "print the Pareto front of an archive"),
                            ("plot", "write front and hypervolume plots (PNG)"),
                            ("report", "write summary.md, front.png and hv.png for an archive")):
         q = sub.add_parser(name, help=helptext)
         q.add_argument("dir", help="run directory or archive file")
-        q.add_argument("--objectives", default="error,macs")
+        q.add_argument("--objectives", help="objectives of the front (default: those the run was searched with, "
+                       "from run.json or the archive's newest run; else error,macs)")
         q.add_argument("--method", help="only these methods (comma-separated)")
         if name == "front":
             q.add_argument("--format", choices=["table", "json", "csv"], default="table")
         if name == "plot":
-            q.add_argument("--x", default="macs", help="x axis objective")
+            q.add_argument("--x", help="x axis objective (default: the first searched objective besides error)")
             q.add_argument("--y", default="error", help="y axis objective")
         if name in ("plot", "report"):
             q.add_argument("--out", help="output folder (default: DIR)")
@@ -207,6 +214,14 @@ def cmd_search(args) -> int:
                      keep_models=args.keep_models, workers=args.workers, scheduler=args.scheduler,
                      threads=args.threads, scheduler_timeout=args.scheduler_timeout, verbose=not args.quiet, space=args.space, model=args.model,
                      weights=args.weights, generations=args.generations, pop_size=args.pop_size)
+    if res.all_at_chance:
+        from natkit.core.chance import EXIT_ALL_CHANCE
+
+        n = len(res.stats["chance"]["flagged"])
+        print(f"natkit: every one of the {n} measured candidates is at chance ({res.chance}): nothing was "
+              f"learned; try more data, --option epochs=..., or another method (rows kept in {res.archive_path})",
+              file=sys.stderr)
+        return EXIT_ALL_CHANCE
     if not args.quiet:
         print(_table(res.front, res.objectives))
         print(f"{len(res.front)} on the front; run {res.run_id} in {res.archive_path}; {res.seconds:.1f} s")
@@ -253,11 +268,18 @@ def _report_dir(args) -> Path:
     return check_output_dir(out, "output folder --out" if args.out else "output folder")
 
 
-def cmd_front(args) -> int:
+def _objectives(args, archive) -> list[str]:
     from natkit.core.problem import check_objectives
+    from natkit.report.objectives import searched_objectives
 
-    objectives = check_objectives(args.objectives.split(","))
+    if args.objectives:
+        return check_objectives(args.objectives.split(","))
+    return check_objectives(searched_objectives(args.dir, archive, _methods(args.method)))
+
+
+def cmd_front(args) -> int:
     archive = _open_archive(args.dir)
+    objectives = _objectives(args, archive)
     front = archive.front(objectives, method=_methods_in(archive, args.method))
     if args.format == "json":
         if front:
@@ -276,7 +298,7 @@ def cmd_plot(args) -> int:
 
     axes = OBJECTIVES + ("test_error", "robust_error")
     for flag, name in (("--x", args.x), ("--y", args.y)):
-        if name not in axes:
+        if name is not None and name not in axes:
             raise ConfigError(f"unknown objective {name!r} for {flag}; choose from {', '.join(axes)}")
     if args.x == args.y:
         raise ConfigError(f"--x and --y are both {args.x!r}; choose two different objectives")
@@ -286,7 +308,10 @@ def cmd_plot(args) -> int:
     archive = _open_archive(args.dir)
     methods = _methods_in(archive, args.method)
     out.mkdir(parents=True, exist_ok=True)
-    p1 = plot_front(archive, out / "front.png", x=args.x, y=args.y, methods=methods)
+    objectives = _objectives(args, archive)
+    x = args.x or next((o for o in objectives if o != args.y), "macs")
+    p1 = plot_front(archive, out / "front.png", x=x, y=args.y, methods=methods,
+                    objectives=objectives if {x, args.y} <= set(objectives) else None)
     p2 = plot_hv(archive, out / "hv.png", methods=methods)
     print(p1)
     print(p2)
@@ -301,7 +326,7 @@ def cmd_report(args) -> int:
     for f in ("front.png", "hv.png", "summary.json", "summary.md"):
         check_output_file(out / f, "report file")
     archive = _open_archive(args.dir)
-    path = write_report(archive, out, methods=_methods_in(archive, args.method))
+    path = write_report(archive, out, methods=_methods_in(archive, args.method), objectives=_objectives(args, archive))
     print(path)
     return 0
 

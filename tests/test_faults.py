@@ -27,16 +27,17 @@ hidden = 32
 resolution = 8
 
 [train]
-epochs = 1
-lr = 0.05
+epochs = {epochs}
+lr = 0.2
 batch_size = 64
 max_batches = {max_batches}
 """
 
 
 def _space(tmp_path: Path, max_batches=4) -> Path:
+    """About 56 SGD steps per candidate, enough to leave chance level (an all-chance run exits 3)."""
     p = tmp_path / f"space{max_batches}.toml"
-    p.write_text(TINY_SPACE.format(max_batches=max_batches))
+    p.write_text(TINY_SPACE.format(max_batches=max_batches, epochs=-(-56 // max_batches)))
     return p
 
 

@@ -92,6 +92,14 @@ def test_tiny_nat_run_writes_archive_front_and_log(tiny_run):
     assert any(c.test_error is not None for c in front)
 
 
+def test_front_is_on_the_final_supernet_with_models_and_test_errors(tiny_run):
+    _, ctx = tiny_run
+    final = max(c.extra.get("supernet_version", 0) for c in ctx.archive.candidates(run_id=ctx.run_id))
+    front = ctx.archive.front(("error", "macs"), run_id=ctx.run_id)
+    assert front and all(c.extra["supernet_version"] == final for c in front)
+    assert all((ctx.model_dir / str(c.id) / "arch.json").is_file() and c.test_error is not None for c in front)
+
+
 def test_same_seed_same_front(tiny_run, monkeypatch):
     tmp, a = tiny_run
     monkeypatch.setenv("NATKIT_CACHE", str(tmp / "cache"))

@@ -91,4 +91,5 @@ def test_run_json_records_the_space_files_budget_in_force(tmp_path, capsys):
 
     rows = Archive(out / "archive.sqlite").candidates()
     assert rows and all(c.status != "ok" or c.params <= 2000 for c in rows)
-    assert code == 0 or "no candidate met the budget" in capsys.readouterr().err
+    err = capsys.readouterr().err  # one SGD step on 10 images per class may stay at chance (exit 3)
+    assert code == 0 or (code == 3 and "at chance" in err) or "no candidate met the budget" in err

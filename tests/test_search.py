@@ -1,12 +1,14 @@
 import json
+from pathlib import Path
 
 import pytest
 
 from natkit.cli import main
 from natkit.core.archive import Archive
 
-FAST = ["--task", "digits", "--quick", "--generations", "2", "--pop-size", "4", "--option", "max_batches=3",
-        "--option", "epochs=1", "-q"]
+# a tiny space whose candidates learn (a run whose every candidate is at chance exits 3)
+FAST = ["--task", "digits", "--quick", "--generations", "2", "--pop-size", "4",
+        "--space", str(Path(__file__).with_name("width_tiny.toml")), "-q"]
 
 
 def _search(tmp_path, name, method="width", *extra):
@@ -33,7 +35,7 @@ def test_width_search_front_plot_report_export(tmp_path, capsys):
     from natkit.nets import load_model
 
     model = load_model(tmp_path / "exp")
-    assert model.natkit_input["resolution"] == 28
+    assert model.natkit_input["resolution"] == 8
 
 
 def test_same_seed_same_front(tmp_path):
@@ -78,13 +80,14 @@ def test_random_search_uses_the_same_budget(tmp_path):
 
 def test_budget_marks_infeasible_and_impossible_budget_is_an_error(tmp_path, capsys):
     budget = tmp_path / "b.toml"
-    budget.write_text("[budget]\nmacs = 5.5e6\n")
+    budget.write_text("[budget]\nmacs = 25e3\n")  # between the tiny space's smallest and largest
     out = _search(tmp_path, "bud", "width", "--budget", str(budget))
     statuses = {c.status for c in Archive(out / "archive.sqlite").candidates()}
     assert "infeasible" in statuses
     budget.write_text("[budget]\nmacs = 10\n")
     code = main(["search", "width", "--out", str(tmp_path / "imp"), *FAST, "--budget", str(budget)])
-    assert code == 2 and "no candidate met the budget" in capsys.readouterr().err
+    assert code == 2 and "macs <= 10 cannot be met" in capsys.readouterr().err  # found before any training
+    assert not Archive(tmp_path / "imp" / "archive.sqlite").candidates()
 
 
 @pytest.mark.parametrize("argv, needle", [

@@ -598,10 +598,14 @@ class Archive:
         cands = (self._parse(r) for r in self._db.execute(sql + " ORDER BY id", args).fetchall())
         return [c for c in cands if c is not None]
 
-    def front(self, objectives=("error", "macs"), method=None, run_id=None) -> list[Candidate]:
-        """Non-dominated ``ok`` candidates over ``objectives`` (all minimised)."""
+    def set_extra(self, cand_id: int, extra: dict) -> None:
+        self._write("UPDATE candidates SET extra=? WHERE id=?", (encode_key(dict(extra)), int(cand_id)))
+
+    def front(self, objectives=("error", "macs"), method=None, run_id=None, include_chance=False) -> list[Candidate]:
+        """Non-dominated ``ok`` candidates over ``objectives`` (all minimised); candidates flagged as at
+        chance (``extra["chance"]``, natkit/core/chance.py) are left out unless ``include_chance``."""
         cands = [c for c in self.candidates(method=method, run_id=run_id, status="ok")
-                 if all(c.metric(o) is not None for o in objectives)]
+                 if all(c.metric(o) is not None for o in objectives) and (include_chance or not c.extra.get("chance"))]
         if not cands:
             return []
         F = np.array([[c.metric(o) for o in objectives] for c in cands], dtype=float)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from natkit.core.config import check_keys, read_toml
+from natkit.core.config import check_keys, read_toml, strip_descriptive
 from natkit.errors import ConfigError
 
 BUDGET_KEYS = {"error", "params", "macs", "latency_ms"}
@@ -16,6 +16,7 @@ class Budget:
 
     def __post_init__(self):
         check_keys(self.limits, BUDGET_KEYS, "[budget]")
+        object.__setattr__(self, "limits", strip_descriptive(self.limits))
         for k, v in self.limits.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 raise ConfigError(f"budget limit {k} must be a positive number, got {v!r}")
@@ -42,7 +43,11 @@ def load_budget(name_or_path: str | None) -> Budget:
     data = read_toml(name_or_path)
     if "budget" not in data and "hardware" not in data:
         raise ConfigError(f"{data['_path']} has no [budget] (or [hardware]) table")
-    return Budget(dict(data.get("budget", {})))
+    if not isinstance(data.get("budget", {}), dict):
+        raise ConfigError(f"budget in {data['_path']} must be a table ([budget]), got {data['budget']!r}")
+    table = dict(data.get("budget", {}))
+    check_keys(table, BUDGET_KEYS, f"[budget] of {data['_path']}")
+    return Budget(table)
 
 
 def load_hardware(name_or_path: str | None):

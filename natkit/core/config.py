@@ -48,9 +48,33 @@ def read_toml(name_or_path: str) -> dict:
     return data
 
 
+# Keys a user may add to any table to say what it is; they never change a search.
+DESCRIPTIVE_KEYS = frozenset({"name", "description"})
+
+
 def check_keys(table: dict, allowed: set, where: str) -> None:
+    """Unknown keys are errors (a typo must not silently drop a limit); the message names the nearest
+    allowed key. ``name`` and ``description`` are accepted everywhere and ignored."""
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table, got {table!r}")
-    unknown = sorted(set(table) - set(allowed) - {"_path"})
+    unknown = sorted(set(table) - set(allowed) - DESCRIPTIVE_KEYS - {"_path"})
     if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r} in {where}; allowed: {', '.join(sorted(allowed))}")
+        raise ConfigError(f"unknown key {unknown[0]!r} in {where}{suggest(unknown[0], allowed)}; "
+                          f"allowed: {', '.join(sorted(allowed))} (and name, description)")
+
+
+def strip_descriptive(table: dict) -> dict:
+    """``table`` without the descriptive keys (and the loader's ``_path``)."""
+    return {k: v for k, v in table.items() if k not in DESCRIPTIVE_KEYS and k != "_path"}
+
+
+def suggest(key: str, allowed) -> str:
+    """' (did you mean 'macs'?)' for the closest allowed key by difflib's ratio, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(str(key), sorted(map(str, allowed)), n=1, cutoff=0.6)
+    if not close:  # case or separator slips ("MACs", "latency-ms") are typos too
+        norm = {str(a).lower().replace("-", "_"): a for a in allowed}
+        hit = norm.get(str(key).lower().replace("-", "_"))
+        close = [hit] if hit else []
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -66,7 +66,15 @@ class RunContext:
     def writer(self) -> ArchiveWriter:
         """The run's handle on the one archive writer (look-up, budget, status, model saving)."""
         return ArchiveWriter(self.archive, self.run_id, self.method, self.budget,
-                             self.model_dir if self.keep_models != "none" else None)
+                             self.model_dir if self.keep_models != "none" else None, chance=self.chance,
+                             log=self.log)
+
+    @property
+    def chance(self):
+        """The chance level of the target's val split (natkit/core/chance.py)."""
+        from natkit.core.chance import chance_level
+
+        return chance_level(self.task)
 
     def save_model(self, cand_id: int, model) -> None:
         self.writer.save_model(cand_id, model)
@@ -84,7 +92,8 @@ class RunContext:
         key = self.eval_key(evaluator.settings(), method)
         return ArchiveProblem(space, evaluator, self.objectives, self.budget, self.archive, self.run_id,
                               method or self.method, key, worst=worst, runner=self.runner,
-                              model_dir=self.model_dir if self.keep_models != "none" else None)
+                              model_dir=self.model_dir if self.keep_models != "none" else None,
+                              chance=self.chance, log=self.log)
 
     def algorithm(self, sampling=None, pop_size: int | None = None):
         return nsga(len(self.objectives), pop_size or self.options.pop_size, sampling=sampling, seed=self.seed)

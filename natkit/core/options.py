@@ -131,12 +131,16 @@ def toml_budget(toml: dict | None) -> dict | None:
 
 
 def _from_toml(cls, data: dict, method: str) -> dict:
+    from natkit.core.config import DESCRIPTIVE_KEYS, suggest
+
     where = data.get("_path", "the space file")
     family = data.get("space", {}).get("family", cls.SPACE_FAMILY) if isinstance(data.get("space"), dict) else None
     if cls.SPACE_FAMILY and family != cls.SPACE_FAMILY:
         raise ConfigError(f"{where} is a {family!r} space, not {cls.SPACE_FAMILY}")
     out = {}
     for table, content in data.items():
+        if table in DESCRIPTIVE_KEYS:  # a file's own name or description
+            continue
         if table in ("_path", "budget", "space"):
             if table == "space" and "space" in cls.TOML_TABLES:
                 pass  # the method's options live in [space] (lda)
@@ -149,12 +153,13 @@ def _from_toml(cls, data: dict, method: str) -> dict:
             raise ConfigError(f"[{table}] in {where} must be a table")
         prefix = cls.TOML_TABLES[table]
         for key, value in content.items():
-            if table == "space" and key == "family":
+            if (table == "space" and key == "family") or key in DESCRIPTIVE_KEYS:
                 continue
             name = prefix + key
             if name not in cls.known():
                 allowed = sorted(n[len(prefix):] for n in cls.known() if n.startswith(prefix))
-                raise ConfigError(f"unknown key {key!r} in [{table}] of {where}; allowed: {', '.join(allowed)}")
+                raise ConfigError(f"unknown key {key!r} in [{table}] of {where}{suggest(key, allowed)}; "
+                                  f"allowed: {', '.join(allowed)} (and name, description)")
             out[name] = value
     return out
 

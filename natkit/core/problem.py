@@ -57,7 +57,8 @@ class ArchiveProblem(Problem):
     """
 
     def __init__(self, space, evaluator: Evaluator, objectives, budget: Budget, archive: Archive, run_id: int,
-                 method: str, eval_key: str, worst: dict | None = None, runner=None, model_dir=None):
+                 method: str, eval_key: str, worst: dict | None = None, runner=None, model_dir=None,
+                 chance=None, log=None):
         self.space, self.evaluator, self.archive = space, evaluator, archive
         self.objectives = check_objectives(objectives)
         self.budget, self.run_id, self.method, self.eval_key = budget, run_id, method, eval_key
@@ -65,7 +66,7 @@ class ArchiveProblem(Problem):
                       **(worst or {})}
         self.runner = runner or SerialRunner()
         self.model_dir = model_dir
-        self.writer = ArchiveWriter(archive, run_id, method, budget, model_dir)
+        self.writer = ArchiveWriter(archive, run_id, method, budget, model_dir, chance=chance, log=log)
         self.generation = 0
         self.n_real = 0  # real evaluations done by this process
         self.n_read_back = 0  # results another process evaluated while this one waited
@@ -76,7 +77,7 @@ class ArchiveProblem(Problem):
             evaluator.eval_threads = eval_threads()  # travels with the evaluator to Dask workers
         super().__init__(n_var=space.n_var, n_obj=len(self.objectives), n_ieq_constr=max(budget.n_constr, 0),
                          xl=space.xl, xu=space.xu, vtype=int,
-                         exclude_from_serialization=["evaluator", "archive", "runner", "space"])
+                         exclude_from_serialization=["evaluator", "archive", "runner", "space", "log"])
 
     def metrics_for(self, encodings) -> list[tuple[dict, str]]:
         """Archive lookups first, then real evaluations of the rest (possibly in parallel).

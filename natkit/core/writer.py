@@ -5,6 +5,8 @@
    (not evaluated again, not added again), so a resumed or repeated run adds no rows;
 2. evaluation, if ``result`` is a callable (it is called only when the look-up found nothing);
 3. the budget: an ``ok`` result over the run's budget is stored as ``infeasible`` (pymoo's G > 0);
+   a measured result whose validation error is within noise of chance is flagged (``extra.chance``,
+   ``natkit.core.chance``) with a warning line naming its id;
 4. the row itself (``Archive.add``) and, unless the evaluation failed, the trained model under
    ``model_dir/<id>`` for ``natkit export`` and the final test-split report.
 
@@ -42,8 +44,11 @@ def metrics_of(cand: Candidate) -> dict:
 
 def write_row(archive: Archive, *, run_id: int, method: str, eval_key: str, encoding,
               result: EvalResult | Callable[[], EvalResult], budget: Budget | None = None, generation: int = 0,
-              model_dir: Path | None = None, extra: dict | None = None) -> Row:
-    """Look up, else evaluate (if ``result`` is callable), check the budget, archive and save the model."""
+              model_dir: Path | None = None, extra: dict | None = None, chance=None, log=None) -> Row:
+    """Look up, else evaluate (if ``result`` is callable), check the budget and chance, archive and save
+    the model. ``chance``: the val split's ``ChanceLevel`` (None: no check); ``log``: where warnings go."""
+    from natkit.core.chance import FLAG, flag_extra, warn
+
     hit = archive.lookup(eval_key, encoding)
     if hit is not None:
         return Row(hit.id, metrics_of(hit), hit.status, True)
@@ -52,10 +57,12 @@ def write_row(archive: Archive, *, run_id: int, method: str, eval_key: str, enco
     status = Status(result.status)
     if status is Status.OK and budget is not None and budget.n_constr and not budget.feasible(result.metrics):
         status = Status.INFEASIBLE
-    row_extra = {**result.extra, **(extra or {})}
+    row_extra = flag_extra(chance, result.metrics or {}, status.value, {**result.extra, **(extra or {})})
     cid = archive.add(run_id, method, generation=generation, encoding=encoding, arch=result.arch,
                       metrics=result.metrics, status=status.value, message=result.message, eval_key=eval_key,
                       extra=row_extra, seconds=result.seconds)
+    if row_extra.get(FLAG):
+        warn(log, cid, float(result.metrics["error"]), chance)
     if result.model is not None and model_dir is not None and status is not Status.FAILED:
         from natkit.nets.io import save_model
 
@@ -73,12 +80,14 @@ class ArchiveWriter:
     method: str
     budget: Budget = field(default_factory=Budget)
     model_dir: Path | None = None
+    chance: object = None  # the val split's ChanceLevel: at-chance rows are flagged
+    log: object = None
 
     def write(self, encoding, result, *, eval_key: str, generation: int = 0, extra: dict | None = None,
               method: str | None = None) -> Row:
         return write_row(self.archive, run_id=self.run_id, method=method or self.method, eval_key=eval_key,
                          encoding=encoding, result=result, budget=self.budget, generation=generation,
-                         model_dir=self.model_dir, extra=extra)
+                         model_dir=self.model_dir, extra=extra, chance=self.chance, log=self.log)
 
     def side_row(self, encoding, *, eval_key: str, metrics: dict, model=None, extra: dict | None = None,
                  generation: int = 0) -> Row:

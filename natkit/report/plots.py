@@ -21,11 +21,18 @@ def _plt():
     return plt
 
 
-def plot_front(archive, path, *, x="macs", y="error", methods=None, title=None) -> Path:
-    """Every ok candidate per method (faint), each method's front (line), and the combined front."""
+def plot_front(archive, path, *, x="macs", y="error", methods=None, title=None, objectives=None) -> Path:
+    """Every ok candidate per method (faint), each method's front (line), and the combined front.
+
+    ``objectives`` (default ``(y, x)``) are the objectives the front is computed over: with more than
+    the two plotted, front members are drawn as markers (a projection of a higher-dimensional front is
+    no staircase). Candidates at chance level (natkit/core/chance.py) are never drawn."""
     plt = _plt()
+    objectives = list(objectives or (y, x))
     cands = [c for c in archive.candidates(method=methods, status="ok")
-             if c.metric(x) is not None and c.metric(y) is not None]
+             if c.metric(x) is not None and c.metric(y) is not None and not c.extra.get("chance")]
+    if set(objectives) != {x, y}:
+        return _plot_projected(plt, archive, cands, path, x, y, methods, objectives, title)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     by_method: dict = {}
     for c in cands:
@@ -49,6 +56,34 @@ def plot_front(archive, path, *, x="macs", y="error", methods=None, title=None) 
     ax.set_title(title or f"Pareto front: {y} vs {x}")
     ax.grid(alpha=0.3)
     if by_method:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no ok candidates", transform=ax.transAxes, ha="center")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _plot_projected(plt, archive, cands, path, x, y, methods, objectives, title) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    names = sorted({c.method for c in cands})
+    for i, m in enumerate(names):
+        color = f"C{i % 10}"
+        P = np.array([[c.metric(x), c.metric(y)] for c in cands if c.method == m], dtype=float)
+        ax.scatter(P[:, 0], P[:, 1], s=10, alpha=0.3, color=color)
+        front = [c for c in archive.front(objectives, method=m) if c.metric(x) is not None and c.metric(y) is not None]
+        if front:
+            F = np.array([[c.metric(x), c.metric(y)] for c in front], dtype=float)
+            ax.scatter(F[:, 0], F[:, 1], s=30, color=color, edgecolor="black", label=f"{m} front ({len(front)})")
+    if x in ("macs", "params"):
+        ax.set_xscale("log")
+    ax.set_xlabel(LABELS.get(x, x))
+    ax.set_ylabel(LABELS.get(y, y))
+    ax.set_title(title or f"{y} vs {x}; fronts over {', '.join(objectives)}")
+    ax.grid(alpha=0.3)
+    if names:
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "no ok candidates", transform=ax.transAxes, ha="center")

@@ -53,7 +53,10 @@ def pretrained(model_name: str, task, *, epochs: float = 2, resolution: int | No
     """
     from safetensors.torch import save_file
 
-    cfg = train_cfg or TrainConfig(epochs=epochs, lr=0.05, batch_size=128)
+    from natkit.train.schedule import scaled
+
+    # a small source set gets the optimisation steps of the stated epochs (no-op at >= 1,150 images)
+    cfg = scaled(train_cfg or TrainConfig(epochs=epochs, lr=0.05, batch_size=128), len(task.train))
     in_channels = in_channels or task.in_channels
     seed_everything(seed)
     model = create_model(model_name, num_classes=task.num_classes, in_channels=in_channels, **model_kw)

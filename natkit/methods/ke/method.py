@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from natkit.core.evaluator import EvalResult, Evaluator
+from natkit.train.schedule import scaled
 from natkit.core.problem import ArchiveProblem
 from natkit.core.space import SearchSpace
 from natkit.core.options import Options as BaseOptions, option
@@ -202,7 +203,7 @@ class KEEvaluator(Evaluator):
     def _evaluate(self, encoding):
         plan = self.space.decode(encoding)
         s, G, e = plan["split_rate"], plan["generations"], plan["epochs"]
-        cfg = TrainConfig(**{**self.cfg.to_dict(), "epochs": e})
+        cfg = scaled(TrainConfig(**{**self.cfg.to_dict(), "epochs": e}), len(self.task.train))
         model = self.build()
         gens = evolve(model, self.task, s, G, cfg, mode=self.mode, seed=derive_seed(self.seed, e),
                       device=self.device, resolution=self.resolution, channels=self.channels, keep_models=True,
@@ -278,7 +279,21 @@ def build(ctx):
     dense = ev.build()
     if o.split == "kels" and scaled_arch(dense.natkit_arch, 0.5) is None:
         ctx.log(f"{o.model}: no width arguments known; slim networks are the dense tree resized")
+    _require_reachable_budget(ctx, ev, dense, space, o.split)
     return space, ev, ctx.bounds(ev.costs(dense))
+
+
+def _require_reachable_budget(ctx, ev, dense, space, mode) -> None:
+    """The smallest KE candidate is the slim network at the lowest split rate (kels), else the dense
+    one; its counts are closed-form, so an unreachable budget stops the run before any training."""
+    from natkit.core.feasibility import require_reachable
+
+    sizes = [ev.costs(dense)]
+    slim = scaled_arch(dense.natkit_arch, min(space.rates)) if mode == "kels" else None
+    if slim is not None:
+        sizes.append(ev.costs(build_from_arch(slim)))
+    require_reachable(ctx.budget, {k: min(s[k] for s in sizes) for k in ("params", "macs")},
+                      f"ke ({ev.model_name}, slim network at split rate {min(space.rates):g})")
 
 
 def run(ctx) -> None:
@@ -287,7 +302,7 @@ def run(ctx) -> None:
     problem = KEProblem(space, evaluator, ctx.objectives, ctx.budget, ctx.archive, ctx.run_id, ctx.method,
                         ctx.eval_key(settings), runner=ctx.runner,
                         model_dir=ctx.model_dir if ctx.keep_models != "none" else None,
-                        dense_key=ctx.eval_key({**settings, "variant": "dense"}))
+                        dense_key=ctx.eval_key({**settings, "variant": "dense"}), chance=ctx.chance, log=ctx.log)
     ctx.minimize(problem, bounds)
     ctx.stats.update(real_evaluations=problem.n_real, evaluated=len(problem.history), split=evaluator.mode,
                      model=evaluator.model_name, train_epochs=problem.train_epochs)
@@ -304,5 +319,6 @@ def slim_baseline(model_name: str, task, split_rate: float, cfg: TrainConfig, *,
         raise ConfigError(f"no width arguments known for {model_name}; cannot build its slim baseline")
     torch.manual_seed(derive_seed(seed, "init"))
     model = build_from_arch(arch)
-    train(model, task, cfg, device=device, resolution=res, channels=task.in_channels, seed=derive_seed(seed, "train"))
+    train(model, task, scaled(cfg, len(task.train)), device=device, resolution=res, channels=task.in_channels,
+          seed=derive_seed(seed, "train"))
     return model

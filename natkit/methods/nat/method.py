@@ -38,6 +38,7 @@ from natkit.methods.nat.space import NATSpace, count_params_macs
 from natkit.methods.nat.supernet import (GeneDistribution, InPlaceEvaluator, new_head, pretrain_supernet,
                                          train_supernet)
 from natkit.methods.nat.ofa_mbv3 import MBV3Config
+from natkit.train.schedule import scaled_epochs
 from natkit.methods.nat.surrogate import create_surrogate, rank_metrics
 
 FINETUNE_LR = 0.01
@@ -117,7 +118,9 @@ def load_nat_space(name_or_path: str = "nat_small", *, quick: bool = False, valu
 
 
 def space_config(data: dict) -> MBV3Config:
-    space = dict(data.get("space", {}))
+    from natkit.core.config import strip_descriptive
+
+    space = strip_descriptive(dict(data.get("space", {})))
     space.pop("family", None)
     return MBV3Config.from_dict(space)
 
@@ -282,6 +285,7 @@ class NATLoop:
         """Sandwich steps on the target: the largest subnet (teacher), the smallest (so the cheap end of
         the front keeps being trained) and subnets drawn from the per-gene distributions."""
         dist = GeneDistribution(self.space, genomes)
+        epochs = scaled_epochs(epochs, len(self.ev.task.train), int(self.nat["batch_size"]))
         train_supernet(self.net, self.space, self.ev.task, epochs=epochs, batch_size=int(self.nat["batch_size"]),
                        lr=float(self.nat["adapt_lr"]), sampler=dist.sample, n_sampled=int(self.nat["adapt_samples"]),
                        teacher_genome=self.space.extremes()[0], extra_genomes=(self.space.extremes()[1],),
@@ -421,9 +425,14 @@ class NATLoop:
 def _pretrained(ctx, config, pre):
     source = source_task(ctx, samples_per_class=int(pre["samples_per_class"]) or None)
     ctx.log(f"supernet pretraining on {source.spec} ({len(source.train)} images; cached after the first run)")
-    return pretrain_supernet(config, source, epochs=float(pre["epochs"]), warmup_epochs=float(pre["warmup_epochs"]),
-                             batch_size=int(pre["batch_size"]), lr=float(pre["lr"]), n_random=int(pre["n_random"]),
-                             distill=float(pre["distill"]), seed=ctx.seed, device=ctx.device, log=ctx.log)
+    net = pretrain_supernet(config, source, epochs=float(pre["epochs"]), warmup_epochs=float(pre["warmup_epochs"]),
+                            batch_size=int(pre["batch_size"]), lr=float(pre["lr"]), n_random=int(pre["n_random"]),
+                            distill=float(pre["distill"]), seed=ctx.seed, device=ctx.device, log=ctx.log)
+    from natkit.train.source_quality import check_source
+
+    check_source(source, net.natkit_source.get("val_error_largest"), log=ctx.log, stats=ctx.stats,
+                 what="supernet (largest subnet)")
+    return net
 
 
 def build(ctx):
@@ -432,6 +441,11 @@ def build(ctx):
     config = space_config(read_toml(ctx.options.space))
     pre, nat = ctx.options.tables()
     budget = ctx.budget
+    from natkit.core.feasibility import require_reachable
+
+    # a lower bound over grey and colour sources, so that no source data is loaded for the check
+    counts = [NATSpace(config, num_classes=ctx.task.num_classes, in_channels=c).smallest_counts() for c in (1, 3)]
+    require_reachable(budget, {k: min(c[k] for c in counts) for k in counts[0]}, f"the nat space {ctx.options.space}")
     net = _pretrained(ctx, config, pre)
     new_head(net, ctx.task.num_classes, seed=ctx.seed)
     space = NATSpace(config, num_classes=ctx.task.num_classes, in_channels=net.in_channels)
@@ -450,6 +464,9 @@ def run(ctx) -> None:
                                                            "supernet": ctx.stats["supernet"].get("path")})
     ctx.progress.expect(int(nat["initial"]) + int(nat["iterations"]) * int(nat["k"]))  # + re-evaluations
     log = loop.run(checkpoint=checkpoint)
+    from natkit.methods.nat.front import settle_front
+
+    ctx.stats["front_settled"] = settle_front(loop)
     if int(nat["finetune_epochs"]) > 0:
         finetune_front(ctx, loop, int(nat["finetune_epochs"]))
     ctx.stats.update(real_evaluations=loop.n_real, subnets_evaluated=loop.n_new, iterations=log)
@@ -486,7 +503,8 @@ def finetune_subnet(model, task, epochs: float, *, seed: int, batch_size: int, d
     recalibrated); a lower rate than from-scratch training since the weights are already trained,
     and the target's batch size of the adaptation, so an epoch is as many steps as there."""
     from natkit.train import TrainConfig, train
+    from natkit.train.schedule import scaled
 
-    train(model, task, TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size), device=device,
+    train(model, task, scaled(TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size), len(task.train)), device=device,
           resolution=model.natkit_input["resolution"], channels=model.natkit_input["channels"], seed=seed)
     return model.eval()

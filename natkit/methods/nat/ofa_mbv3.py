@@ -77,10 +77,9 @@ class MBV3Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> "MBV3Config":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ConfigError(f"unknown supernet option(s): {', '.join(sorted(unknown))}")
+        from natkit.core.config import check_keys
+
+        check_keys(d, {f.name for f in dataclasses.fields(cls)}, "[space] (nat_mbv3 supernet)")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     def to_dict(self) -> dict:

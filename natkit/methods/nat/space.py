@@ -125,6 +125,19 @@ class NATSpace(_SpaceBase):
     def count(self, x) -> dict:
         return count_params_macs(self.decode(x))
 
+    def smallest_counts(self) -> dict:
+        """The smallest ``params`` and ``macs`` of any subnet, in closed form: two layers per stage with
+        the smallest kernel, over every resolution, width and expand choice (the lists need not be
+        sorted), so a budget below them is known to be infeasible before any training."""
+        best = {"params": float("inf"), "macs": float("inf")}
+        for r in range(len(self.config.resolutions)):
+            for w in range(len(self.config.width_mults)):
+                for e in range(3):
+                    gene = 1 + 3 * e  # smallest kernel (ascending by construction), expand choice e
+                    c = self.count([r, w] + [gene, gene, 0, 0] * N_STAGES)
+                    best = {k: min(best[k], c[k]) for k in best}
+        return best
+
 
 # ----------------------------------------------------------------------------------------------
 # closed-form counting

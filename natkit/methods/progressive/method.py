@@ -51,6 +51,7 @@ from natkit.core.space import SearchSpace
 from natkit.errors import ConfigError
 from natkit.methods.common import finalize, source_model, source_task
 from natkit.methods.progressive.relevance import list_criteria, n_to_eliminate
+from natkit.train.schedule import scaled
 from natkit.utils.seed import derive_seed
 
 from natkit.methods.progressive.process import (DEFAULT_BN_STATS, DEFAULT_CRITERION, Retraining, check_chain,
@@ -235,13 +236,16 @@ def trained_base(ctx, s: dict, *, log=True) -> nn.Module:
         model = pretrained(s["model"], source, epochs=epochs, resolution=s["resolution"], seed=ctx.seed,
                            device=ctx.device, train_cfg=src_cfg, in_channels=ch)
     check_chain(model)
+    from natkit.train.source_quality import check_source
+
+    check_source(source, model.natkit_source.get("val_error"), log=ctx.log, stats=ctx.stats)
     if source.num_classes != ctx.task.num_classes:
         last = model.classifier[-1]
         model.classifier[-1] = nn.Linear(last.in_features, ctx.task.num_classes)
         model.natkit_arch["kwargs"]["num_classes"] = ctx.task.num_classes
     ft_cfg = TrainConfig(epochs=s["finetune_epochs"], lr=s["finetune_lr"], batch_size=s["batch_size"],
                          max_batches=s["finetune_max_batches"])
-    train(model, ctx.task, ft_cfg, device=ctx.device, resolution=s["resolution"], channels=ch,
+    train(model, ctx.task, scaled(ft_cfg, len(ctx.task.train)), device=ctx.device, resolution=s["resolution"], channels=ch,
           seed=derive_seed(ctx.seed, "finetune"))
     model.natkit_input = {"resolution": s["resolution"], "channels": ch}
     model.natkit_source = getattr(model, "natkit_source", {})
@@ -274,8 +278,8 @@ def run(ctx) -> None:
         probe = create_model(s["model"], num_classes=ctx.task.num_classes, in_channels=ctx.task.in_channels)
         load_decisions(s["decisions"], [(l.name, int(l.module.out_channels)) for l in weight_layers(probe) if l.is_conv])
     base = trained_base(ctx, s)
-    rt = Retraining(TrainConfig(epochs=s["epochs"], lr=s["lr"], batch_size=s["batch_size"],
-                                max_batches=s["max_batches"]),
+    rt = Retraining(scaled(TrainConfig(epochs=s["epochs"], lr=s["lr"], batch_size=s["batch_size"],
+                                       max_batches=s["max_batches"]), len(ctx.task.train)),
                     resolution=s["resolution"], channels=ctx.task.in_channels, device=ctx.device,
                     bn_stats=s["bn_stats"])
     ctx.stats.update(progressive={k: v for k, v in s.items()})

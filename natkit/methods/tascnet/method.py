@@ -116,6 +116,9 @@ def run(ctx) -> None:
     ctx.log(f"source {source.spec} ({len(source.train)} train images) -> target {ctx.task.spec}, "
             f"{o.model} at {resolution}px")
     base = _source_model(o, source, resolution, channels, ctx)
+    from natkit.train.source_quality import check_source
+
+    check_source(source, getattr(base, "natkit_source", {}).get("val_error"), log=ctx.log, stats=ctx.stats)
     s = Setting(ctx.task, resolution, channels, ctx.device, o.lr, o.finetune_lr, o.batch_size, o.max_batches,
                 latency=ctx.wants_latency)
     head = transfer_head(base, s, epochs=o.head_epochs, seed=ctx.seed)

@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from natkit.core.evaluator import Evaluator
 from natkit.core.space import SearchSpace
+from natkit.train.schedule import scaled
 from natkit.prune.surgery import remove_channels
 
 from natkit.methods.tascnet.layers import (LayerSlot, decode_genome, describe, genome_bounds, rebuild,
@@ -49,8 +50,8 @@ class Setting:
 
         if epochs <= 0:
             return []
-        cfg = TrainConfig(epochs=epochs, lr=lr or self.lr, batch_size=self.batch_size, schedule=schedule,
-                          max_batches=self.max_batches)
+        cfg = scaled(TrainConfig(epochs=epochs, lr=lr or self.lr, batch_size=self.batch_size, schedule=schedule,
+                                 max_batches=self.max_batches), len(self.task.train))
         return train(model, self.task, cfg, device=self.device, resolution=self.resolution,
                      channels=self.channels, params=params, seed=seed, loss_hook=loss_hook)
 

@@ -7,7 +7,7 @@ import numpy as np
 from dataclasses import dataclass
 from typing import ClassVar
 
-from natkit.core.config import check_keys, read_toml
+from natkit.core.config import check_keys, read_toml, strip_descriptive
 from natkit.core.evaluator import Evaluator
 from natkit.core.options import Options, option
 from natkit.core.space import SearchSpace
@@ -15,6 +15,7 @@ from natkit.errors import ConfigError
 from natkit.measure import count_latency_if, measure
 from natkit.nets import create_model
 from natkit.train import TrainConfig, evaluate, train
+from natkit.train.schedule import budget_of, scaled
 from natkit.utils.seed import derive_seed, seed_everything
 
 SPACE_KEYS = {"family", "layers", "pool_after", "choices", "hidden", "resolution"}
@@ -90,7 +91,7 @@ def load_width_space(name_or_path="vgg_widths"):
     check_keys(data["space"], SPACE_KEYS, f"[space] of {data['_path']}")
     if data["space"].get("family", "vgg_widths") != "vgg_widths":
         raise ConfigError(f"{data['_path']} is a {data['space']['family']!r} space, not vgg_widths")
-    space = {k: v for k, v in data["space"].items() if k != "family"}
+    space = {k: v for k, v in strip_descriptive(data["space"]).items() if k != "family"}
     return VGGWidthSpace(**space)
 
 
@@ -124,7 +125,17 @@ class WidthEvaluator(Evaluator):
 def build_reference(ctx):
     """Space, evaluator and HV bounds of the width space, as configured by ctx's options."""
     space = load_width_space(ctx.options.space)
-    cfg = ctx.options.train_config()
+    from natkit.core.feasibility import require_reachable
+    from natkit.measure.counts import count_macs, count_params
+
+    small = create_model("vgg", num_classes=ctx.task.num_classes, in_channels=ctx.task.in_channels,
+                         **space.decode([int(np.argmin(space.choices))] * space.layers))  # all narrowest
+    require_reachable(ctx.budget, {"params": count_params(small), "macs": count_macs(small, space.resolution,
+                                                                                      ctx.task.in_channels)},
+                      f"the width space {ctx.options.space}")
+    stated = ctx.options.train_config()
+    cfg = scaled(stated, len(ctx.task.train))  # steps, not epochs: see train/schedule.py
+    ctx.stats["training_budget"] = budget_of(stated, len(ctx.task.train))
     ev = WidthEvaluator(ctx.task, space, cfg, seed=ctx.seed, device=ctx.device,
                         latency=ctx.wants_latency)
     big = create_model("vgg", num_classes=ctx.task.num_classes, in_channels=ctx.task.in_channels,

@@ -1,0 +1,1 @@
+"""A user's own small data through every method: `python -m benchmarks.userdata.run`."""

@@ -1,0 +1,32 @@
+"""Budgets no candidate can meet, found before any training.
+
+Where a method knows the smallest parameter and MAC counts of its space in closed form (NAT's
+supernet space, the width space of `width`/`random`), it calls ``require_reachable`` before it
+pretrains or trains anything: a ``params`` or ``macs`` limit below the smallest achievable value is a
+``ConfigError`` (exit 2) naming both numbers, instead of a search that ends with nothing feasible.
+"""
+
+from __future__ import annotations
+
+from natkit.errors import ConfigError
+
+CLOSED_FORM = ("params", "macs")
+
+
+class InfeasibleBudgetError(ConfigError):
+    pass
+
+
+def unreachable(budget, minima: dict) -> dict:
+    """``{metric: (limit, smallest)}`` for every closed-form limit below the smallest achievable value."""
+    return {k: (budget.limits[k], float(minima[k])) for k in CLOSED_FORM
+            if k in budget.limits and minima.get(k) is not None and float(minima[k]) > budget.limits[k]}
+
+
+def require_reachable(budget, minima: dict, what: str) -> None:
+    bad = unreachable(budget, minima)
+    if bad:
+        smallest = ", ".join(f"{k} {int(minima[k]):,}" for k in CLOSED_FORM if minima.get(k) is not None)
+        limits = ", ".join(f"{k} <= {lim:g}" for k, (lim, _) in bad.items())
+        raise InfeasibleBudgetError(f"budget {limits} cannot be met: the smallest candidate of {what} has "
+                                    f"{smallest} (closed-form count, checked before any training)")
