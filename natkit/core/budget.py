@@ -42,7 +42,7 @@ def load_budget(name_or_path: str | None) -> Budget:
         return Budget({})
     data = read_toml(name_or_path)
     if "budget" not in data and "hardware" not in data:
-        raise ConfigError(f"{data['_path']} has no [budget] (or [hardware]) table")
+        raise ConfigError(f"{data['_path']} has no [budget] table (nor a [hardware] table)")
     if not isinstance(data.get("budget", {}), dict):
         raise ConfigError(f"budget in {data['_path']} must be a table ([budget]), got {data['budget']!r}")
     table = dict(data.get("budget", {}))
