@@ -22,14 +22,16 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="run a method (or a reference search) on a target task",
                        description="Methods: " + "; ".join(f"{k}: {v[1]}" for k, v in METHODS.items()))
     s.add_argument("method", help=f"one of {', '.join(METHODS)}")
-    s.add_argument("--task", default="digits", help="target task: fashion-mnist, digits, folder:PATH, npz:PATH")
+    s.add_argument("--task", default="digits", help="target task: fashion-mnist, digits, folder:PATH, npz:PATH, or table:NAME|PATH "
+                   "(a published table as space and evaluator: nat, nsga, random; --option evaluations=N, default 100)")
     s.add_argument("--source", default="fashion-mnist", help="source task for pretraining (methods that need one)")
     s.add_argument("--out", required=True, help="run directory")
     s.add_argument("--archive", help="task archive to write (default OUT/archive.sqlite); share it across runs")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--generations", type=int, default=10)
     s.add_argument("--pop-size", type=int, default=20)
-    s.add_argument("--objectives", default="error,macs", help="two or more of error,params,macs,latency_ms")
+    s.add_argument("--objectives", default="error,macs", help="two or more of error,params,macs,latency_ms "
+                   "(table tasks: error and the table's cost columns, e.g. params, flops)")
     s.add_argument("--budget", help="budget NAME (search_spaces/NAME.toml) or FILE with a [budget] table")
     s.add_argument("--space", help="search space NAME or FILE (method-specific)")
     s.add_argument("--model", help="source network for compression methods (e.g. vgg_small, resnet_small)")
@@ -58,12 +60,12 @@ def _parser() -> argparse.ArgumentParser:
                            ("report", "write summary.md, front.png and hv.png for an archive")):
         q = sub.add_parser(name, help=helptext)
         q.add_argument("dir", help="run directory or archive file")
-        q.add_argument("--objectives", default="error,macs")
+        q.add_argument("--objectives", default=None, help="default: those of the archive's latest run")
         q.add_argument("--method", help="only these methods (comma-separated)")
         if name == "front":
             q.add_argument("--format", choices=["table", "json", "csv"], default="table")
         if name == "plot":
-            q.add_argument("--x", default="macs", help="x axis objective")
+            q.add_argument("--x", default=None, help="x axis objective (default: the run's second objective)")
             q.add_argument("--y", default="error", help="y axis objective")
         if name in ("plot", "report"):
             q.add_argument("--out", help="output folder (default: DIR)")
@@ -155,8 +157,7 @@ def cmd_search(args) -> int:
     from natkit.core.archive import Archive, package_versions
     from natkit.core.budget import load_budget
     from natkit.core.problem import check_objectives
-    from natkit.data import load_task
-    from natkit.methods import get_method
+    from natkit.methods import METHODS, get_method
     from natkit.methods.context import RunContext
 
     out = Path(args.out)
@@ -170,7 +171,18 @@ def cmd_search(args) -> int:
         except json.JSONDecodeError:
             raise ConfigError(f"corrupt {run_file}; cannot resume") from None
         args = argparse.Namespace(**{**vars(args), **stored["args"], "resume": True})
-    module = get_method(args.method)
+    table_task = args.task.startswith("table:")
+    if table_task:  # a lookup search: neither the method's module nor torch is imported
+        from natkit.tabular import table_runner
+
+        if args.method not in METHODS:
+            get_method(args.method)  # the usual "unknown method" error
+        run_method = table_runner(args.method)  # methods that need weights stop here, before any work
+    else:
+        module = get_method(args.method)
+        run_method = module.run
+        if getattr(module, "TABLE_ONLY", False):
+            raise ConfigError(f"method {args.method} runs on table tasks only (--task table:NAME|PATH)")
     objectives = check_objectives(args.objectives.split(","))
     budget = load_budget(args.budget)
     if args.generations < 1 or args.pop_size < 2:
@@ -188,16 +200,23 @@ def cmd_search(args) -> int:
             options[key] = getattr(args, key)
     if args.decisions and not Path(args.decisions).is_file():
         raise ConfigError(f"decision file not found: {args.decisions}")
-    import torch
+    if table_task:
+        from natkit.data.table import load_table_task
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available")
-    classes = [int(c) for c in args.classes.split(",")] if args.classes else None
-    task = load_task(args.task, root=args.data_root, seed=args.seed, samples_per_class=args.samples_per_class,
-                     classes=classes)
+        device, task = "cpu", load_table_task(args.task)
+    else:
+        import torch
+
+        from natkit.data import load_task
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} requested but CUDA is not available")
+        classes = [int(c) for c in args.classes.split(",")] if args.classes else None
+        task = load_task(args.task, root=args.data_root, seed=args.seed, samples_per_class=args.samples_per_class,
+                         classes=classes)
     out.mkdir(parents=True, exist_ok=True)
     arch_path = Path(args.archive) if args.archive else out / "archive.sqlite"
     archive = Archive(arch_path)
@@ -223,7 +242,7 @@ def cmd_search(args) -> int:
     ctx.log(f"task {task.spec}: {task.source}; {task.describe()['sizes']}; device {device}")
     t0 = time.time()
     try:
-        module.run(ctx)
+        run_method(ctx)
     except BaseException:
         archive.finish_run(run_id, "interrupted")
         raise
@@ -295,11 +314,20 @@ def _table(cands, objectives) -> str:
     return "\n".join("  ".join(x.rjust(w[i]) for i, x in enumerate(r)) for r in rows)
 
 
-def cmd_front(args) -> int:
+def _objectives(args, archive) -> list[str]:
+    """``--objectives``, else those of the archive's latest run (a table run's may be error,flops)."""
     from natkit.core.problem import check_objectives
 
-    objectives = check_objectives(args.objectives.split(","))
+    text = args.objectives
+    if text is None:
+        runs = archive.runs()
+        text = (runs[-1].config.get("objectives") if runs else None) or "error,macs"
+    return check_objectives(str(text).split(","))
+
+
+def cmd_front(args) -> int:
     archive = _open_archive(args.dir)
+    objectives = _objectives(args, archive)
     front = archive.front(objectives, method=_methods(args.method))
     if args.format == "json":
         if front:
@@ -317,7 +345,8 @@ def cmd_plot(args) -> int:
     archive = _open_archive(args.dir)
     out = Path(args.out or (args.dir if Path(args.dir).is_dir() else Path(args.dir).parent))
     out.mkdir(parents=True, exist_ok=True)
-    p1 = plot_front(archive, out / "front.png", x=args.x, y=args.y, methods=_methods(args.method))
+    x = args.x or next((o for o in _objectives(args, archive) if o != args.y), "macs")
+    p1 = plot_front(archive, out / "front.png", x=x, y=args.y, methods=_methods(args.method))
     p2 = plot_hv(archive, out / "hv.png", methods=_methods(args.method))
     print(p1)
     print(p2)
@@ -329,7 +358,7 @@ def cmd_report(args) -> int:
 
     archive = _open_archive(args.dir)
     out = Path(args.out or (args.dir if Path(args.dir).is_dir() else Path(args.dir).parent))
-    path = write_report(archive, out, methods=_methods(args.method))
+    path = write_report(archive, out, methods=_methods(args.method), objectives=_objectives(args, archive))
     print(path)
     return 0
 

@@ -14,6 +14,7 @@ METHODS = {
     "lda": ("natkit.methods.lda", "task-dependent Deep LDA pruning"),
     "width": ("natkit.methods.width", "reference: NSGA-II over VGG per-layer widths, trained from scratch"),
     "random": ("natkit.methods.random_search", "reference: random sampling of the width space, same budget"),
+    "nsga": ("natkit.tabular.nsga", "reference: plain NSGA-II/III over a table task's genes (table tasks only)"),
 }
 
 

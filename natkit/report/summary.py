@@ -65,13 +65,14 @@ def summary_markdown(rows, archive_path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(archive, out_dir, methods=None) -> Path:
+def write_report(archive, out_dir, methods=None, objectives=("error", "macs")) -> Path:
     import json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = summarise(archive, methods)
-    plot_front(archive, out / "front.png", methods=methods)
+    rows = summarise(archive, methods, objectives=tuple(objectives))
+    x = next((o for o in objectives if o != "error"), "macs")
+    plot_front(archive, out / "front.png", x=x, methods=methods)
     plot_hv(archive, out / "hv.png", methods=methods)
     (out / "summary.json").write_text(json.dumps(rows, indent=2))
     path = out / "summary.md"
