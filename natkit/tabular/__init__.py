@@ -7,8 +7,6 @@ table task. The budget is ``--option evaluations=N`` (default 100 table queries)
 
 from __future__ import annotations
 
-import time
-
 from natkit.errors import ConfigError
 
 DEFAULT_EVALUATIONS = 100
@@ -24,7 +22,19 @@ def table_runner(method: str):
 
 
 def run(ctx, engine: str) -> dict:
-    """Run ``engine`` on ``ctx.task`` (a TableTask); returns (and stores in ``ctx.stats``) the summary."""
+    """Run ``engine`` on ``ctx.task`` (a TableTask); returns (and stores in ``ctx.stats``) the summary
+    and writes ``OUT/table_log.json`` (HV ratio and IGD per generation)."""
+    table_run, extra = search(ctx, engine)
+    summary = table_run.summary()
+    ctx.stats.update(summary)
+    ctx.stats["table"] = ctx.task.table.describe()
+    ctx.write_json("table_log.json", {"engine": engine, "objectives": ctx.objectives, "summary": summary,
+                                      "generations": table_run.log, **extra})
+    return summary
+
+
+def search(ctx, engine: str):
+    """The search itself: the finished ``TableRun`` (queries in order, per-generation log, engine time)."""
     from natkit.tabular.engines import NATTable, run_nsga, run_random
     from natkit.tabular.problem import TableRun
 
@@ -34,7 +44,6 @@ def run(ctx, engine: str) -> dict:
         raise ConfigError(f"option evaluations must be an integer, got {evaluations!r}")
     if engine != "nat" and options:
         raise ConfigError(f"unknown {engine} option {sorted(options)[0]!r} on a table task; known: evaluations")
-    t0 = time.perf_counter()
     table_run = TableRun(ctx, evaluations)
     ctx.log(f"{engine} on table {ctx.task.table.name}: {len(ctx.task.table)} architectures, "
             f"{evaluations} evaluations, exact front {len(table_run.scorer.front_rows)} on {','.join(ctx.objectives)}")
@@ -46,9 +55,4 @@ def run(ctx, engine: str) -> dict:
     else:
         nat = NATTable(table_run, ctx.seed, options)
         extra["iterations"] = nat()
-    summary = table_run.summary(time.perf_counter() - t0)
-    ctx.stats.update(summary)
-    ctx.stats["table"] = ctx.task.table.describe()
-    ctx.write_json("table_log.json", {"engine": engine, "objectives": ctx.objectives, "summary": summary,
-                                      "generations": table_run.log, **extra})
-    return summary
+    return table_run, extra

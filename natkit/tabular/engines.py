@@ -90,13 +90,14 @@ class NATTable:
 
     def __call__(self) -> list[dict]:
         run = self.run
-        run.evaluate(self.space.sample(min(int(self.o["initial"]), run.remaining), self.rng))
+        # full batches always (the run truncates the last one), so a budget only decides where to stop
+        run.evaluate(self.space.sample(int(self.o["initial"]), self.rng))
         it = 0
         while run.remaining > 0:
             it += 1
             X, metrics = run.observed()
             predictors = self.fit(X, metrics, seed=self.seed * 1000 + it)
-            proposals = self.propose(X, predictors, min(int(self.o["k"]), run.remaining), seed=self.seed * 1000 + it)
+            proposals = self.propose(X, predictors, int(self.o["k"]), seed=self.seed * 1000 + it)
             if not len(proposals):  # the whole table has been seen
                 break
             run.evaluate(proposals)
@@ -148,9 +149,9 @@ class NATTable:
             Xp = self._search(X, predictors, k, seed)
         if not len(Xp):
             return np.zeros((0, self.space.n_var), dtype=int)
-        return Xp[self._spread(self.predict(Xp, predictors), k)]
+        return Xp[self._spread(self.predict(Xp, predictors), k, seed)]
 
-    def _spread(self, F, k: int) -> list[int]:
+    def _spread(self, F, k: int, seed: int) -> list[int]:
         """``k`` rows by pymoo's rank and crowding survival: the predicted front first, its extremes and
         least crowded members before the rest."""
         from pymoo.core.population import Population
@@ -158,7 +159,8 @@ class NATTable:
         from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 
         pop = Population.new(X=np.arange(len(F))[:, None], F=F)
-        keep = RankAndCrowding().do(Problem(n_var=1, n_obj=F.shape[1]), pop, n_survive=min(k, len(F)))
+        keep = RankAndCrowding().do(Problem(n_var=1, n_obj=F.shape[1]), pop, n_survive=min(k, len(F)),
+                                    random_state=np.random.default_rng(seed))
         return [int(i) for i in keep.get("X")[:, 0]]
 
     def _search(self, X, predictors, k: int, seed: int) -> np.ndarray:

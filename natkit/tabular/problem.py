@@ -90,6 +90,8 @@ class TableRun:
         self.seen: dict = {}  # encode_key -> (encoding, metrics, status), in query order
         self.query_seconds = 0.0
         self.score_seconds = 0.0
+        self.started = time.perf_counter()
+        self.engine_trace: list[tuple[int, float]] = []  # (evaluations so far, engine seconds so far)
         self.log: list[dict] = []
 
     @property
@@ -116,8 +118,14 @@ class TableRun:
         for enc, m, status in self.problem.history[start:]:
             self.seen.setdefault(encode_key(enc), (enc, m, status))
         self.query_seconds += time.perf_counter() - t0
+        self.engine_trace.append((len(self.seen), self.engine_seconds))
         self._log_generation()
         return take, out
+
+    @property
+    def engine_seconds(self) -> float:
+        """Wall time of the engine's own machinery: everything but table queries and scoring."""
+        return max(time.perf_counter() - self.started - self.query_seconds - self.score_seconds, 0.0)
 
     def observed(self, feasible_only: bool = False):
         """Encodings and observed metrics (the seed's run) of everything queried, failures excluded."""
@@ -137,8 +145,8 @@ class TableRun:
         self.ctx.log(f"generation {gen}: {len(self.seen)} evaluations, HV ratio {s['hv_ratio']:.4f}, "
                      f"IGD {s['igd']:.4f}, front {s['front_size']}")
 
-    def summary(self, total_seconds: float) -> dict:
-        engine = max(total_seconds - self.query_seconds - self.score_seconds, 0.0)
+    def summary(self) -> dict:
+        engine = self.engine_seconds
         last = self.log[-1] if self.log else {}
         return {"evaluations": len(self.seen), "real_evaluations": self.problem.n_real,
                 "hv_ratio": last.get("hv_ratio"), "igd": last.get("igd"),
