@@ -16,7 +16,7 @@ from natkit.errors import ConfigError
 # NAT on a table: the loop of natkit.methods.nat without its supernet steps (no warm-up, adaptation or
 # re-evaluation: a table's answers do not go stale). `initial` random architectures, then per
 # iteration `k` proposals from an NSGA search on surrogate predictions.
-NAT_TABLE_DEFAULTS = dict(initial=10, k=5, surrogate="adaptive", cost_surrogate="rbf", reselect=1.25,
+NAT_TABLE_DEFAULTS = dict(initial=10, k=5, k_growth=0.05, surrogate="adaptive", cost_surrogate="rbf", reselect=1.5,
                           inner="auto", search_pop=40, search_generations=30)
 ENUMERATE_LIMIT = 100_000  # inner="auto": predict every row of tables up to this size instead of NSGA
 
@@ -97,7 +97,10 @@ class NATTable:
             it += 1
             X, metrics = run.observed()
             predictors = self.fit(X, metrics, seed=self.seed * 1000 + it)
-            proposals = self.propose(X, predictors, int(self.o["k"]), seed=self.seed * 1000 + it)
+            # batches grow with the archive (k_growth of it, at least k): late iterations refine a well-
+            # predicted front, and surrogate fits on a large archive are the engine's main cost
+            k = max(int(self.o["k"]), int(np.ceil(float(self.o["k_growth"]) * len(X))))
+            proposals = self.propose(X, predictors, k, seed=self.seed * 1000 + it)
             if not len(proposals):  # the whole table has been seen
                 break
             run.evaluate(proposals)
@@ -143,7 +146,8 @@ class NATTable:
     def propose(self, X, predictors, k: int, seed: int) -> np.ndarray:
         inner = self.o["inner"]
         if inner == "enumerate" or inner == "auto" and len(self.run.table) <= ENUMERATE_LIMIT:
-            unseen = [i for i, x in enumerate(self.run.table.X) if encode_key([int(v) for v in x]) not in self.run.seen]
+            unseen = np.ones(len(self.run.table), bool)
+            unseen[[self.run.table.row(enc) for enc, _, _ in self.run.seen.values()]] = False
             Xp = self.run.table.X[unseen]
         else:
             Xp = self._search(X, predictors, k, seed)
@@ -157,8 +161,12 @@ class NATTable:
         from pymoo.core.population import Population
         from pymoo.core.problem import Problem
         from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
+        from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-        pop = Population.new(X=np.arange(len(F))[:, None], F=F)
+        # only the first fronts that hold k rows can survive: rank them alone (thousands of rows otherwise)
+        fronts = NonDominatedSorting().do(F, n_stop_if_ranked=k)
+        pool = np.concatenate(fronts)
+        pop = Population.new(X=pool[:, None], F=F[pool])
         keep = RankAndCrowding().do(Problem(n_var=1, n_obj=F.shape[1]), pop, n_survive=min(k, len(F)),
                                     random_state=np.random.default_rng(seed))
         return [int(i) for i in keep.get("X")[:, 0]]
