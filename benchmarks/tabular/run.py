@@ -200,6 +200,8 @@ def main(argv=None) -> int:
     p.add_argument("--budgets", default="25,50,100,200,400")
     p.add_argument("--engines", default=",".join(ENGINES))
     p.add_argument("--jobs", type=int, default=2, help="worker processes")
+    p.add_argument("--pairs", default=",".join(p.replace(",", "-") for p in PAIRS),
+                   help="objective pairs whose runs to do (all are scored), e.g. error-params")
     p.add_argument("--out", default=str(OUT))
     p.add_argument("--score-only", action="store_true", help="only aggregate the stored runs")
     a = p.parse_args(argv)
@@ -211,7 +213,8 @@ def main(argv=None) -> int:
     if bad:
         p.error(f"unknown engine {bad[0]!r}; choose from {', '.join(ENGINES)}")
     t0 = time.time()
-    todo = [(out, pair, e, s, budgets[-1]) for e in engines for pair in PAIRS for s in seeds
+    pairs = [q.replace("-", ",") for q in a.pairs.split(",")]
+    todo = [(out, pair, e, s, budgets[-1]) for e in engines for pair in pairs for s in seeds
             if not _run_file(out, pair, e, s).is_file()]
     if todo and not a.score_only:
         print(f"{len(todo)} runs to do ({a.jobs} processes)", flush=True)

@@ -51,8 +51,11 @@ def _unseen_only(run):
 
 def run_nsga(run, pop_size: int, seed: int, max_idle: int = 20) -> None:
     """pymoo's NSGA-II (2 objectives) / NSGA-III (3+) with integer operators, driven by ask/tell so the
-    last generation can stop at the budget; offspring are new architectures (``_unseen_only``); ends
-    early after ``max_idle`` generations without one (mating found nothing new)."""
+    last generation can stop at the budget; offspring are new architectures (``_unseen_only``). When
+    mating finds nothing new in its 100 tries (a converged population in a small table), the generation
+    is drawn from unseen architectures at random, as a restart would; ends after ``max_idle``
+    generations without a new architecture."""
+    from pymoo.core.population import Population
     from pymoo.termination.max_gen import MaximumGenerationTermination
 
     from natkit.core.search import nsga
@@ -62,10 +65,16 @@ def run_nsga(run, pop_size: int, seed: int, max_idle: int = 20) -> None:
     algorithm.eliminate_duplicates = algorithm.initialization.eliminate_duplicates = unseen
     algorithm.mating.eliminate_duplicates = unseen
     algorithm.setup(run.problem, termination=MaximumGenerationTermination(10 ** 9), seed=int(seed), verbose=False)
-    idle = 0
+    idle, rng = 0, np.random.default_rng(seed)
     while run.remaining > 0 and idle < max_idle:
         before = len(run.seen)
         pop = algorithm.ask()
+        if pop is None or not len(pop):
+            algorithm.termination.force_termination = False
+            unseen = np.ones(len(run.table), bool)
+            unseen[[run.table.row(e) for e, _, _ in run.seen.values()]] = False
+            rows = rng.permutation(np.flatnonzero(unseen))[:pop_size]
+            pop = Population.new(X=run.table.X[rows].astype(float))
         take, out = run.evaluate(pop.get("X"))
         if take:
             sub = pop[take]
@@ -110,8 +119,13 @@ class NATTable:
 
     def __call__(self) -> list[dict]:
         run = self.run
-        # full batches always (the run truncates the last one), so a budget only decides where to stop
-        run.evaluate(self.space.sample(int(self.o["initial"]), self.rng))
+        # NAT's initial archive: the space's two extremes (first and last choice everywhere: the smallest
+        # and largest network when choices are listed by size, as docs/table_format.md asks) plus random
+        # architectures; full batches always (the run truncates the last one), so a budget only decides
+        # where to stop
+        X0 = [x for x in self.space.extremes() if self.run.table.row(x) is not None]
+        X0 = np.vstack(X0 + [self.space.sample(int(self.o["initial"]) - len(X0), self.rng)])
+        run.evaluate(X0)
         it = 0
         while run.remaining > 0:
             it += 1

@@ -31,6 +31,10 @@ class TableSpace(SearchSpace):
     def decode(self, x) -> dict:
         return {"table": self.table.name, "key": self.table.key_of(x)}
 
+    def extremes(self) -> list[np.ndarray]:
+        """The first and the last choice at every position."""
+        return [self.xl.copy(), self.xu.copy()]
+
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         rows = rng.choice(len(self.table), size=min(int(n), len(self.table)), replace=False)
         return self.table.X[rows].copy()
