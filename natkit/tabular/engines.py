@@ -41,9 +41,8 @@ def _unseen_only(run):
     class UnseenOnly(DefaultDuplicateElimination):
         def _do(self, pop, other, is_duplicate):
             is_duplicate = super()._do(pop, other, is_duplicate)
-            for i, x in enumerate(pop.get("X")):
-                if encode_key(run.space.repair(x)) in run.seen:
-                    is_duplicate[i] = True
+            X = np.clip(np.rint(pop.get("X")), run.space.xl, run.space.xu).astype(int)
+            is_duplicate[[run.table.row(x) in run.seen_rows for x in X]] = True
             return is_duplicate
 
     return UnseenOnly()

@@ -92,6 +92,7 @@ class TableRun:
         self.scorer = TableScorer(table, self.objectives)
         self.evaluations = int(evaluations)
         self.seen: dict = {}  # encode_key -> (encoding, metrics, status), in query order
+        self.seen_rows: set = set()  # their table rows
         self.query_seconds = 0.0
         self.score_seconds = 0.0
         self.started = time.perf_counter()
@@ -121,6 +122,7 @@ class TableRun:
         out = self.problem.evaluate(np.atleast_2d(X)[take], return_as_dictionary=True)
         for enc, m, status in self.problem.history[start:]:
             self.seen.setdefault(encode_key(enc), (enc, m, status))
+            self.seen_rows.add(self.table.row(enc))
         self.query_seconds += time.perf_counter() - t0
         self.engine_trace.append((len(self.seen), self.engine_seconds))
         self._log_generation()
