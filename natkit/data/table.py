@@ -30,7 +30,7 @@ TABLES_DIR = Path(__file__).resolve().parent / "tables"
 PACKAGED = {"nas-bench-macro": TABLES_DIR / "nas-bench-macro.toml"}
 COST_NAME = re.compile(r"^(params|macs|flops|latency_[a-z0-9_]+)$")
 _KEYS = {"table": {"name", "file", "source", "license"},
-         "genes": {"key", "columns", "alphabet", "choices", "length", "separator"},
+         "genes": {"key", "columns", "alphabet", "choices", "length", "separator", "pattern"},
          "metrics": {"accuracy", "error", "scale"}}
 _CACHE: dict = {}
 
@@ -79,6 +79,10 @@ class Table:
         return self._index.get(tuple(int(v) for v in x))
 
     def key_of(self, x) -> str:
+        """The table's own key of ``x``; for an architecture not in it, its choices joined."""
+        row = self.row(x)
+        if row is not None:
+            return self.keys[row]
         return self.separator.join(self.choices[i][int(v)] for i, v in enumerate(x))
 
     # -- evaluation --------------------------------------------------------------------------------
@@ -238,6 +242,7 @@ def _build(desc: dict, records: list[dict], data_path: Path, sha: str, where: Pa
         raise ConfigError(f"table {data_path} has no rows")
     genes, metrics, costs = desc["genes"], desc["metrics"], desc["costs"]
     choices, columns, sep, key_col = _genes(genes, where)
+    pattern = _pattern(genes, where)
     n_var = len(choices)
     # accuracy or error: one column (possibly list-valued: several runs) or a list of run columns
     if ("accuracy" in metrics) == ("error" in metrics):
@@ -262,13 +267,13 @@ def _build(desc: dict, records: list[dict], data_path: Path, sha: str, where: Pa
     keys, runs_list = [], []
     cost_vals = {c: np.empty(len(records)) for c in costs}
     index = [{s: j for j, s in enumerate(ch)} for ch in choices]
-    out_sep = sep if key_col is not None else ","
+    out_sep = sep if key_col is not None and "pattern" not in genes else ","
     for i, rec in enumerate(records):
         where_row = f"row {i + 1} of {data_path.name}"
         if key_col is not None:
             arch = _field(rec, key_col, where_row)
             arch = str(arch)
-            symbols = list(arch) if sep == "" else arch.split(sep)
+            symbols = (pattern.findall(arch) if pattern is not None else list(arch) if sep == "" else arch.split(sep))
             if len(symbols) != n_var:
                 raise ConfigError(f"{where_row}: architecture {arch!r} has {len(symbols)} positions, expected {n_var}")
         else:
@@ -277,7 +282,7 @@ def _build(desc: dict, records: list[dict], data_path: Path, sha: str, where: Pa
             if s not in index[j]:
                 raise ConfigError(f"{where_row}: {s!r} at position {j} is not one of {', '.join(choices[j])}")
             X[i, j] = index[j][s]
-        keys.append(out_sep.join(symbols))
+        keys.append(arch if key_col is not None else ",".join(symbols))  # as the table spells it
         vals = []
         for c in run_cols:
             v = _field(rec, c, where_row)
@@ -338,9 +343,25 @@ def _genes(genes: dict, where: Path):
     key_col = genes.get("key")
     if key_col is not None and (not isinstance(key_col, str) or not key_col):
         raise ConfigError(f"[genes] key of {where} must name a column")
-    if key_col is not None and sep == "" and any(len(s) != 1 for ch in choices for s in ch):
+    if key_col is not None and sep == "" and "pattern" not in genes and any(len(s) != 1 for ch in choices for s in ch):
         raise ConfigError(f"[genes] of {where}: symbols longer than one character need separator = \",\" (or another)")
     return choices, columns, sep, key_col
+
+
+def _pattern(genes: dict, where: Path):
+    """``pattern``: a regular expression whose matches (its one group, if it has one) are the symbols
+    of an architecture string, e.g. NAS-Bench-201's ``|nor_conv_3x3~0|+|...``."""
+    if "pattern" not in genes:
+        return None
+    if "key" not in genes or "separator" in genes:
+        raise ConfigError(f"[genes] pattern of {where} goes with key = COLUMN and without separator")
+    try:
+        rx = re.compile(str(genes["pattern"]))
+    except re.error as exc:
+        raise ConfigError(f"[genes] pattern of {where} is not a regular expression: {exc}") from None
+    if rx.groups > 1:
+        raise ConfigError(f"[genes] pattern of {where} may have at most one group")
+    return rx
 
 
 def _symbols(v, what, where) -> list[str]:

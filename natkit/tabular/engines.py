@@ -42,7 +42,9 @@ def _unseen_only(run):
         def _do(self, pop, other, is_duplicate):
             is_duplicate = super()._do(pop, other, is_duplicate)
             X = np.clip(np.rint(pop.get("X")), run.space.xl, run.space.xu).astype(int)
-            is_duplicate[[run.table.row(x) in run.seen_rows for x in X]] = True
+            # an architecture missing from a partial table is no candidate either
+            rows = [run.table.row(x) for x in X]
+            is_duplicate[[r is None or r in run.seen_rows for r in rows]] = True
             return is_duplicate
 
     return UnseenOnly()
