@@ -2,9 +2,9 @@
 
 import itertools
 import json
+import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -90,10 +90,12 @@ def test_nat_beats_random_on_nas_bench_macro_at_60_evaluations(tmp_path):
 
 
 def cli(*args, timeout=300):
-    t0 = time.perf_counter()
+    """Result and CPU seconds of a natkit command (CPU time: wall time on this shared host says little)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run([sys.executable, "-m", "natkit.cli", *args], capture_output=True, text=True,
                        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=timeout)
-    return r, time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def test_cli_nat_on_nas_bench_macro_front_members_are_table_entries(tmp_path):
@@ -101,13 +103,14 @@ def test_cli_nat_on_nas_bench_macro_front_members_are_table_entries(tmp_path):
     r, seconds = cli("search", "nat", "--task", f"table:{MACRO_JSON}", "--objectives", "error,params",
                      "--out", str(out), "-q")
     assert r.returncode == 0, r.stderr
-    assert seconds < 90  # the issue's check is under a minute on 2 idle cores; this host is shared
+    assert seconds < 40  # CPU seconds, imports included: the issue's check is under a minute on 2 cores
     run = json.loads((out / "run.json").read_text())
     assert run["stats"]["evaluations"] == run["stats"]["real_evaluations"] == 100
     assert run["stats"]["hv_ratio"] > 0.9
     r, _ = cli("front", str(out), "--format", "json")
     assert r.returncode == 0, r.stderr
-    members = [json.loads(line) for line in r.stdout.splitlines()]
+    front_json = r.stdout
+    members = [json.loads(line) for line in front_json.splitlines()]
     assert len(members) >= 5
     raw = json.loads(Path(MACRO_JSON).read_text())
     for m in members:
@@ -124,7 +127,7 @@ def test_cli_nat_on_nas_bench_macro_front_members_are_table_entries(tmp_path):
     run2 = json.loads((out / "run.json").read_text())
     assert run2["stats"]["real_evaluations"] == 0 and run2["stats"]["evaluations"] == 100
     r2, _ = cli("front", str(out), "--format", "json")
-    assert r2.stdout == r.stdout
+    assert r2.stdout == front_json
 
 
 def test_generic_table_runs_through_the_same_commands(tmp_path):
