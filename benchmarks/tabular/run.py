@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "results" / "tabular"
 TABLE = "table:nas-bench-macro"
 PAIRS = ("error,params", "error,flops")
+N_SEEDS = [20]  # set by main: cells with fewer seeds say so
 
 
 def _run_file(out: Path, pair: str, engine: str, seed: int) -> Path:
@@ -81,9 +82,14 @@ def score(out: Path, seeds, budgets, engines) -> dict:
         for engine in engines:
             rows_b = {b: {"hv_ratio": [], "igd": [], "engine_s_per_eval": [], "distinct": []} for b in budgets}
             for seed in seeds:
-                run = json.loads(_run_file(out, pair, engine, seed).read_text())
+                path = _run_file(out, pair, engine, seed)
+                if not path.is_file():
+                    continue
+                run = json.loads(path.read_text())
                 trace = run["engine_trace"]
                 for b in budgets:
+                    if run["budget"] < b:  # a shorter run says nothing about this budget
+                        continue
                     rows = run["rows"][:b]
                     s = scorer.score(rows)
                     t = next(t for n, t in trace if n >= min(b, trace[-1][0]))
@@ -99,6 +105,8 @@ def score(out: Path, seeds, budgets, engines) -> dict:
 
 def _stats(v) -> dict:
     v = np.asarray(v, float)
+    if not len(v):
+        return {"median": float("nan"), "q1": float("nan"), "q3": float("nan"), "n": 0}
     q1, med, q3 = np.percentile(v, [25, 50, 75])
     return {"median": float(med), "q1": float(q1), "q3": float(q3), "n": int(len(v))}
 
@@ -126,9 +134,10 @@ def markdown(result, stamp, claims, budgets, engines) -> str:
         lines += ["", "| engine | " + " | ".join(f"ms/eval @{b}" for b in budgets) + " | distinct @max |",
                   "|---|" + "---|" * (len(budgets) + 1)]
         for e in engines:
-            cells = [f"{1000 * r['engines'][e][str(b)]['engine_s_per_eval']['median']:.2f}" for b in budgets]
-            d = r["engines"][e][str(budgets[-1])]["distinct"]["median"]
-            lines.append(f"| {e} | " + " | ".join(cells) + f" | {d:.0f} |")
+            cells = [f"{1000 * r['engines'][e][str(b)]['engine_s_per_eval']['median']:.2f}"
+                     if r["engines"][e][str(b)]["engine_s_per_eval"]["n"] else "-" for b in budgets]
+            d = r["engines"][e][str(budgets[-1])]["distinct"]
+            lines.append(f"| {e} | " + " | ".join(cells) + (f" | {d['median']:.0f} |" if d["n"] else " | - |"))
         lines.append("")
     lines += ["ms/eval: median wall time of the engine's own machinery per table call up to that budget "
               "(nat: surrogate fits, adaptive switch and inner search; NSGA-II: pymoo ask/tell; Optuna: ask, "
@@ -140,7 +149,9 @@ def markdown(result, stamp, claims, budgets, engines) -> str:
 
 
 def _cell(s, nd) -> str:
-    return f"{s['median']:.{nd}f} [{s['q1']:.{nd}f}, {s['q3']:.{nd}f}]"
+    if not s["n"]:
+        return "-"
+    return f"{s['median']:.{nd}f} [{s['q1']:.{nd}f}, {s['q3']:.{nd}f}]" + ("" if s["n"] == N_SEEDS[0] else f" (n={s['n']})")
 
 
 def plot(result, path: Path, budgets, engines) -> None:
@@ -154,10 +165,10 @@ def plot(result, path: Path, budgets, engines) -> None:
         for i, metric in enumerate(("hv_ratio", "igd")):
             ax = axes[i, j]
             for k, e in enumerate(engines):
-                s = [r["engines"][e][str(b)][metric] for b in budgets]
-                med = [x["median"] for x in s]
-                ax.plot(budgets, med, marker="o", color=f"C{k}", label=e)
-                ax.fill_between(budgets, [x["q1"] for x in s], [x["q3"] for x in s], color=f"C{k}", alpha=0.2)
+                bs = [b for b in budgets if r["engines"][e][str(b)][metric]["n"]]
+                s = [r["engines"][e][str(b)][metric] for b in bs]
+                ax.plot(bs, [x["median"] for x in s], marker="o", color=f"C{k}", label=e)
+                ax.fill_between(bs, [x["q1"] for x in s], [x["q3"] for x in s], color=f"C{k}", alpha=0.2)
             ax.set_xscale("log")
             ax.set_xticks(budgets, [str(b) for b in budgets])
             ax.set_xlabel("evaluations (table calls)")
@@ -204,9 +215,13 @@ def main(argv=None) -> int:
                    help="objective pairs whose runs to do (all are scored), e.g. error-params")
     p.add_argument("--out", default=str(OUT))
     p.add_argument("--score-only", action="store_true", help="only aggregate the stored runs")
+    p.add_argument("--run-budget", type=int, default=None,
+                   help="run new runs only to this budget (default: the largest); larger budgets are then "
+                        "scored on the seeds that ran that far")
     a = p.parse_args(argv)
     out = Path(a.out)
     seeds = list(range(a.seeds))
+    N_SEEDS[0] = a.seeds
     budgets = sorted(int(b) for b in a.budgets.split(","))
     engines = [e for e in a.engines.split(",") if e]
     bad = [e for e in engines if e not in ENGINES]
@@ -214,7 +229,7 @@ def main(argv=None) -> int:
         p.error(f"unknown engine {bad[0]!r}; choose from {', '.join(ENGINES)}")
     t0 = time.time()
     pairs = [q.replace("-", ",") for q in a.pairs.split(",")]
-    todo = [(out, pair, e, s, budgets[-1]) for e in engines for pair in pairs for s in seeds
+    todo = [(out, pair, e, s, a.run_budget or budgets[-1]) for e in engines for pair in pairs for s in seeds
             if not _run_file(out, pair, e, s).is_file()]
     if todo and not a.score_only:
         print(f"{len(todo)} runs to do ({a.jobs} processes)", flush=True)
