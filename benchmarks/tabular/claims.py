@@ -46,7 +46,8 @@ def decide(claim: dict, result: dict) -> dict:
                 checks.append((mine >= rule["threshold"], f"{pair} @{b}: {subject} {mine:.4f} vs {rule['threshold']}"))
             else:
                 raise ValueError(f"claim {claim['id']}: unsupported comparison {rule['compare']!r}")
-    holds = bool(checks) and not missing and all(ok for ok, _ in checks)
+    # missing runs leave a claim undecided (None), not failed
+    holds = None if missing or not checks else all(ok for ok, _ in checks)
     failed = [txt for ok, txt in checks if not ok]
     detail = (f"missing {', '.join(missing)}" if missing else
               f"{len(checks)} comparisons, all pass" if holds else f"{len(failed)}/{len(checks)} fail: {'; '.join(failed)}")

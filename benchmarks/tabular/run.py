@@ -144,7 +144,8 @@ def markdown(result, stamp, claims, budgets, engines) -> str:
               "suggest and tell), with table lookups, archive writes and scoring excluded. Measured on a shared "
               "2-core host under other load: compare ratios, not absolute times.", "", "## Registered claims", ""]
     for c in claims:
-        lines.append(f"- **{c['id']}**: {'HOLDS' if c['holds'] else 'FAILS'} — {c['detail']}")
+        verdict = "UNDECIDED" if c["holds"] is None else "HOLDS" if c["holds"] else "FAILS"
+        lines.append(f"- **{c['id']}**: {verdict} — {c['detail']}")
     return "\n".join(lines) + "\n"
 
 
@@ -248,7 +249,7 @@ def main(argv=None) -> int:
     (out / "claims.json").write_text(json.dumps([{**c, "commit": st["commit"], "dirty": st["dirty"],
                                                   "command": st["command"]} for c in claims], indent=1))
     for c in claims:
-        print(f"{c['id']}: {'holds' if c['holds'] else 'FAILS'} ({c['detail']})")
+        print(f"{c['id']}: {'undecided' if c['holds'] is None else 'holds' if c['holds'] else 'FAILS'} ({c['detail']})")
     print(out / "results.md")
     return 0
 
