@@ -183,7 +183,7 @@ def cmd_search(args) -> int:
         run_method = module.run
         if getattr(module, "TABLE_ONLY", False):
             raise ConfigError(f"method {args.method} runs on table tasks only (--task table:NAME|PATH)")
-    objectives = check_objectives(args.objectives.split(","))
+    objectives = check_objectives(args.objectives.split(","), table_costs=table_task)
     budget = load_budget(args.budget)
     if args.generations < 1 or args.pop_size < 2:
         raise ConfigError(f"--generations must be >= 1 and --pop-size >= 2, got --generations {args.generations} "
@@ -322,7 +322,7 @@ def _objectives(args, archive) -> list[str]:
     if text is None:
         runs = archive.runs()
         text = (runs[-1].config.get("objectives") if runs else None) or "error,macs"
-    return check_objectives(str(text).split(","))
+    return check_objectives(str(text).split(","), table_costs=True)  # any archive may hold a table run
 
 
 def cmd_front(args) -> int:

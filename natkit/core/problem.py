@@ -23,9 +23,11 @@ def make_eval_key(task_spec: str, method: str, settings: dict) -> str:
 TABLE_COSTS = re.compile(r"^(flops|latency_[a-z0-9_]+)$")  # cost columns a table task may name (natkit/data/table.py)
 
 
-def check_objectives(objectives) -> list[str]:
+def check_objectives(objectives, table_costs: bool = False) -> list[str]:
+    """Known objective names; ``table_costs`` also admits a table task's cost columns (flops, latency_<device>)."""
     objectives = [o.strip() for o in objectives if o.strip()]
-    bad = [o for o in objectives if o not in OBJECTIVES + ("robust_error",) and not TABLE_COSTS.match(o)]
+    bad = [o for o in objectives if o not in OBJECTIVES + ("robust_error",)
+           and not (table_costs and TABLE_COSTS.match(o))]
     if bad:
         raise ConfigError(f"unknown objective {bad[0]!r}; choose from {', '.join(OBJECTIVES)}")
     if len(objectives) < 2 or len(set(objectives)) != len(objectives):
@@ -52,7 +54,7 @@ class ArchiveProblem(Problem):
     def __init__(self, space, evaluator: Evaluator, objectives, budget: Budget, archive: Archive, run_id: int,
                  method: str, eval_key: str, worst: dict | None = None, runner=None, model_dir=None):
         self.space, self.evaluator, self.archive = space, evaluator, archive
-        self.objectives = check_objectives(objectives)
+        self.objectives = check_objectives(objectives, table_costs=True)  # the CLI checked them per task
         self.budget, self.run_id, self.method, self.eval_key = budget, run_id, method, eval_key
         self.worst = {"error": 1.0, "params": 1e12, "macs": 1e15, "latency_ms": 1e6, "robust_error": 1.0,
                       **(worst or {})}
