@@ -194,11 +194,21 @@ def run_search(method: str, *, out, task: str = "digits", options: dict | None =
         if isinstance(rel, str) and rel and (run_file.parent / rel).is_file():
             args["archive"] = str(run_file.parent / rel)  # a moved or copied run folder resumes into its own copy
     args["scheduler_timeout"] = scheduler_timeout
-    module = get_method(args["method"])
     method = args["method"]
-    objectives = check_objectives(str(args["objectives"]).split(","))
+    table_task = str(args["task"]).startswith("table:")
+    if table_task:  # a lookup search (natkit.tabular): the table is the space and the evaluator
+        from natkit.tabular import table_options_class, table_runner
+
+        get_method(method)  # the usual "unknown method" error first
+        run_method, options_cls = table_runner(method), table_options_class(method)  # weights methods stop here
+    else:
+        module = get_method(method)
+        if getattr(module, "TABLE_ONLY", False):
+            raise ConfigError(f"method {method} runs on table tasks only (--task table:NAME|PATH)")
+        run_method, options_cls = module.run, None
+    objectives = check_objectives(str(args["objectives"]).split(","), table_costs=table_task)
     opts, space_budget = method_options(method, args["options"], quick=args["quick"],
-                                        flags={k: args[k] for k in OPTION_FLAGS})
+                                        flags={k: args[k] for k in OPTION_FLAGS}, cls=options_cls)
     b = args["budget"]
     run_budget = Budget(dict(b)) if isinstance(b, dict) else load_budget(b)
     hardware = load_hardware(None if isinstance(b, dict) else b)  # how latency_ms is measured or predicted
@@ -270,7 +280,7 @@ def run_search(method: str, *, out, task: str = "digits", options: dict | None =
         ctx.log(f"latency_ms: {hardware.describe()}")
     t0 = time.time()
     try:
-        module.run(ctx)
+        run_method(ctx)
     except BaseException:
         if ctx.started:
             arch.finish_run(ctx.run_id, "interrupted")
@@ -284,7 +294,8 @@ def run_search(method: str, *, out, task: str = "digits", options: dict | None =
     arch.finish_run(run_id, "done")
     from natkit.core.chance import all_at_chance, chance_summary
 
-    ctx.stats["chance"] = chance_summary(arch, run_id, ctx.chance, ctx.log)
+    if ctx.chance is not None:
+        ctx.stats["chance"] = chance_summary(arch, run_id, ctx.chance, ctx.log)
     record.update(stats=ctx.stats, elapsed_s=elapsed, finished=time.time())
     _write_atomic(run_file, json.dumps(record, indent=2, default=str))
     front = arch.front(objectives, run_id=run_id)

@@ -29,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="run a method (or a reference search) on a target task",
                        description="Methods: " + "; ".join(f"{k}: {v[1]}" for k, v in METHODS.items()))
     s.add_argument("method", help=f"one of {', '.join(METHODS)}")
-    s.add_argument("--task", default="digits", help="target task: fashion-mnist, digits, folder:PATH, npz:PATH")
+    s.add_argument("--task", default="digits", help="target task: fashion-mnist, digits, folder:PATH, npz:PATH, or table:NAME|PATH "
+                   "(a published table as space and evaluator: nat, nsga, random; --option evaluations=N, default 100)")
     s.add_argument("--source", default="fashion-mnist", help="source task for pretraining (methods that need one)")
     s.add_argument("--out", help="run directory (required unless --list-options)")
     s.add_argument("--list-options", action="store_true", help="print the method's options (type, default, "
@@ -39,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--generations", type=int, default=None, help="search generations (an option; default: "
                    "the method's, see --list-options)")
     s.add_argument("--pop-size", type=int, default=None, help="population size (an option, like --generations)")
-    s.add_argument("--objectives", default="error,macs", help="two or more of error,params,macs,latency_ms")
+    s.add_argument("--objectives", default="error,macs", help="two or more of error,params,macs,latency_ms "
+                   "(table tasks: error and the table's cost columns, e.g. params, flops)")
     s.add_argument("--budget", help="budget NAME (natkit/search_spaces/NAME.toml) or FILE with a [budget] table")
     s.add_argument("--space", help="search space NAME or FILE (the option 'space' of nat, lda, width, random; "
                    "other methods reject it)")

@@ -74,7 +74,7 @@ class RunContext:
         """The chance level of the target's val split (natkit/core/chance.py)."""
         from natkit.core.chance import chance_level
 
-        return chance_level(self.task)
+        return chance_level(self.task) if hasattr(self.task, "val") else None  # a table task has no val split
 
     def save_model(self, cand_id: int, model) -> None:
         self.writer.save_model(cand_id, model)

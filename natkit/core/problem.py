@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import re
 
 import numpy as np
 from pymoo.core.problem import Problem
@@ -30,9 +31,14 @@ def make_eval_key(task_spec: str, method: str, settings: dict, device: str | Non
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def check_objectives(objectives) -> list[str]:
+TABLE_COSTS = re.compile(r"^(flops|latency_[a-z0-9_]+)$")  # cost columns a table task may name (natkit/data/table.py)
+
+
+def check_objectives(objectives, table_costs: bool = False) -> list[str]:
+    """Known objective names; ``table_costs`` also admits a table task's cost columns (flops, latency_<device>)."""
     objectives = [o.strip() for o in objectives if o.strip()]
-    bad = [o for o in objectives if o not in OBJECTIVES + ("robust_error",)]
+    bad = [o for o in objectives if o not in OBJECTIVES + ("robust_error",)
+           and not (table_costs and TABLE_COSTS.match(o))]
     if bad:
         raise ConfigError(f"unknown objective {bad[0]!r}; choose from {', '.join(OBJECTIVES)}")
     if len(objectives) < 2 or len(set(objectives)) != len(objectives):
@@ -60,7 +66,7 @@ class ArchiveProblem(Problem):
                  method: str, eval_key: str, worst: dict | None = None, runner=None, model_dir=None,
                  chance=None, log=None):
         self.space, self.evaluator, self.archive = space, evaluator, archive
-        self.objectives = check_objectives(objectives)
+        self.objectives = check_objectives(objectives, table_costs=True)  # the CLI checked them per task
         self.budget, self.run_id, self.method, self.eval_key = budget, run_id, method, eval_key
         self.worst = {"error": 1.0, "params": 1e12, "macs": 1e15, "latency_ms": 1e6, "robust_error": 1.0,
                       **(worst or {})}

@@ -28,6 +28,10 @@ def load_task(spec: str, *, root=None, seed: int = 0, samples_per_class: int | N
     """Load a named task with seeded train/val/test splits (val is carved from train)."""
     if not isinstance(spec, str) or not spec:
         raise DataError(f"task must be a name or kind:PATH, got {spec!r}")
+    if spec.startswith("table:"):  # a published table: space and evaluator in one, no images
+        from natkit.data.table import load_table_task
+
+        return load_table_task(spec)
     if not 0 < val_fraction < 1 or not 0 < test_fraction < 1:
         raise DataError("val and test fractions must lie in (0, 1)")
     classes = check_classes(classes)
@@ -56,7 +60,7 @@ def load_task(spec: str, *, root=None, seed: int = 0, samples_per_class: int | N
         x, y, names, source = _folder(spec[7:], image_size or 64)
         (xtr, ytr), (xte, yte) = _holdout(x, y, test_fraction, seed)
     else:
-        raise DataError(f"unknown task {spec!r}: use fashion-mnist, digits, folder:PATH or npz:PATH")
+        raise DataError(f"unknown task {spec!r}: use fashion-mnist, digits, folder:PATH, npz:PATH or table:PATH")
     train, test = Split(xtr, ytr), Split(xte, yte)
     num_classes = len(names)
     if classes:

@@ -10,13 +10,14 @@ from pathlib import Path
 from natkit.errors import ConfigError
 
 
-def method_options(method: str, values: dict | None = None, *, quick: bool = False, flags: dict | None = None):
+def method_options(method: str, values: dict | None = None, *, quick: bool = False, flags: dict | None = None,
+                   cls=None):
     """The method's typed options from ``values`` (``--option``), ``flags`` (CLI flags that are options)
     and its space file; returns (options, budget table of the space file or None)."""
     from natkit.core.options import resolve_options
     from natkit.methods import get_method
 
-    cls = get_method(method).Options
+    cls = cls or get_method(method).Options
     values = dict(values or {})
     if any(k not in cls.known() for k in values):  # a misspelt option is named before any flag is questioned
         resolve_options(cls, values, method=method, quick=quick)

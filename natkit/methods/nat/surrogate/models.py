@@ -48,7 +48,10 @@ class RBF(_Scaled):
         degree = 1 if len(np.unique(Xs, axis=0)) > Xs.shape[1] + 1 else 0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            self._model = RBFInterpolator(Xs, ys, kernel="cubic", degree=degree, smoothing=self.smoothing)
+            try:
+                self._model = RBFInterpolator(Xs, ys, kernel="cubic", degree=degree, smoothing=self.smoothing)
+            except np.linalg.LinAlgError:  # collinear inputs (e.g. one-hot genes) leave the tail rank-deficient
+                self._model = RBFInterpolator(Xs, ys, kernel="cubic", degree=0, smoothing=self.smoothing)
 
     def _predict(self, X):
         return self._unscale_y(self._model(self._scale_x(X)[:, self._keep]))
