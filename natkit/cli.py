@@ -274,9 +274,10 @@ def _objectives(args, archive) -> list[str]:
     from natkit.core.problem import check_objectives
     from natkit.report.objectives import searched_objectives
 
+    table = any(str(r.task).startswith("table:") for r in archive.runs())  # a table's cost columns are objectives
     if args.objectives:
-        return check_objectives(args.objectives.split(","))
-    return check_objectives(searched_objectives(args.dir, archive, _methods(args.method)))
+        return check_objectives(args.objectives.split(","), table_costs=table)
+    return check_objectives(searched_objectives(args.dir, archive, _methods(args.method)), table_costs=table)
 
 
 def cmd_front(args) -> int:
@@ -298,9 +299,11 @@ def cmd_plot(args) -> int:
     from natkit.core.paths import check_output_file
     from natkit.report.plots import plot_front, plot_hv
 
+    from natkit.core.problem import TABLE_COSTS
+
     axes = OBJECTIVES + ("test_error", "robust_error")
     for flag, name in (("--x", args.x), ("--y", args.y)):
-        if name is not None and name not in axes:
+        if name is not None and name not in axes and not TABLE_COSTS.match(name):
             raise ConfigError(f"unknown objective {name!r} for {flag}; choose from {', '.join(axes)}")
     if args.x == args.y:
         raise ConfigError(f"--x and --y are both {args.x!r}; choose two different objectives")

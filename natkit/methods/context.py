@@ -47,7 +47,12 @@ def make_context(method: str, *, task, out_dir, archive=None, run_id: int | None
     if isinstance(options, Options):
         opts, space_budget = options, None
     else:
-        opts, space_budget = method_options(method, options, quick=quick)
+        cls = None
+        if str(getattr(task, "spec", "")).startswith("table:"):  # a lookup search: the table engines' options
+            from natkit.tabular import table_options_class
+
+            cls = table_options_class(method)
+        opts, space_budget = method_options(method, options, quick=quick, cls=cls)
     if "budget" not in kw and space_budget:
         kw["budget"] = Budget(space_budget)
     if archive is None or isinstance(archive, (str, Path)):
