@@ -161,3 +161,22 @@ def test_gene_distribution_follows_good_genomes():
     assert (fitted[:, 2] == 9).mean() > 0.7 and (uniform[:, 2] == 9).mean() < 0.25
     assert (fitted[:, 0] == 0).mean() > 0.8
     assert all(space.is_valid(x) for x in fitted)
+
+
+@pytest.mark.parametrize("proposals", ["nsga2", "random"])
+def test_ablation_arms_get_the_same_evaluations_and_adaptation_as_nat(tmp_path, monkeypatch, proposals):
+    """The surrogate ablation's arms (no surrogate: NSGA-II mating on real objectives, or random) run the
+    same loop: same number of new subnets, same re-evaluations, new genomes only."""
+    monkeypatch.setenv("NATKIT_CACHE", str(tmp_path / "cache"))
+    ctx = _ctx(tmp_path, proposals, proposals=proposals)
+    nat.run(ctx)
+    rows = ctx.archive.candidates(run_id=ctx.run_id)
+    new = [c for c in rows if not c.extra.get("reevaluation")]
+    assert len({tuple(c.encoding) for c in new}) == len(new) == 5 + 2 * 2  # initial + iterations x k, all distinct
+    assert any(c.extra.get("reevaluation") for c in rows)  # the archive is re-evaluated after adaptation
+
+
+def test_bad_proposals_option_is_a_config_error(tmp_path):
+    ctx = _ctx(tmp_path, "bad", proposals="bayes")
+    with pytest.raises(ConfigError, match="proposals"):
+        nat.run(ctx)

@@ -39,7 +39,9 @@ PRETRAIN_DEFAULTS = dict(samples_per_class=500, warmup_epochs=1, epochs=2, batch
                          distill=0.5)
 NAT_DEFAULTS = dict(initial=16, iterations=8, k=6, surrogate="adaptive", search_generations=30, search_pop=40,
                     warmup_epochs=2, adapt_epochs=1, adapt_lr=0.05, adapt_samples=2, reeval="all", n_calib=256,
-                    val_limit=0, finetune_epochs=0, adapt=True, use_surrogate=True, batch_size=32)
+                    val_limit=0, finetune_epochs=0, adapt=True, use_surrogate=True, batch_size=32,
+                    proposals="surrogate")
+PROPOSALS = ("surrogate", "nsga2", "random")  # how an iteration picks its k new subnets (the last two: ablations)
 FINETUNE_LR = 0.01
 # --quick shortens the search, not the source pretraining: the supernet is the one full runs use (2-2.5
 # minutes on 2 CPU cores, cached after that). A shortened pretraining (300/class, 0.5 + 1 epochs, 46 s) left
@@ -78,6 +80,8 @@ def _settings(ctx):
     unknown = set(ctx.options) - set(pre) - set(nat) - {"space", "model"}
     if unknown:
         raise ConfigError(f"unknown nat option {sorted(unknown)[0]!r}; known: {', '.join(sorted({**pre, **nat}))}")
+    if nat["proposals"] not in PROPOSALS:
+        raise ConfigError(f"option proposals must be one of {', '.join(PROPOSALS)}, got {nat['proposals']!r}")
     if nat["reeval"] not in ("all", "front"):
         raise ConfigError(f"option reeval must be 'all' or 'front', got {nat['reeval']!r}")
     for key in ("initial", "k", "search_pop"):
@@ -312,6 +316,28 @@ class NATLoop:
         chosen += rest[: max(0, k - len(chosen))]
         return Xp[chosen[:k]]
 
+    def propose_nsga2(self, k: int, seed: int) -> np.ndarray:
+        """Ablation without a surrogate: one NSGA-II mating step (pymoo ask/tell) on the archive's real
+        objectives (rank and crowding tournament, the same integer SBX/PM and repair) gives ``k``
+        offspring, which are then evaluated for real like the surrogate's proposals."""
+        from pymoo.core.problem import Problem
+
+        recs, X, F = self.current(feasible_only=False)
+        problem = Problem(n_var=self.space.n_var, n_obj=len(self.objectives), xl=self.space.xl, xu=self.space.xu,
+                          vtype=int)
+        algo = make_algorithm(self.space, len(self.objectives), len(X), X.astype(float))
+        algo.n_offsprings = int(k)
+        algo.setup(problem, seed=int(seed))
+        pop = algo.ask()  # the archive itself, as the initial population
+        pop.set("F", F)
+        algo.tell(infills=pop)
+        Xp = self.space.repair_many(algo.ask().get("X"))
+        Xp = np.array([x for x in np.unique(Xp, axis=0) if encode_key([int(v) for v in x]) not in self.members],
+                      dtype=int).reshape(-1, self.space.n_var)
+        if len(Xp) < k:  # mating only rediscovered archived subnets: fill with random ones
+            Xp = np.vstack([Xp, self.space.sample(k - len(Xp), self.rng)])
+        return Xp[:k]
+
     # -- driver ------------------------------------------------------------------------------------
     def run(self, initial=None, checkpoint: NATCheckpoint | None = None):
         """The whole loop; ``initial`` replaces the random initial genomes (benchmarks share them).
@@ -353,13 +379,16 @@ class NATLoop:
         ctx, nat = self.ctx, self.nat
         t0 = time.perf_counter()
         entry = {"iteration": it}
-        if nat["use_surrogate"]:
+        proposals = nat.get("proposals", "surrogate") if nat["use_surrogate"] else "random"
+        if proposals == "surrogate":
             predictors = self.fit_predictors(seed=ctx.seed + it)
             err_model = predictors["error"] if "error" in predictors else None
             if err_model is not None and hasattr(err_model, "chosen"):
                 entry["surrogate"] = err_model.chosen
                 entry["surrogate_cv"] = err_model.scores
             X = self.propose(predictors, int(nat["k"]), seed=ctx.seed * 1000 + it)
+        elif proposals == "nsga2":  # ablation: NSGA-II offspring of the real archive, no surrogate
+            predictors, X = {}, self.propose_nsga2(int(nat["k"]), seed=ctx.seed * 1000 + it)
         else:  # ablation: random proposals instead of the surrogate-assisted search
             predictors, X = {}, self.space.sample(int(nat["k"]), self.rng)
         recs = self.evaluate(X, generation=it)

@@ -6,25 +6,23 @@ from __future__ import annotations
 import copy
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "results" / "nat"
+from natkit.core.archive import Archive
+from natkit.data import load_task
+from natkit.methods.context import RunContext
+from natkit.methods.nat.method import load_nat_space
+from natkit.methods.nat.space import NATSpace
+from natkit.methods.nat.supernet import GeneDistribution, new_head, pretrain_supernet, train_supernet
+from natkit.report.provenance import stamp
+from natkit.train.pretrain import cache_dir
+from natkit.utils.seed import derive_seed
 
-from natkit.core.archive import Archive  # noqa: E402
-from natkit.data import load_task  # noqa: E402
-from natkit.methods.context import RunContext  # noqa: E402
-from natkit.methods.nat.method import load_nat_space  # noqa: E402
-from natkit.methods.nat.space import NATSpace  # noqa: E402
-from natkit.methods.nat.supernet import (GeneDistribution, new_head,  # noqa: E402
-                                         pretrain_supernet, train_supernet)
-from natkit.train.pretrain import cache_dir  # noqa: E402
-from natkit.utils.seed import derive_seed  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "results" / "nat"
 
 torch.set_num_threads(1)
 
@@ -82,29 +80,17 @@ def make_ctx(task, seed, out_dir=None, objectives=("error", "macs"), **options):
                       objectives=list(objectives), options=dict(options), keep_models="none", verbose=False)
 
 
-def write_result(name: str, data: dict, markdown: str) -> None:
+def write_result(name: str, data: dict, markdown: str, started: float | None = None) -> None:
+    """results/nat/<name>.json (stamped with provenance) and .md, then the NAT verdicts re-derived."""
+    from benchmarks.nat import verdicts
+
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2, default=float))
+    data = stamp({k: v for k, v in data.items() if k != "claims"}, started)
+    tmp = RESULTS / f"{name}.json.tmp"
+    tmp.write_text(json.dumps(data, indent=2, default=float))
+    os.replace(tmp, RESULTS / f"{name}.json")
     (RESULTS / f"{name}.md").write_text(markdown)
-    merge_claims()
-
-
-def merge_claims() -> None:
-    """results/nat/claims.json gathers the claims of every NAT benchmark JSON present."""
-    claims, sources = [], []
-    for p in sorted(RESULTS.glob("*.json")):
-        if p.name == "claims.json":
-            continue
-        data = json.loads(p.read_text())
-        for c in data.get("claims", []):
-            claims.append({**c, "benchmark": p.stem})
-        sources.append(p.name)
-    (RESULTS / "claims.json").write_text(json.dumps({"claims": claims, "sources": sources}, indent=2))
-    rows = ["| benchmark | claim | setting | ours | baseline | holds |", "|---|---|---|---|---|---|"]
-    for c in claims:
-        rows.append(f"| {c['benchmark']} | {c['claim']} | {c['setting']} | {c['ours']} | {c['baseline']} | "
-                    f"{'yes' if c['holds'] else 'no'} |")
-    (RESULTS / "claims.md").write_text("# NAT claims\n\n" + "\n".join(rows) + "\n")
+    verdicts.update()
 
 
 def copy_net(net):
