@@ -23,14 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parents[2]
 
-from ke_small_data import write_claims  # noqa: E402
-from natkit.core.archive import Archive  # noqa: E402
-from natkit.core.search import hypervolume  # noqa: E402
-from natkit.report.plots import plot_front  # noqa: E402
+from benchmarks.ke.small_data import write_claims
+from natkit.core.archive import Archive
+from natkit.core.search import hypervolume
+from natkit.report.plots import plot_front
 
 NATKIT = [sys.executable, "-m", "natkit.cli"]
 

@@ -25,23 +25,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]
 
-from natkit.data import load_task  # noqa: E402
-from natkit.measure import measure  # noqa: E402
-from natkit.methods.ke.method import evolve, slim_baseline  # noqa: E402
-from natkit.methods.ke.split import scaled_arch  # noqa: E402
-from natkit.nets import build_from_arch, create_model  # noqa: E402
-from natkit.train import TrainConfig, calibration_batches, evaluate, recalibrate_bn, train  # noqa: E402
-from natkit.utils.seed import derive_seed  # noqa: E402
+from natkit.data import load_task
+from natkit.measure import measure
+from natkit.methods.ke.method import evolve, slim_baseline
+from natkit.methods.ke.split import scaled_arch
+from natkit.nets import build_from_arch, create_model
+from natkit.train import TrainConfig, calibration_batches, evaluate, recalibrate_bn, train
+from natkit.utils.seed import derive_seed
 
 
 def one_seed(spec, seed, args, log):

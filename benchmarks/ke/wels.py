@@ -11,23 +11,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parents[2]
 
-from ke_small_data import write_claims  # noqa: E402
-from natkit.data import load_task  # noqa: E402
-from natkit.methods.ke.method import evolve  # noqa: E402
-from natkit.nets import create_model  # noqa: E402
-from natkit.train import TrainConfig  # noqa: E402
-from natkit.utils.seed import derive_seed  # noqa: E402
+from benchmarks.ke.small_data import write_claims
+from natkit.data import load_task
+from natkit.methods.ke.method import evolve
+from natkit.nets import create_model
+from natkit.train import TrainConfig
+from natkit.utils.seed import derive_seed
 
 
 def main(argv=None):

@@ -46,24 +46,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+ROOT = Path(__file__).resolve().parents[2]
 
-import lda_baselines as BL  # noqa: E402
-import lda_report as REP  # noqa: E402
+from natkit.baselines import torch_pruning as BL
+from benchmarks.lda import report as REP
 
-from natkit.data import load_task  # noqa: E402
-from natkit.measure import count_params, measure  # noqa: E402
-from natkit.methods.lda import robust as lda_robust  # noqa: E402
-from natkit.methods.lda.method import LDAConfig, Pruner, prepare_base, schedule  # noqa: E402
-from natkit.train import evaluate  # noqa: E402
+from natkit.data import load_task
+from natkit.measure import count_params, measure
+from natkit.methods.lda import robust as lda_robust
+from natkit.methods.lda.method import LDAConfig, Pruner, prepare_base, schedule
+from natkit.train import evaluate
 
 
 def test_acc(model, task, res):

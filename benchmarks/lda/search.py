@@ -21,20 +21,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]
 
-from natkit.core.archive import Archive  # noqa: E402
-from natkit.data import load_task  # noqa: E402
-from natkit.methods.lda import method as lda  # noqa: E402
-from natkit.methods.context import RunContext  # noqa: E402
+from natkit.core.archive import Archive
+from natkit.data import load_task
+from natkit.methods.lda import method as lda
+from natkit.methods.context import RunContext
 
 OBJECTIVES = ["error", "params", "robust_error"]
 

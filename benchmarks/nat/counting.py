@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from nat_common import RESULTS, write_result  # noqa: I001
+from benchmarks.nat.common import RESULTS, write_result
 from natkit.measure.counts import count_macs, count_params
 from natkit.methods.nat.method import load_nat_space
 from natkit.methods.nat.space import NATSpace, count_params_macs

@@ -4,7 +4,10 @@ to plain forward passes of the extracted subnet over the same images.
 Setting: supernet pretrained on Fashion-MNIST (cached), warm-up adapted to digits; 2 extreme and
 20 random `nat_small` genomes; 256 calibration + all val images. CPU time (process_time) is the
 primary measure because wall time on a shared 2-core host mostly measures the neighbours; wall
-time is reported too. Both sides are timed warm (see the loop). A few minutes.
+time is reported too. The registered measure (nat.eval_cost.cold) is the COLD one: in a search every
+subnet is new, so its first evaluation, which pays oneDNN's primitive creation for its conv shapes, is
+the real cost; it is compared with the plain forward passes of the extracted subnet (warm, median of
+``reps``). The warm-vs-warm ratio is kept as a secondary number. A few minutes.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from nat_common import RESULTS, target_supernet, write_result  # noqa: I001
+from benchmarks.nat.common import RESULTS, target_supernet, write_result
 from natkit.data import load_task
 from natkit.methods.nat.supernet import InPlaceEvaluator
 
@@ -30,6 +33,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
+    started = time.time()
+    torch.set_num_threads(1)
     task = load_task("digits", seed=args.seed)
     net, space, nat = target_supernet(task, args.seed, warmup_epochs=float(nat_warmup()))
     ev = InPlaceEvaluator(net, space, task, n_calib=int(nat["n_calib"]), seed=args.seed)
@@ -39,10 +44,13 @@ def main():
         # Both sides warm: one untimed run each first, then `reps` interleaved timed runs, the
         # median kept. A cold first pass pays oneDNN's primitive creation for new conv shapes,
         # and whichever side runs first pays it for the other, so cold timings compare nothing.
-        res = ev.evaluate(x)
+        w0, c0 = _clock()
+        res = ev.evaluate(x)  # this subnet's first evaluation ever: the cold cost a search pays
+        w1, c1 = _clock()
+        cold_wall, cold_cpu = w1 - w0, c1 - c0
         arch = res.arch
         sub = ev.net.extract(arch).eval()
-        imgs = [b for b, _ in ev._calib[arch["resolution"]]] + [b for b, _ in ev._val[arch["resolution"]]]
+        imgs = ev.images(arch["resolution"])
 
         def plain():
             with torch.no_grad():
@@ -60,10 +68,12 @@ def main():
             ew.append(w1 - w0), ec.append(c1 - c0), pw.append(w2 - w1), pc.append(c2 - c1)
         rows.append({"genome": [int(v) for v in x], "macs": res.metrics["macs"], "eval_wall": float(np.median(ew)),
                      "eval_cpu": float(np.median(ec)), "plain_wall": float(np.median(pw)),
-                     "plain_cpu": float(np.median(pc)), "n_images": int(sum(len(b) for b in imgs))})
+                     "plain_cpu": float(np.median(pc)), "eval_cold_wall": cold_wall, "eval_cold_cpu": cold_cpu,
+                     "n_images": int(sum(len(b) for b in imgs))})
     ratio_cpu = np.array([r["eval_cpu"] / r["plain_cpu"] for r in rows])
     ratio_wall = np.array([r["eval_wall"] / r["plain_wall"] for r in rows])
-    summary = {"median_ratio_cpu": float(np.median(ratio_cpu)), "mean_ratio_cpu": float(ratio_cpu.mean()),
+    ratio_cold = np.array([r["eval_cold_cpu"] / r["plain_cpu"] for r in rows])
+    summary = {"median_ratio_cold_cpu": float(np.median(ratio_cold)), "median_ratio_cpu": float(np.median(ratio_cpu)), "mean_ratio_cpu": float(ratio_cpu.mean()),
                "median_ratio_wall": float(np.median(ratio_wall)),
                "eval_cpu_s_mean": float(np.mean([r["eval_cpu"] for r in rows])),
                "plain_cpu_s_mean": float(np.mean([r["plain_cpu"] for r in rows])), "n": len(rows)}
@@ -74,7 +84,8 @@ def main():
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.scatter([r["macs"] / 1e6 for r in rows], ratio_cpu, label="CPU time")
+    ax.scatter([r["macs"] / 1e6 for r in rows], ratio_cold, label="cold evaluation, CPU time (registered)")
+    ax.scatter([r["macs"] / 1e6 for r in rows], ratio_cpu, label="warm evaluation, CPU time")
     ax.scatter([r["macs"] / 1e6 for r in rows], ratio_wall, marker="x", label="wall time")
     ax.axhline(1.5, color="k", ls="--", lw=1, label="aim 1.5")
     ax.set(xlabel="subnet MMACs", ylabel="in-place evaluation / plain forward",
@@ -83,22 +94,13 @@ def main():
     fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
     fig.savefig(RESULTS / "eval_cost.png", dpi=120)
-    claims = [{"claim": "a real subnet evaluation (in place, BN recalibrated) costs at most 1.5x the plain "
-                        "forward passes of the extracted subnet over the same images",
-               "setting": f"digits, nat_small, {len(rows)} genomes, {rows[0]['n_images']} images per evaluation "
-                          "(256 calibration + val), both sides warm, median of 3 interleaved timings each, "
-                          "median of CPU-time ratios",
-               "ours": f"{summary['median_ratio_cpu']:.2f}x (wall {summary['median_ratio_wall']:.2f}x)",
-               "baseline": f"plain forward {summary['plain_cpu_s_mean']:.3f} s CPU vs evaluation "
-                           f"{summary['eval_cpu_s_mean']:.3f} s CPU",
-               "holds": bool(summary["median_ratio_cpu"] <= 1.5), "plot": "results/nat/eval_cost.png"}]
     md = ["# NAT evaluation cost", "",
-          "Both sides are timed warm: the first pass over a new subnet's shapes pays oneDNN's primitive "
-          "creation, which the earlier version of this benchmark charged to the evaluation only (its plain "
-          "side had a warm-up pass), giving 1.54x.", "",
+          "Registered measure: a new subnet's first (cold) evaluation against warm plain forward passes "
+          "over the same images (CPU time, median over genomes); warm-vs-warm kept for reference.", "",
           "| measure | value |", "|---|---|"] + \
          [f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in summary.items()]
-    write_result("eval_cost", {"claims": claims, "summary": summary, "rows": rows}, "\n".join(md) + "\n")
+    write_result("eval_cost", {"summary": summary, "rows": rows, "settings": vars(args)}, "\n".join(md) + "\n",
+                 started)
     print("\n".join(md))
 
 

@@ -12,7 +12,7 @@ import argparse
 
 import numpy as np
 
-from nat_common import RESULTS, target_supernet, write_result  # noqa: I001
+from benchmarks.nat.common import RESULTS, target_supernet, write_result
 from natkit.data import load_task
 from natkit.methods.nat.method import load_nat_space
 from natkit.methods.nat.supernet import InPlaceEvaluator

@@ -1,6 +1,6 @@
 """Transfer: the adapted supernet vs the same search without adaptation vs the found subnets
 trained from scratch for the same epochs; test error at matched MACs (source fashion-mnist,
-target digits), over several seeds (mean +- std of the per-seed means).
+target digits), over several seeds (mean ± sd, ddof=1, of the per-seed means).
 
 - NAT: warm-up adaptation, then the NAT loop with online adaptation (settings of nat_search.py).
 - No adaptation: the same search on the source supernet whose backbone stays frozen; only a new
@@ -27,18 +27,20 @@ import argparse
 import time
 
 import numpy as np
+import torch
 
 import json
 
-from nat_common import RESULTS, copy_net, make_ctx, target_supernet, write_result  # noqa: I001
+from benchmarks.nat.common import RESULTS, copy_net, make_ctx, target_supernet, write_result
 from natkit.core.archive import nondominated
 from natkit.data import load_task
 from natkit.methods.nat.method import NATLoop, finetune_subnet, load_nat_space
 from natkit.methods.nat.supernet import InPlaceEvaluator
 from natkit.nets import build_from_arch
 from natkit.train import TrainConfig, evaluate, train
+from natkit.report import stats
 from natkit.utils.seed import seed_everything
-from nat_search import BENCH
+from benchmarks.nat.search import BENCH
 
 
 def front_test_errors(loop, task, seed):
@@ -91,12 +93,14 @@ def run_seed(seed: int, max_scratch: int, finetune: float) -> dict:
     rows = []
     for r in picks:
         arch = r["arch"]
-        cands = [f["test_error"] for f in frozen_rows if f["macs"] <= r["macs"]]
+        # the no-adaptation member at <= these MACs is chosen on validation, its test error reported
+        cands = [f for f in frozen_rows if f["macs"] <= r["macs"]]
+        pick = min(cands, key=lambda f: (f["val_error"], f["macs"])) if cands else None
         sub = finetune_subnet(nat_loop.ev.model(r["genome"]), task, finetune, seed=seed,
                               batch_size=int(nat["batch_size"]))
         ft = evaluate(sub, task, "test", resolution=arch["resolution"], channels=arch["in_channels"])["error"]
         row = {"macs": r["macs"], "genome": r["genome"], "nat": r["test_error"],
-               "no_adaptation": min(cands) if cands else None, "scratch": scratch_error(arch, task, epochs, nat, seed),
+               "no_adaptation": pick["test_error"] if pick else None, "scratch": scratch_error(arch, task, epochs, nat, seed),
                "nat_finetuned": ft, "scratch_long": scratch_error(arch, task, epochs + finetune, nat, seed)}
         rows.append(row)
         print(f"seed {seed} {r['macs']:.0f} MACs: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()
@@ -118,9 +122,21 @@ def seed_means(data: dict) -> dict:
     return out
 
 
-def summarise(runs: list[dict]) -> None:
+def val_selected_no_adaptation(run: dict) -> None:
+    """Each row's no-adaptation number: the no-adaptation front member at <= its MACs with the lowest
+    *validation* error, its test error reported (files written before this rule picked on test)."""
+    for r in run["rows"]:
+        cands = [f for f in run["no_adaptation_front"] if f["macs"] <= r["macs"]]
+        pick = min(cands, key=lambda f: (f["val_error"], f["macs"])) if cands else None
+        r["no_adaptation"] = pick["test_error"] if pick else None
+
+
+def summarise(runs: list[dict], started: float | None = None) -> None:
+    for run in runs:
+        val_selected_no_adaptation(run)
     means = [seed_means(r) for r in runs]
-    agg = {k: (float(np.mean([m[k] for m in means])), float(np.std([m[k] for m in means]))) for k in means[0]}
+    agg = {k: (stats.summarize([m[k] for m in means]).mean, stats.summarize([m[k] for m in means]).sd)
+           for k in means[0]}
     seeds = [r["seed"] for r in runs]
     epochs, ft = runs[0]["epochs"], runs[0]["finetune_epochs"]
     n_sub = sum(len(r["rows"]) for r in runs)
@@ -135,13 +151,13 @@ def summarise(runs: list[dict]) -> None:
         return sum(m[a] < m[b] for m in means)
 
     setting = (f"fashion-mnist (5k) -> digits, nat_small, seeds {seeds}, {n_sub} NAT front subnets in all; "
-               f"mean \u00b1 std over seeds of each seed's mean test error")
+               f"mean \u00b1 sd (ddof=1) over seeds of each seed's mean test error")
     claims = [
         {"claim": "online adaptation gives lower test error at matched MACs than the same search on the "
                   "unadapted (frozen, new head) supernet",
          "setting": setting + f"; NAT adapts the supernet {epochs:g} epochs on digits, the no-adaptation search "
                               f"trains only a new head for the {warm:g} warm-up epochs", "ours": f"NAT {pm('nat_matched')}",
-         "baseline": f"no adaptation {pm('no_adaptation')} (best of its front at <= MACs); NAT lower in "
+         "baseline": f"no adaptation {pm('no_adaptation')} (its val-selected front member at <= MACs); NAT lower in "
                      f"{wins('nat_matched', 'no_adaptation')}/{len(runs)} seeds",
          "holds": bool(agg["nat_matched"][0] < agg["no_adaptation"][0]), "plot": "results/nat/transfer.png"},
         {"claim": "subnets taken from the adapted supernet (no further training) beat the same architectures "
@@ -184,8 +200,8 @@ def summarise(runs: list[dict]) -> None:
     fig.savefig(RESULTS / "transfer.png", dpi=110)
     plt.close(fig)
 
-    md = ["# NAT transfer (fashion-mnist -> digits)", "", f"Command: `python benchmarks/nat_transfer.py --seeds "
-          f"{' '.join(map(str, seeds))} --finetune {ft:g}`. Test error; mean \u00b1 std over seeds of each seed's "
+    md = ["# NAT transfer (fashion-mnist -> digits)", "", f"Command: `python -m benchmarks.nat.transfer --seeds "
+          f"{' '.join(map(str, seeds))} --finetune {ft:g}`. Test error; mean \u00b1 sd (ddof=1) over seeds of each seed's "
           f"mean over its NAT front subnets. NAT adapts the supernet for {epochs:g} epochs (warm-up + iterations), "
           f"scratch training gets the same {epochs:g} epochs; 'NAT + fine-tune' trains the extracted subnets "
           f"{ft:g} more epoch(s) standalone and is compared with scratch for {epochs + ft:g} epochs.", "",
@@ -206,9 +222,9 @@ def summarise(runs: list[dict]) -> None:
             na = "" if r["no_adaptation"] is None else f"{r['no_adaptation']:.3f}"
             md.append(f"| {run['seed']} | {r['macs']:.0f} | {r['nat']:.3f} | {na} | {r['scratch']:.3f} | "
                       f"{r['nat_finetuned']:.3f} | {r['scratch_long']:.3f} |")
-    write_result("transfer", {"claims": claims, "aggregate": {k: {"mean": v[0], "std": v[1]} for k, v in agg.items()},
+    write_result("transfer", {"claims": claims, "aggregate": {k: {"mean": v[0], "sd": v[1]} for k, v in agg.items()},
                               "per_seed_means": means, "seeds": runs, "epochs": epochs, "finetune_epochs": ft},
-                 "\n".join(md) + "\n")
+                 "\n".join(md) + "\n", started)
     print("\n".join(md))
 
 
@@ -219,6 +235,8 @@ def main():
     ap.add_argument("--finetune", type=float, default=1.0, help="fine-tuning epochs of the NAT subnets")
     ap.add_argument("--summarise-only", action="store_true", help="aggregate the per-seed files already written")
     args = ap.parse_args()
+    started = time.time()
+    torch.set_num_threads(1)
     per_seed = RESULTS / "transfer_seeds"
     per_seed.mkdir(parents=True, exist_ok=True)
     runs = []
@@ -231,9 +249,9 @@ def main():
         data = run_seed(seed, args.max_scratch, args.finetune)
         path.write_text(json.dumps(data, indent=2, default=float))
         runs.append(data)
-        summarise(runs)
+        summarise(runs, started)
     if args.summarise_only and runs:
-        summarise(runs)
+        summarise(runs, started)
 
 
 if __name__ == "__main__":

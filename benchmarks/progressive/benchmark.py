@@ -58,19 +58,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+ROOT = Path(__file__).resolve().parents[2]
 
-from natkit.data import load_task  # noqa: E402
-from natkit.measure import measure  # noqa: E402
-from natkit.methods.progressive import method as P  # noqa: E402
-from natkit.methods.context import RunContext  # noqa: E402
-from natkit.methods.progressive.relevance import list_criteria, lowest_ranked, n_to_eliminate, score_kernels  # noqa: E402
-from natkit.train import TrainConfig, evaluate, train  # noqa: E402
-from natkit.utils.seed import derive_seed  # noqa: E402
+from natkit.baselines import retrain as BR
+from natkit.data import load_task
+from natkit.measure import measure
+from natkit.methods.progressive import method as P
+from natkit.methods.context import RunContext
+from natkit.methods.progressive.relevance import list_criteria
+from natkit.train import TrainConfig, evaluate
+from natkit.utils.seed import derive_seed
 
 OUT = ROOT / "results" / "progressive"
 RES, CH = 28, 1
@@ -112,52 +110,16 @@ def run_progressive(base, task, share, criterion, rt, score_batches, seed):
 
 
 def run_global_retrain(base, task, share, criterion, rt, score_batches, seed):
-    """(a) Same criterion and layer order; after each elimination action the entire model is retrained."""
-    model = copy.deepcopy(base)
-    example = P.example_input(CH, RES)
-    cfg = TrainConfig(**{**rt.cfg.to_dict(), "epochs": rt.cfg.epochs / ACTIONS})
-    convs = [l.name for l in P.weight_layers(model) if l.is_conv]
-    for pos, name in enumerate(convs):
-        conv = dict(model.named_modules())[name]
-        total = n_to_eliminate(conv.out_channels, share)
-        chunks = [total // ACTIONS + (1 if i < total % ACTIONS else 0) for i in range(ACTIONS)]
-        for a, n in enumerate(chunks):
-            if not n:
-                continue
-            conv = dict(model.named_modules())[name]
-            scores = score_kernels(model, conv, score_batches, criterion)
-            P.eliminate(model, conv, lowest_ranked(scores, n), example)
-            train(model, task, cfg, resolution=RES, channels=CH, seed=derive_seed(seed, "a", pos, a))
-    return model
+    return BR.whole_model_retrain_per_action(base, task, share, criterion, rt, score_batches, seed, resolution=RES,
+                                             channels=CH, actions=ACTIONS)
 
 
 def run_one_shot(base, task, share, criterion, rt, score_batches, seed):
-    """(b) Score every layer on the trained model, eliminate all at once, retrain the entire model."""
-    model = copy.deepcopy(base)
-    example = P.example_input(CH, RES)
-    plan = {}
-    for layer in [l for l in P.weight_layers(model) if l.is_conv]:
-        scores = score_kernels(model, layer.module, score_batches, criterion)
-        plan[layer.name] = lowest_ranked(scores, n_to_eliminate(layer.module.out_channels, share))
-    for name, kernels in plan.items():  # one surgery per layer; indices stay valid (outputs of that layer)
-        P.eliminate(model, dict(model.named_modules())[name], kernels, example)
-    n = len(plan)
-    cfg = TrainConfig(**{**rt.cfg.to_dict(), "epochs": rt.cfg.epochs * n})
-    train(model, task, cfg, resolution=RES, channels=CH, seed=derive_seed(seed, "b"))
-    return model
+    return BR.one_shot_retrain(base, task, share, criterion, rt, score_batches, seed, resolution=RES, channels=CH)
 
 
 def run_tp_l1(base, task, share, criterion, rt, score_batches, seed):
-    """(c) Torch-Pruning L1 magnitude pruning (dense head ignored, as in the others), full retraining."""
-    from natkit.prune.surgery import magnitude_prune
-
-    model = copy.deepcopy(base)
-    hidden = [m for m in model.classifier if isinstance(m, nn.Linear)][:-1]
-    magnitude_prune(model, P.example_input(CH, RES), ratio=share, ignored_layers=hidden, importance="l1")
-    n = len(P.conv_widths(base))
-    cfg = TrainConfig(**{**rt.cfg.to_dict(), "epochs": rt.cfg.epochs * n})
-    train(model, task, cfg, resolution=RES, channels=CH, seed=derive_seed(seed, "c"))
-    return model
+    return BR.l1_retrain(base, task, share, criterion, rt, score_batches, seed, resolution=RES, channels=CH)
 
 
 METHODS = {"progressive": run_progressive, "global_retrain": run_global_retrain, "one_shot": run_one_shot,
@@ -209,7 +171,7 @@ def mean_val(rows) -> float:
 
 
 def main(argv=None):
-    from progressive_report import plot_compare, plot_criteria, write_claims
+    from benchmarks.progressive.report import plot_compare, plot_criteria, write_claims
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")

@@ -11,7 +11,7 @@ import numpy as np
 
 from natkit.core.evaluator import Evaluator
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class NullEvaluator(Evaluator):

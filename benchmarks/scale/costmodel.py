@@ -20,22 +20,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.optimize import nnls
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_common import ROOT, distinct_encodings, host, update_claims  # noqa: E402
+from benchmarks.scale.common import ROOT, distinct_encodings, host, update_claims
 
-from natkit.core.problem import SerialRunner  # noqa: E402
-from natkit.data import load_task  # noqa: E402
-from natkit.measure import measure  # noqa: E402
-from natkit.methods.width.space import VGGWidthSpace, WidthEvaluator  # noqa: E402
-from natkit.nets import create_model  # noqa: E402
-from natkit.train import TrainConfig  # noqa: E402
+from natkit.core.problem import SerialRunner
+from natkit.data import load_task
+from natkit.measure import measure
+from natkit.methods.width.space import VGGWidthSpace, WidthEvaluator
+from natkit.nets import create_model
+from natkit.train import TrainConfig
 
 TERMS = ["c0 (s)", "c_train (s per MAC)", "c_img (s per val image)", "c_fwd (s per val image per MAC)"]
 

@@ -15,20 +15,18 @@ import argparse
 import json
 import pickle
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_common import ROOT, NullEvaluator, distinct_encodings, host, update_claims  # noqa: E402
+from benchmarks.scale.common import ROOT, NullEvaluator, distinct_encodings, host, update_claims
 
-from natkit.core.parallel import dask_runner  # noqa: E402
-from natkit.core.problem import SerialRunner  # noqa: E402
-from natkit.data import load_task  # noqa: E402
-from natkit.methods.width.space import VGGWidthSpace, WidthEvaluator  # noqa: E402
-from natkit.train import TrainConfig  # noqa: E402
+from natkit.core.parallel import dask_runner
+from natkit.core.problem import SerialRunner
+from natkit.data import load_task
+from natkit.methods.width.space import VGGWidthSpace, WidthEvaluator
+from natkit.train import TrainConfig
 
 
 def timed_map(runner, evaluator, encodings):
@@ -70,7 +68,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         runner, close = dask_runner(workers=workers, retries=1)
         closers.append(close)
-        runner._share(ev)  # cluster up and the evaluator installed on every worker: one-off cost
+        runner.share(ev)  # cluster up and the evaluator installed on every worker: one-off cost
         rows[name]["startup_s"] = time.perf_counter() - t0
         runners[name] = runner
     transfer, results, ratios = {}, {}, []
@@ -94,7 +92,7 @@ def main(argv=None):
                                            and a.metrics["macs"] == b.metrics["macs"] for a, b in zip(res, serial))
             if name != "in-process":
                 row["shares"] = runners[name].shares  # before the no-op evaluator below is shared too
-                runners[name]._share(NullEvaluator())
+                runners[name].share(NullEvaluator())
             t_null, _ = timed_map(runners[name], NullEvaluator(), null_encs)
             row["null_per_candidate_ms"] = 1000 * t_null / len(null_encs)
         res = results[names[2]]

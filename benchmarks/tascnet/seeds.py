@@ -1,14 +1,15 @@
 """TASCNet's two claims over several seeds: gathers ``transfer.json`` of seed 0 (``results/tascnet``)
 and of further seeds (``results/tascnet/seeds/seed<N>/transfer.json``, each written by
-``tascnet_transfer.py --seed N --out results/tascnet/seeds/seed<N>``) and reports, per network:
+``benchmarks.tascnet.transfer --seed N --out results/tascnet/seeds/seed<N>``) and reports, per network:
 
 - the picked front member (smallest MACs with val accuracy >= conventional transfer's) vs conventional
   transfer: test accuracy, parameter and MAC reductions, mean +- std and per seed;
 - stage 2 vs L1-magnitude pruning at matched MACs: the paired test-accuracy difference.
 
 One seed of digits has 359 test images (one image = 0.28 points), so only a multi-seed mean says
-more than the noise. Adds the multi-seed claims to ``results/tascnet/claims.json`` (the per-seed-0
-claims written by ``tascnet_transfer.py`` stay) and writes ``seeds.json`` / ``seeds.md``. Seconds.
+more than the noise. Writes ``seeds.json`` / ``seeds.md``; the verdicts under the registered rules
+(benchmarks/claims.toml, ``tascnet.*``) go to ``results/tascnet/claims.json`` via
+``benchmarks.tascnet.verdicts``. Seconds.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from natkit.report import stats
+from natkit.report.provenance import stamp
+
+ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "results" / "tascnet"
 TAG = "multi-seed"
 
@@ -33,15 +37,14 @@ def _runs() -> dict[int, dict]:
 
 
 def _ms(values) -> str:
-    v = 100 * np.asarray(values, dtype=float)
-    return f"{v.mean():.2f} ± {v.std():.2f}"
+    return stats.summarize(values).fmt(scale=100)
 
 
 def summarise(runs: dict[int, dict]) -> tuple[dict, list[dict], list[str]]:
     seeds = sorted(runs)
     nets = [n for n in runs[seeds[0]]["nets"] if all(n in runs[s]["nets"] for s in seeds)]
     summary, claims = {}, []
-    md = ["# TASCNet over seeds", "", f"Seeds {seeds}; each seed is one full `tascnet_transfer.py` run "
+    md = ["# TASCNet over seeds", "", f"Seeds {seeds}; each seed is one full `benchmarks.tascnet.transfer` run "
           "(source pretraining cached and shared, target splits fixed, the search and all training seeded).", ""]
     for net in nets:
         rows = []
@@ -61,7 +64,7 @@ def summarise(runs: dict[int, dict]) -> tuple[dict, list[dict], list[str]]:
         summary[net] = {"rows": rows, "mean_transfer_diff": float(np.mean(d_transfer)),
                         "mean_s2_minus_l1": float(np.mean(d_l1)) if d_l1 else None}
         size_ok = all(r["params_red"] >= 0.5 and r["macs_red"] >= 0.5 for r in rows)
-        setting = (f"{net}, fashion-mnist -> digits, seeds {seeds}, the tascnet_transfer.py setting per seed; "
+        setting = (f"{net}, fashion-mnist -> digits, seeds {seeds}, the benchmarks.tascnet.transfer setting per seed; "
                    "member picked on validation")
         claims.append({
             "claim": "TASCNet's final front has a network with equal or better test accuracy than conventional "
@@ -78,7 +81,7 @@ def summarise(runs: dict[int, dict]) -> tuple[dict, list[dict], list[str]]:
             claims.append({
                 "claim": "stage 2 (most similar filter trajectories) is at least as accurate as L1-magnitude "
                          "channel pruning at the same MACs (mean paired difference over seeds)",
-                "setting": f"{net}, every stage-2 front member compared in tascnet_transfer.py, seeds {seeds}",
+                "setting": f"{net}, every stage-2 front member compared in benchmarks.tascnet.transfer, seeds {seeds}",
                 "ours": f"stage 2 minus L1: {100 * np.mean(d_l1):+.2f} points mean over {len(d_l1)} pairs "
                         f"(stage 2 ahead or equal in {sum(x >= 0 for x in d_l1)})",
                 "baseline": "Torch-Pruning L1 magnitude to the same MACs, same fine-tuning epochs",
@@ -98,20 +101,18 @@ def summarise(runs: dict[int, dict]) -> tuple[dict, list[dict], list[str]]:
 def main() -> int:
     runs = _runs()
     if len(runs) < 2:
-        print("tascnet_seeds: fewer than two seeds stored; run tascnet_transfer.py --seed N --out "
+        print("tascnet_seeds: fewer than two seeds stored; run benchmarks.tascnet.transfer --seed N --out "
               "results/tascnet/seeds/seedN first", file=sys.stderr)
         return 2
     summary, claims, md = summarise(runs)
-    (OUT / "seeds.json").write_text(json.dumps({"seeds": sorted(runs), "summary": summary, "claims": claims},
-                                               indent=2))
+    (OUT / "seeds.json").write_text(json.dumps(stamp({"seeds": sorted(runs), "summary": summary}), indent=2))
     md += ["| claim | setting | ours | baseline | holds |", "|---|---|---|---|---|"]
     md += [f"| {c['claim']} | {c['setting']} | {c['ours']} | {c['baseline']} | {'yes' if c['holds'] else 'NO'} |"
            for c in claims]
     (OUT / "seeds.md").write_text("\n".join(md) + "\n")
-    path = OUT / "claims.json"
-    data = json.loads(path.read_text()) if path.is_file() else {"claims": []}
-    data["claims"] = [c for c in data["claims"] if c.get("benchmark") != TAG] + claims
-    path.write_text(json.dumps(data, indent=2))
+    from benchmarks.tascnet import verdicts
+
+    verdicts.update()
     print("\n".join(md))
     return 0
 

@@ -44,16 +44,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]
 
-from natkit.core.archive import Archive  # noqa: E402
-from natkit.data import load_task  # noqa: E402
-from natkit.methods.tascnet import method as T  # noqa: E402
-from natkit.methods.context import RunContext  # noqa: E402
-from natkit.nets.io import load_model  # noqa: E402
-from natkit.prune.surgery import magnitude_prune  # noqa: E402
-from natkit.train import pretrained  # noqa: E402
+from natkit.core.archive import Archive
+from natkit.data import load_task
+from natkit.methods.tascnet import method as T
+from natkit.methods.context import RunContext
+from natkit.nets.io import load_model
+from natkit.baselines.l1 import l1_to_macs
+from natkit.report.provenance import stamp
+from natkit.errors import NatkitError
+from natkit.train import pretrained
 
 FULL = {
     "vgg_small": dict(k="2", epochs="3", s2_epochs="2", s2_iterations="3", s2_final_epochs="2", generations=2,
@@ -114,6 +115,9 @@ def conventional(ctx, net, args, s, o, epochs, scope):
     return row
 
 
+MAC_TOLERANCE = 0.01
+
+
 def stage2_vs_l1(ctx, s, o, limit=2):
     """L1-magnitude pruning of the stage-2 starting network to each stage-2 front member's MACs."""
     cands = ctx.archive.candidates(method="tascnet", run_id=ctx.run_id, status="ok")
@@ -132,7 +136,11 @@ def stage2_vs_l1(ctx, s, o, limit=2):
         epochs = o.s2_epochs * max(int(its), 1)
         final = float(c.extra.get("final_epochs", 0) or 0)
         model = T.unfreeze(load_model(ctx.model_dir / str(start.id)))
-        magnitude_prune(model, s.example, target_macs=c.macs, importance="l1", steps=60)
+        try:  # registered protocol: MACs matched within 1% (one bisected uniform L1 ratio)
+            model, gap = l1_to_macs(model, s.example, c.macs, tolerance=MAC_TOLERANCE)
+        except NatkitError as exc:
+            rows.append({"candidate": c.id, "ours_macs": c.macs, "unmatched": str(exc)})
+            continue
         # the same schedule as the stage-2 member: constant-lr epochs, then its closing cosine fine-tune
         s.fit(model, epochs, seed=ctx.seed, lr=o.finetune_lr, schedule="constant")
         if final > 0:
@@ -140,7 +148,7 @@ def stage2_vs_l1(ctx, s, o, limit=2):
             epochs += final
         m = s.measure(model)
         ours_model = load_model(ctx.model_dir / str(c.id))
-        rows.append({"candidate": c.id, "iterations": its, "finetune_epochs": epochs,
+        rows.append({"candidate": c.id, "iterations": its, "finetune_epochs": epochs, "macs_gap": gap,
                      "ours_macs": c.macs, "ours_params": c.params, "ours_val_acc": 1 - c.error,
                      "ours_test_acc": 1 - s.error(ours_model, "test"),
                      "l1_macs": m["macs"], "l1_params": m["params"], "l1_val_acc": 1 - s.error(model),
@@ -259,7 +267,8 @@ def main(argv=None) -> int:
         print(claims[-1], flush=True)
 
         print(f"=== {net}: stage 2 vs L1 magnitude ===", flush=True)
-        start, rows = stage2_vs_l1(ctx, s, o)
+        start, all_rows = stage2_vs_l1(ctx, s, o)
+        rows = [r for r in all_rows if "unmatched" not in r]  # MACs not matched within 1%: no comparison
         png2 = out / f"stage2_vs_l1_{net}.png"
         if rows:
             plot_l1(rows, net, png2)
@@ -281,7 +290,7 @@ def main(argv=None) -> int:
             "front": [{"id": c.id, "stage": c.extra.get("stage"), "val_acc": 1 - c.error,
                        "test_acc": None if c.test_error is None else 1 - c.test_error, "params": c.params,
                        "macs": c.macs} for c in sorted(front, key=lambda c: c.macs)],
-            "stage2_vs_l1": rows}
+            "stage2_vs_l1": all_rows}
         # keep the archive, drop the stored models (they are reproducible from the archive and seed)
         ctx.archive.close()  # checkpoints the WAL into the file before it is copied
         shutil.copy(ctx.archive.path, out / f"archive_{net}.sqlite")
@@ -289,10 +298,12 @@ def main(argv=None) -> int:
     report["setting"] = {"threads": torch.get_num_threads(), "quick": args.quick, "seed": args.seed,
                          "total_seconds": round(time.time() - t_all, 1)}
     shutil.rmtree(out / "runs", ignore_errors=True)
-    (out / "transfer.json").write_text(json.dumps(report, indent=2, default=str))
-    (out / "claims.json").write_text(json.dumps({"claims": claims, "total_seconds": report["setting"]["total_seconds"]},
-                                                indent=2))
+    (out / "transfer.json").write_text(json.dumps(stamp(report, t_all), indent=2, default=str))
     write_md(out / "transfer.md", claims, report)
+    if out.resolve() == (ROOT / "results" / "tascnet").resolve():
+        from benchmarks.tascnet import verdicts
+
+        verdicts.update()
     print(f"done in {report['setting']['total_seconds'] / 60:.1f} min; results in {out}")
     return 0
 
@@ -319,7 +330,7 @@ def write_md(path, claims, report):
         if r["stage2_vs_l1"]:
             lines += ["", "Stage 2 vs L1 magnitude (same start network, same fine-tuning epochs):", "",
                       "| ours MACs | ours test acc | L1 MACs | L1 test acc |", "|---|---|---|---|"]
-            for row in r["stage2_vs_l1"]:
+            for row in [x for x in r["stage2_vs_l1"] if "unmatched" not in x]:
                 lines.append(f"| {row['ours_macs']:,.0f} | {100 * row['ours_test_acc']:.2f} | {row['l1_macs']:,} "
                              f"| {100 * row['l1_test_acc']:.2f} |")
     path.write_text("\n".join(lines) + "\n")

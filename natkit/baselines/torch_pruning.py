@@ -1,4 +1,4 @@
-"""Torch-Pruning baselines replayed on the LDA schedule, for ``benchmarks/lda_compression.py``.
+"""Torch-Pruning baselines replayed on the LDA schedule (used by ``python -m benchmarks.lda.compression``).
 
 Three ways to put a baseline at LDA's size, all starting from the *same* transferred network as LDA
 and replaying LDA's fine-tuning calls of every round exactly (same epochs, same seeds, same
@@ -52,7 +52,7 @@ def _importance(name):
     raise ConfigError(f"unknown importance {name!r}")
 
 
-def _taylor_loss(task, pruner, seed):
+def taylor_loss(task, pruner, seed):
     """Taylor importance needs gradients on real data: one shuffled train batch of 256."""
     xb, yb = next(iter(task.batches("train", 256, resolution=pruner.res, channels=pruner.ch, shuffle=True,
                                     seed=seed)))
@@ -155,7 +155,7 @@ def trajectory(base, task, pruner, rounds, importance: str, mode: str, seed: int
         raise ConfigError(f"unknown baseline mode {mode!r}")
     current, out = base, []
     for k, r in enumerate(rounds):
-        loss_fn = _taylor_loss(task, pruner, seed + k) if importance == "taylor" else None
+        loss_fn = taylor_loss(task, pruner, seed + k) if importance == "taylor" else None
         if mode == "widths":
             current = prune_to_widths(current, widths(r.model), pruner.example, importance, loss_fn=loss_fn,
                                       seed=seed + k)
