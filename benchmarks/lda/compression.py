@@ -35,9 +35,9 @@ Second target (``--task fashion-mnist --samples-per-class 300 --out results/lda/
 pipeline with Fashion-MNIST itself as the target (a 3,000-image training subset; validation and test splits
 are never in the source's training images). Digits is too easy to separate the pruning criteria at 90 %
 (every method keeps 98-99 %, one test image = 0.28 points); here 90 % removal costs accuracy and one test
-image is 0.01 points. Its claims are added to results/lda/claims.json by ``lda_report``.
+image is 0.01 points. Its verdicts (registered rules ``lda.*``) go to results/lda/claims.json via ``benchmarks.lda.verdicts``.
 
-Writes results/lda/{compression.json, compression.md, compression.png, robustness.*, claims.json}
+Writes results/lda/{compression.json, compression.md, compression.png, robustness.*}
 and results/lda/seeds/seed<N>.json. ``--quick``: one seed, a couple of minutes (numbers meaningless).
 """
 
@@ -60,6 +60,7 @@ from natkit.data import load_task
 from natkit.measure import count_params, measure
 from natkit.methods.lda import robust as lda_robust
 from natkit.methods.lda.method import LDAConfig, Pruner, prepare_base, schedule
+from natkit.report.provenance import provenance
 from natkit.train import evaluate
 
 
@@ -103,7 +104,7 @@ def main(argv=None):
     ap.add_argument("--recover-epochs", type=float, default=3)
     ap.add_argument("--min-width", type=float, default=0.2)
     ap.add_argument("--m-floor", type=int, default=-1)
-    ap.add_argument("--modes", default=",".join(BL.MODES), help="baseline modes (lda_baselines.MODES)")
+    ap.add_argument("--modes", default=",".join(BL.MODES), help="baseline modes (natkit.baselines.torch_pruning.MODES)")
     ap.add_argument("--skip-baselines", action="store_true", help="schedule only (tuning)")
     ap.add_argument("--add-modes", default=None,
                     help="e.g. global: replay each stored seed (seeds/seed<N>.json; the schedule must reproduce it "
@@ -133,13 +134,18 @@ def main(argv=None):
             res = run_seed(args, seed, out, t_start)
             if res is None:
                 return
+            res["provenance"] = provenance(t_start)
             path = out / "seeds" / f"seed{seed}.json"
             tmp = path.with_suffix(".tmp")  # the seed file may hold hours of results: never truncate it in place
             tmp.write_text(json.dumps(res, indent=2, default=str))
             os.replace(tmp, path)
     results = [json.loads((out / "seeds" / f"seed{s}.json").read_text()) for s in seeds]
     # the run time of the seeds themselves (an --aggregate-only rebuild takes no time of its own)
-    REP.write_report(results, out, root=ROOT, seconds=round(sum(r.get("seconds", 0.0) for r in results), 1))
+    REP.write_report(results, out, root=ROOT, seconds=round(sum(r.get("seconds", 0.0) for r in results), 1),
+                     started=t_start)
+    from benchmarks.lda import verdicts
+
+    verdicts.update()
     print(f"all seeds done in {time.time() - t_start:.0f} s", flush=True)
 
 

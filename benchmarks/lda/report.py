@@ -1,8 +1,8 @@
-"""Aggregate the per-seed results of ``benchmarks/lda_compression.py`` into claims, markdown and plots.
+"""Aggregate the per-seed results of ``python -m benchmarks.lda.compression`` into tables, markdown and plots.
 
 Paired statistics: for every seed the LDA network and each baseline start from the same unpruned
 network and are tested on the same test split, so the difference LDA - baseline is taken per seed
-and then averaged (mean, sample std, 95 % t-interval, seeds won / tied / lost).
+and then averaged (mean, sd with ddof=1, 95 % t-interval, seeds won / tied / lost; natkit.report.stats).
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+from natkit.report import stats
+from natkit.report.provenance import provenance
 
 BASELINES = ("l1", "taylor", "random")
 MODE_TEXT = {"widths": "same per-layer widths as LDA (identical params and MACs)",
@@ -23,16 +26,11 @@ NAMES = {"l1": "L1", "taylor": "Taylor", "random": "random"}
 
 
 def paired(diffs) -> dict:
-    """Mean, std, 95 % t-interval and win/tie/loss of per-seed differences (points)."""
-    from scipy import stats
-
-    d = np.asarray(diffs, dtype=float)
-    n = d.size
-    sd = float(d.std(ddof=1)) if n > 1 else float("nan")
-    half = float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)) if n > 1 else float("nan")
-    return {"n": n, "mean": float(d.mean()), "std": sd, "ci95": [float(d.mean() - half), float(d.mean() + half)],
-            "wins": int((d > 1e-9).sum()), "ties": int((np.abs(d) <= 1e-9).sum()), "losses": int((d < -1e-9).sum()),
-            "per_seed": [round(float(x), 4) for x in d]}
+    """Mean, sd, 95 % t-interval and win/tie/loss of per-seed differences LDA minus baseline (points),
+    by natkit.report.stats (ddof=1)."""
+    p = stats.paired_diffs(diffs)
+    return {"n": p.n, "mean": p.mean, "std": p.sd, "ci95": [p.lo, p.hi], "wins": p.above, "ties": p.equal,
+            "losses": p.below, "per_seed": [round(float(x), 4) for x in diffs]}
 
 
 def summarise(results) -> dict:
@@ -48,11 +46,11 @@ def summarise(results) -> dict:
         lda = np.array([100 * c["lda_test_acc"] for _, c in rows])
         s = {"seeds": [sd for sd, _ in rows],
              "removed": [float(c["params_removed"]) for _, c in rows],
-             "lda": {"mean": float(lda.mean()), "std": float(lda.std(ddof=1)) if len(lda) > 1 else 0.0,
+             "lda": {"mean": float(lda.mean()), "std": stats.sd(lda),
                      "per_seed": lda.round(2).tolist()}}
         for k in keys:
             b = np.array([100 * c[k]["test_acc"] for _, c in rows])
-            s[k] = {"mean": float(b.mean()), "std": float(b.std(ddof=1)) if len(b) > 1 else 0.0,
+            s[k] = {"mean": float(b.mean()), "std": stats.sd(b),
                     "param_gap": [int(c[k]["params"] - c["lda_params"]) for _, c in rows],
                     "paired": paired(lda - b)}
         out[name] = s
@@ -76,7 +74,9 @@ def aggressive(summary, name) -> bool:
     return min(summary[name]["removed"]) >= 0.9
 
 
-def write_report(results, out: Path, *, root: Path, seconds: float) -> dict:
+def write_report(results, out: Path, *, root: Path, seconds: float, started: float | None = None) -> dict:
+    """compression.json/.md/.png and robustness.* in ``out``; the verdicts (registered rules ``lda.*``) are
+    derived from these files by ``benchmarks.lda.verdicts`` into results/lda/claims.json."""
     out = Path(out)
     summary = summarise(results)
     seeds = [r["seed"] for r in results]
@@ -91,16 +91,13 @@ def write_report(results, out: Path, *, root: Path, seconds: float) -> dict:
                  "and fine-tuning order)")
     for c in claims:
         c["setting"] += seed_text
-    doc = {"claims": claims, "source": "benchmarks/lda_compression.py", "seconds": seconds}
-    second = out / "fashion-mnist" / "claims.json"  # the second target (lda_compression.py --task fashion-mnist)
-    if second.is_file():
-        doc["claims"] = claims + json.loads(second.read_text())["claims"]
-    (out / "claims.json").write_text(json.dumps(doc, indent=2))
+    doc = {"claims": claims, "source": "benchmarks.lda.compression", "seconds": seconds}
     (out / "compression.json").write_text(json.dumps({"summary": summary, "seeds": seeds, "claims": claims,
                                                       "per_seed": [{k: r[k] for k in ("seed", "base_test_acc",
                                                                                       "n_test", "levels", "comparisons",
                                                                                       "seconds")} for r in results],
-                                                      "config": results[0]["config"], "args": results[0]["args"]},
+                                                      "config": results[0]["config"], "args": results[0]["args"],
+                                                      "provenance": provenance(started)},
                                                      indent=2, default=str))
     (out / "compression.md").write_text(_markdown(results, summary, claims, seconds, rob["rows"]))
     for c in claims:

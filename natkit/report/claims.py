@@ -84,7 +84,9 @@ def evaluate_rule(rule: str, values: dict) -> bool | None:
 
 @dataclass
 class ClaimResult:
-    """One verdict (or fact, or choice) in a results/<method>/claims.json."""
+    """One verdict (or fact, or choice) in a results/<method>/claims.json; ``tag`` is the id, or
+    ``<id>@<setting>`` for an entry judged per setting."""
+    tag: str
     id: str
     method: str
     kind: str
@@ -108,33 +110,46 @@ class ClaimResult:
         return asdict(self)
 
 
-def judge(claim_id: str, values: dict, *, registry: dict | None = None, **fields) -> ClaimResult:
-    """The verdict of registered claim ``claim_id`` on ``values`` (the quantities its rule names)."""
+def judge(claim_id: str, values: dict, *, key: str = "", registry: dict | None = None, **fields) -> ClaimResult:
+    """The verdict of registered claim ``claim_id`` on ``values`` (the quantities its rule names);
+    ``key``: which of the entry's ``settings`` this is (required when it has settings)."""
     reg = registry if registry is not None else load_registry()
     if claim_id not in reg:
         raise ConfigError(f"claim {claim_id!r} is not in the registry {REGISTRY}")
     entry = reg[claim_id]
+    settings = entry.get("settings")
+    if settings and key not in settings:
+        raise ConfigError(f"claim {claim_id}: setting {key!r} is not registered ({', '.join(settings)})")
+    if key and not settings:
+        raise ConfigError(f"claim {claim_id} has no settings; got {key!r}")
     rule = entry.get("rule") or None
     holds = evaluate_rule(rule, values) if rule else None
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
-    return ClaimResult(id=claim_id, method=entry["method"], kind=entry["kind"], statement=entry["statement"],
+    return ClaimResult(tag=f"{claim_id}@{key}" if key else claim_id, id=claim_id, method=entry["method"], kind=entry["kind"], statement=entry["statement"],
                        rule=rule, holds=holds, values=clean, registry_sha256=entry_sha256(entry), **fields)
 
 
 def write_claims(path: Path | str, results: list[ClaimResult], provenance: dict | None = None) -> Path:
-    """Merge ``results`` into the claims file at ``path`` by id (a new result replaces the old one with
-    its id; others are kept), ordered by the registry, written atomically."""
+    """Merge ``results`` into the claims file at ``path`` by tag (a new result replaces the old one with
+    its tag; others are kept), ordered by the registry, written atomically."""
     path = Path(path)
     old = {}
     if path.is_file():
-        old = {c["id"]: c for c in json.loads(path.read_text()).get("claims", []) if "id" in c}
+        old = {c["tag"]: c for c in json.loads(path.read_text()).get("claims", []) if "tag" in c}
     for r in results:
         d = r.as_dict()
         if provenance and not d.get("provenance"):
             d["provenance"] = provenance
-        old[r.id] = d
-    order = {k: i for i, k in enumerate(load_registry())} if REGISTRY.is_file() else {}
-    claims = sorted(old.values(), key=lambda c: (order.get(c["id"], 10**6), c["id"]))
+        old[r.tag] = d
+    reg = load_registry() if REGISTRY.is_file() else {}
+    order = {k: i for i, k in enumerate(reg)}
+
+    def rank(c):
+        settings = reg.get(c["id"], {}).get("settings") or []
+        sub = c["tag"].split("@", 1)[1] if "@" in c["tag"] else ""
+        return order.get(c["id"], 10**6), settings.index(sub) if sub in settings else 0, c["tag"]
+
+    claims = sorted(old.values(), key=rank)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"claims": claims}, indent=2, ensure_ascii=False, default=float) + "\n")
