@@ -29,6 +29,7 @@ from benchmarks.ke.small_data import write_claims
 from natkit.core.archive import Archive
 from natkit.core.search import hypervolume
 from natkit.report.plots import plot_front
+from natkit.report.provenance import stamp
 
 NATKIT = [sys.executable, "-m", "natkit.cli"]
 
@@ -97,7 +98,7 @@ def main(argv=None):
         "ours": f"HV {ke_r['hv']:.4f} ({len(ke_r['front'])} on front)",
         "baseline": f"HV {w_r['hv']:.4f} ({len(w_r['front'])} on front)",
         "holds": bool(ke_r["hv"] >= w_r["hv"]), "plot": "results/ke/search_front.png"}]
-    (out / "search.json").write_text(json.dumps(result, indent=2, default=str))
+    (out / "search.json").write_text(json.dumps(stamp(result), indent=2, default=str))
     lines = [f"# KE search vs width search on {args.task} (HV on error x MACs, same fixed bounds)", "",
              "| method | training epochs | candidates | HV | front (MACs: val error / test error) |", "|---|---|---|---|---|"]
     for m, r in result["methods"].items():

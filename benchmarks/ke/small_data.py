@@ -39,6 +39,8 @@ from natkit.methods.ke.method import evolve, slim_baseline
 from natkit.methods.ke.split import scaled_arch
 from natkit.nets import build_from_arch, create_model
 from natkit.train import TrainConfig, calibration_batches, evaluate, recalibrate_bn, train
+from natkit.report import stats
+from natkit.report.provenance import stamp
 from natkit.utils.seed import derive_seed
 
 
@@ -90,8 +92,8 @@ def one_seed(spec, seed, args, log):
 
 
 def ms(values) -> tuple[float, float]:
-    a = np.asarray(values, dtype=float)
-    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+    s = stats.summarize(values)
+    return s.mean, (s.sd if s.n > 1 else 0.0)
 
 
 def pct(values) -> str:
@@ -173,7 +175,7 @@ def plot(runs, summary, args, out, tag):
                                   ("slim_error", "KE slim (fit hypothesis)", "C1", "-"),
                                   ("slim_recal_error", "KE slim, BN re-estimated", "C2", ":")):
             a = 100 * np.array([r[key] for r in rs])
-            ax.errorbar(g, a.mean(0), yerr=a.std(0, ddof=1) if len(rs) > 1 else None, label=label, color=c,
+            ax.errorbar(g, a.mean(0), yerr=stats.sd_axis0(a) if len(rs) > 1 else None, label=label, color=c,
                         marker="o", capsize=3, ls=ls)
         sc = 100 * np.array([r["slim_scratch_error"] for r in rs])
         ax.axhline(sc.mean(), color="C1", ls="--", label=f"slim from scratch, {args.generations * args.epochs} ep")
@@ -267,10 +269,9 @@ def main(argv=None):
            + ("" if args.model == "vgg_small" else f"_{args.model}"))
     summary, claims = summarise(runs, args, tag)
     plot(runs, summary, args, out, tag)
-    (out / f"small_data_{tag}.json").write_text(json.dumps({"settings": {k: v for k, v in vars(args).items() if k != "render"},
-                                                            "elapsed_s": elapsed,
-                                                            "threads": torch.get_num_threads(), "summary": summary,
-                                                            "runs": runs, "claims": claims}, indent=2))
+    (out / f"small_data_{tag}.json").write_text(json.dumps(stamp({
+        "settings": {k: v for k, v in vars(args).items() if k != "render"}, "elapsed_s": elapsed,
+        "threads": torch.get_num_threads(), "summary": summary, "runs": runs, "claims": claims}), indent=2))
     (out / f"small_data_{tag}.md").write_text(markdown(summary, claims, args, elapsed))
     if not args.pilot:
         write_claims(out)
@@ -278,22 +279,12 @@ def main(argv=None):
 
 
 def write_claims(out: Path) -> None:
-    """claims.json gathers the claims of every stored KE benchmark output in ``out``: each small-data
-    configuration, the search comparison (ke_search.py) and the KELS/WELS comparison (ke_wels.py)."""
-    claims, configs = [], {}
-    for f in sorted(out.glob("small_data_N*_e*.json")):
-        data = json.loads(f.read_text())
-        claims += data["claims"]
-        st = data["settings"]
-        configs[f.stem] = {"generations": st["generations"], "epochs_per_generation": st["epochs"],
-                           "seeds": st["seeds"], "split_rate": st["split_rate"], "elapsed_s": data["elapsed_s"],
-                           "summary": data["summary"]}
-    for name in ("search.json", "wels.json"):
-        if (out / name).is_file():
-            claims += json.loads((out / name).read_text())["claims"]
-    (out / "claims.json").write_text(json.dumps({"claims": claims, "configs": configs,
-                                                 "source": "benchmarks/ke_small_data.py, ke_search.py, ke_wels.py"},
-                                                indent=2))
+    """The KE verdicts under the registered rules (``ke.*`` in benchmarks/claims.toml), re-derived from every
+    stored KE output into results/ke/claims.json (only when ``out`` is results/ke)."""
+    if Path(out).resolve() == (ROOT / "results" / "ke").resolve():
+        from benchmarks.ke import verdicts
+
+        verdicts.update()
 
 
 if __name__ == "__main__":

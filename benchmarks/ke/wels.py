@@ -25,6 +25,8 @@ from natkit.methods.ke.method import evolve
 from natkit.nets import create_model
 from natkit.train import TrainConfig
 from natkit.utils.seed import derive_seed
+from natkit.report import stats
+from natkit.report.provenance import stamp
 
 
 def main(argv=None):
@@ -56,7 +58,7 @@ def main(argv=None):
     w = np.array(errors["wels"])
 
     def f(a):
-        return f"{100 * a.mean():.2f} ± {100 * a.std(ddof=1):.2f} %"
+        return stats.summarize(a).fmt(scale=100, unit=" %")
 
     claim = {"claim": "KELS evolves a better dense network than WELS (paper: KELS > WELS)",
              "setting": f"{args.task}, vgg_small from scratch, s={args.split_rate}, N={N} x {args.epochs} epochs, "
@@ -72,7 +74,7 @@ def main(argv=None):
     fig, ax = plt.subplots(figsize=(5.5, 4))
     g = np.arange(1, N + 1)
     for a, label in ((k, "KELS (kernel-level)"), (w, "WELS (weight-level)")):
-        ax.errorbar(g, 100 * a.mean(0), yerr=100 * a.std(0, ddof=1), marker="o", capsize=3, label=label)
+        ax.errorbar(g, 100 * a.mean(0), yerr=100 * stats.sd_axis0(a), marker="o", capsize=3, label=label)
     ax.set_xlabel(f"generation ({args.epochs} epochs each)")
     ax.set_ylabel("dense test error (%)")
     ax.set_title(f"{args.task}: KE dense network, s={args.split_rate}")
@@ -82,8 +84,8 @@ def main(argv=None):
     fig.tight_layout()
     fig.savefig(out / "wels.png", dpi=120)
     plt.close(fig)
-    (out / "wels.json").write_text(json.dumps({"settings": vars(args), "elapsed_s": elapsed, "errors": errors,
-                                               "claims": [claim]}, indent=2))
+    (out / "wels.json").write_text(json.dumps(stamp({"settings": vars(args), "elapsed_s": elapsed, "errors": errors,
+                                               "claims": [claim]}), indent=2))
     md = ["# KELS vs WELS (dense network, test error)", "", "| split | gen 1 | gen N |", "|---|---|---|",
           f"| KELS | {f(k[:, 0])} | {f(k[:, -1])} |", f"| WELS | {f(w[:, 0])} | {f(w[:, -1])} |", "",
           f"{elapsed / 60:.1f} min, one thread."]

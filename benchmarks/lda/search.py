@@ -33,6 +33,7 @@ from natkit.core.archive import Archive
 from natkit.data import load_task
 from natkit.methods.lda import method as lda
 from natkit.methods.context import RunContext
+from natkit.report.provenance import stamp
 
 OBJECTIVES = ["error", "params", "robust_error"]
 
@@ -108,7 +109,7 @@ def main(argv=None):
     result = {"objectives": OBJECTIVES, "setting": f"digits, vgg_small from Fashion-MNIST, seed {args.seed}, pop "
               f"{args.pop_size} x {args.generations} gen per mode", "unpruned": base, "summary": summary,
               "runs": runs, "seconds": round(time.time() - t0, 1), "args": vars(args)}
-    (out / "search.json").write_text(json.dumps(result, indent=2, default=str))
+    (out / "search.json").write_text(json.dumps(stamp(result), indent=2, default=str))
     (out / "search.md").write_text(_markdown(result))
     _plot(runs, base, out / "search.png")
     print((out / "search.md").read_text())

@@ -17,6 +17,7 @@ from natkit.data import load_task
 from natkit.methods.nat.method import load_nat_space
 from natkit.methods.nat.supernet import InPlaceEvaluator
 from natkit.methods.nat.surrogate import create_surrogate, rank_metrics
+from natkit.report import stats
 
 NAMES = ["rbf", "rbf_ensemble", "gp", "mlp", "trees", "adaptive"]
 
@@ -45,7 +46,7 @@ def main():
             scores[n].append(rank_metrics(y[te], m.predict(feats[te])))
             if n == "adaptive":
                 chosen.append(m.chosen)
-    table = {n: {k: (float(np.mean([r[k] for r in v])), float(np.std([r[k] for r in v])))
+    table = {n: {k: (stats.summarize([r[k] for r in v]).mean, stats.sd([r[k] for r in v]))
                  for k in ("kendall", "spearman", "rmse")} for n, v in scores.items()}
 
     import matplotlib

@@ -68,6 +68,7 @@ from natkit.methods.progressive import method as P
 from natkit.methods.context import RunContext
 from natkit.methods.progressive.relevance import list_criteria
 from natkit.train import TrainConfig, evaluate
+from natkit.report.provenance import stamp
 from natkit.utils.seed import derive_seed
 
 OUT = ROOT / "results" / "progressive"
@@ -246,9 +247,9 @@ def main(argv=None):
                 table.setdefault(meth, {})[str(lr)] = {
                     "val_error": mean_val(rs), "test_error": float(np.mean([r["test_error"] for r in rs]))}
             chosen[meth] = float(min(grid, key=lambda lr: (table[meth][str(lr)]["val_error"], -lr)))
-        lr_path.write_text(json.dumps({"setting": setting, "criterion": LR_CRITERION, "table": table,
-                                       "chosen": chosen, "rule": "lowest mean val error over seeds and shares "
-                                       "(ties: the larger lr)"}, indent=2))
+        lr_path.write_text(json.dumps(stamp({"setting": setting, "criterion": LR_CRITERION, "table": table,
+                                             "chosen": chosen, "rule": "lowest mean val error over seeds and "
+                                             "shares (ties: the larger lr)"}), indent=2))
         log(f"lr chosen: {chosen}")
     lrs = json.loads(lr_path.read_text())["chosen"] if lr_path.is_file() else {m: s["lr"] for m in METHODS}
 
@@ -258,24 +259,24 @@ def main(argv=None):
         ranking = {c: mean_val([r for r in rows if r["criterion"] == c]) for c in criteria}
         # equal error counts tie (the float sums differ in the last digits); a tie goes to the cheaper criterion
         best = min(ranking, key=lambda c: (round(ranking[c], 9), COST_ORDER.index(c)))
-        crit_path.write_text(json.dumps({"setting": {**setting, "lr": lrs["progressive"]}, "runs": rows,
-                                         "mean_val_error": ranking, "best": best,
-                                         "plot": "results/progressive/criteria.png"}, indent=2))
+        crit_path.write_text(json.dumps(stamp({"setting": {**setting, "lr": lrs["progressive"]}, "runs": rows,
+                                               "mean_val_error": ranking, "best": best,
+                                               "plot": "results/progressive/criteria.png"}), indent=2))
         plot_criteria(rows, base_m, out / "criteria.png")
         log(f"criteria by mean val error: {ranking}; best {best}")
     chosen_crit = json.loads(crit_path.read_text())["best"] if crit_path.is_file() else P.DEFAULT_CRITERION
 
     if args.part in ("compare", "all"):
         rows = [runs.get(m, chosen_crit, sh, sd, lrs[m]) for m in METHODS for sh in shares for sd in seeds]
-        (out / "compare.json").write_text(json.dumps(
+        (out / "compare.json").write_text(json.dumps(stamp(
             {"setting": {**setting, "lr": lrs}, "criterion": chosen_crit, "runs": rows,
              "plot": str((out / "compare.png").resolve().relative_to(ROOT)) if out.resolve().is_relative_to(ROOT)
-             else str(out / "compare.png")}, indent=2))
+             else str(out / "compare.png")}), indent=2))
     if args.part == "bn":
         rows = [runs.get("progressive", chosen_crit, sh, sd, lrs["progressive"], bn_stats=b)
                 for b in ("frozen", "update") for sh in shares for sd in seeds]
-        (out / "bn.json").write_text(json.dumps({"setting": {**setting, "lr": lrs["progressive"]},
-                                                 "criterion": chosen_crit, "runs": rows}, indent=2))
+        (out / "bn.json").write_text(json.dumps(stamp({"setting": {**setting, "lr": lrs["progressive"]},
+                                                       "criterion": chosen_crit, "runs": rows}), indent=2))
     if (out / "compare.json").is_file():
         plot_compare(out, base_m)
     write_claims(report_dir)

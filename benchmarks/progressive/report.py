@@ -1,4 +1,5 @@
-"""Plots, claims.json and results.md of benchmarks/progressive_benchmark.py (read from its stored JSON)."""
+"""Plots and results.md of ``python -m benchmarks.progressive.benchmark`` (read from its stored JSON); the
+verdicts under the registered rules go to results/progressive/claims.json via benchmarks.progressive.verdicts."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import math
 from pathlib import Path
 
 import numpy as np
+
+from natkit.report import stats
 
 LABELS = {"progressive": "progressive (ours)", "global_retrain": "(a) whole-model retrain per action",
           "one_shot": "(b) one-shot + full retrain", "tp_l1": "(c) Torch-Pruning L1 + full retrain"}
@@ -18,8 +21,8 @@ def _pct(x):
 
 
 def _ms(vals):
-    v = np.asarray(vals, dtype=float)
-    return float(v.mean()), float(v.std())
+    s = stats.summarize(vals)
+    return s.mean, (s.sd if s.n > 1 else 0.0)
 
 
 def _fmt(vals):
@@ -28,12 +31,14 @@ def _fmt(vals):
 
 
 def paired(a: dict, b: dict) -> dict:
-    """Paired difference a - b over the keys both have (seeds, or (share, seed)): mean, std, standard error."""
+    """Paired difference a - b (method minus baseline, natkit.report.stats) over the keys both have (seeds, or
+    (share, seed)): mean, sd (ddof=1), standard error, 95% t interval. For errors a negative difference favours
+    a; ``wins`` counts units where a's error is lower."""
     keys = sorted(set(a) & set(b))
-    d = np.array([a[k] - b[k] for k in keys], dtype=float)
-    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float("nan")
-    return {"mean": float(d.mean()), "std": float(d.std()), "se": se, "n": len(d),
-            "wins": int((d < 0).sum()), "ties": int((d == 0).sum()), "losses": int((d > 0).sum())}
+    p = stats.paired([a[k] for k in keys], [b[k] for k in keys])
+    se = p.sd / math.sqrt(p.n) if p.n > 1 else float("nan")
+    return {"mean": p.mean, "std": p.sd, "se": se, "n": p.n, "ci95": [p.lo, p.hi],
+            "wins": p.below, "ties": p.equal, "losses": p.above}
 
 
 def _select(rows, **kw):
@@ -270,6 +275,9 @@ def write_claims(out: Path):
     # part that finds its runs cached adds nothing
     seconds = sum(r["seconds"] for f in (out / "runs.json", out / "fashion-mnist" / "runs.json") if f.is_file()
                   for r in json.loads(f.read_text())["runs"])
-    (out / "claims.json").write_text(json.dumps({"claims": claims, "seconds": round(seconds, 1),
-                                                 "default_criterion_in_code": DEFAULT_CRITERION}, indent=2))
+    lines += ["", f"Compute behind these results: {seconds / 3600:.1f} h of stored runs. Verdicts under the registered "
+              "rules: results/progressive/claims.json (results/CLAIMS.md)."]
     (out / "results.md").write_text("\n".join(lines) + "\n")
+    from benchmarks.progressive import verdicts
+
+    verdicts.update()

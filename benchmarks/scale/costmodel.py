@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from scipy.optimize import nnls
 
-from benchmarks.scale.common import ROOT, distinct_encodings, host, update_claims
+from benchmarks.scale import verdicts
+from benchmarks.scale.common import ROOT, distinct_encodings, host
 
 from natkit.core.problem import SerialRunner
 from natkit.data import load_task
@@ -34,6 +35,7 @@ from natkit.measure import measure
 from natkit.methods.width.space import VGGWidthSpace, WidthEvaluator
 from natkit.nets import create_model
 from natkit.train import TrainConfig
+from natkit.report.provenance import stamp
 
 TERMS = ["c0 (s)", "c_train (s per MAC)", "c_img (s per val image)", "c_fwd (s per val image per MAC)"]
 
@@ -149,16 +151,10 @@ def main(argv=None):
                     "scenarios": scenarios},
         "measurements": rows,
     }
-    (out / "cost_model.json").write_text(json.dumps(result, indent=2))
+    (out / "cost_model.json").write_text(json.dumps(stamp(result), indent=2))
     plot(rows, pred, scenarios, out / "cost_model.png")
     write_md(out / "cost_model.md", result)
-    claims = [{
-        "claim": "Seconds per candidate follow a linear model in validation-set size and subnet MACs",
-        "setting": f"{len(encs)} width-space VGGs x val sizes {sizes} on Fashion-MNIST, leave-one-out",
-        "ours": f"mean abs error {100 * mape:.0f}% (R2 {r2:.2f})",
-        "baseline": f"constant (mean) model {100 * mape_const:.0f}%",
-        "holds": bool(mape < mape_const and r2 > 0.8), "plot": "results/scale/cost_model.png"}]
-    update_claims(out, "scale_costmodel", claims)
+    verdicts.update()
     print(json.dumps(result["model"], indent=1))
     return result
 

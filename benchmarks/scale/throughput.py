@@ -20,13 +20,15 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.scale.common import ROOT, NullEvaluator, distinct_encodings, host, update_claims
+from benchmarks.scale import verdicts
+from benchmarks.scale.common import ROOT, NullEvaluator, distinct_encodings, host
 
 from natkit.core.parallel import dask_runner
 from natkit.core.problem import SerialRunner
 from natkit.data import load_task
 from natkit.methods.width.space import VGGWidthSpace, WidthEvaluator
 from natkit.train import TrainConfig
+from natkit.report.provenance import stamp
 
 
 def timed_map(runner, evaluator, encodings):
@@ -125,7 +127,7 @@ def main(argv=None):
                         "error": r.metrics["error"], "seconds": r.seconds}
                        for e, r in zip(encs, results["in-process"])],
     }
-    (out / "throughput.json").write_text(json.dumps(result, indent=2, default=str))
+    (out / "throughput.json").write_text(json.dumps(stamp(result), indent=2, default=str))
     plot_throughput(rows, overhead_ms, out / "throughput.png", n, host()["load_avg_1min"])
     write_md(out / "throughput.md", result)
 
@@ -160,7 +162,7 @@ def main(argv=None):
          "ours": f"{in_worker:.2f} s in the worker ({100 * (in_worker / med - 1):+.0f}%)",
          "baseline": f"{med:.2f} s in-process",
          "holds": bool(in_worker <= 1.1 * med), "plot": "results/scale/throughput.png"})
-    update_claims(out, "scale_throughput", claims)
+    verdicts.update()
     print(json.dumps({k: result[k] for k in ("speedup_2_vs_1_workers", "dask_overhead_ms_per_candidate")}, indent=1))
     return result
 

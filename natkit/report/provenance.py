@@ -58,11 +58,12 @@ def code_state(root: Path | None = None) -> dict:
 # taken when this module is first imported, i.e. when a benchmark starts: a commit made while a long run
 # goes on must not be credited with its results
 AT_START = code_state()
+STARTED = time.time()
 
 
 def provenance(started: float | None = None) -> dict:
     """A dict for a results file's ``provenance`` key: the code as it was when the process started.
-    ``started``: ``time.time()`` at the start of the run (wall time is measured from it)."""
+    ``started``: ``time.time()`` at the start of the run (default: when this module was imported)."""
     import torch
 
     return {
@@ -74,7 +75,7 @@ def provenance(started: float | None = None) -> dict:
         "cpu": {"model": cpu_model(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "wall_s": None if started is None else round(time.time() - started, 1),
+        "wall_s": round(time.time() - (STARTED if started is None else started), 1),
     }
 
 
