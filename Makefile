@@ -28,7 +28,7 @@ data:
 	else echo "Fashion-MNIST: not installed and cannot install it (not root); set NATKIT_DATA to a folder with the IDX files"; fi
 
 demo: venv data
-	$(BIN)/python benchmarks/quick.py --out results/quick
+	$(BIN)/python -m benchmarks.quick --out results/quick
 
 # The whole suite, slow fault-tolerance checks included (about 3 minutes on 2 idle cores).
 test: venv data
@@ -38,10 +38,10 @@ test-fast: venv data
 	$(BIN)/python -m pytest -m "not slow"
 
 bench: venv data
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python -m benchmarks.run_all
 
 readme: venv
-	$(BIN)/python benchmarks/readme_table.py
+	$(BIN)/python -m benchmarks.readme_table
 
 clean:
 	rm -rf $(VENV) build *.egg-info

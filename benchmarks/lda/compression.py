@@ -17,7 +17,7 @@ Every seed draws its own digits split, source pretraining and fine-tuning order.
    90 %); every layer keeps >= 20 % of its width (``Pruner.set_reference``).
    Claim: >= 90 % of parameters removed with <= 1 point test accuracy loss (the schedule's result:
    its last round within the validation tolerance; chosen on validation only).
-3. Baselines (``benchmarks/lda_baselines.py``), round by round on LDA's schedule, replaying LDA's
+3. Baselines (``natkit.baselines.torch_pruning``), round by round on LDA's schedule, replaying LDA's
    fine-tuning calls exactly: Torch-Pruning L1, Taylor and random importance (a) cut to LDA's
    per-layer widths (identical parameter and MAC counts), (b) with one uniform ratio, count nearest
    to LDA's, (c) with Torch-Pruning's global ranking (its own per-layer widths, LDA's width floor),

@@ -38,7 +38,7 @@ def summarise(results) -> dict:
     level_names = list(dict.fromkeys(c["level"] for r in results for c in r["comparisons"]))
     keys = [k for k in results[0]["comparisons"][0] if isinstance(results[0]["comparisons"][0][k], dict)]
     lacking = [(r["seed"], k) for r in results for c in r["comparisons"] for k in keys if k not in c]
-    if lacking:  # e.g. a mode added to some seed files only (lda_compression.py --add-modes)
+    if lacking:  # e.g. a mode added to some seed files only (benchmarks.lda.compression --add-modes)
         raise SystemExit(f"seed {lacking[0][0]} has no {lacking[0][1]!r} baseline; add it to every seed first")
     out = {}
     for name in level_names:

@@ -3,7 +3,7 @@ of evaluating a candidate, against the paper's schedule on the same unpruned net
 
 ``natkit.methods.lda.method.run`` on digits (source: Fashion-MNIST, cached), objectives ``error``, ``params``
 and ``robust_error`` (mean val error under Gaussian noise sigma=0.2 and FGSM epsilon=0.05), the same
-eta start/step and fine-tuning epochs as ``benchmarks/lda_compression.py``:
+eta start/step and fine-tuning epochs as ``benchmarks.lda.compression``:
 
 * ``progressive`` (default of the method): a candidate is the schedule stopped at its own eta (one
   fine-tuning per round, prefixes cached). The run also executes the schedule stage, so the

@@ -2,7 +2,7 @@
 trained from scratch for the same epochs; test error at matched MACs (source fashion-mnist,
 target digits), over several seeds (mean ± sd, ddof=1, of the per-seed means).
 
-- NAT: warm-up adaptation, then the NAT loop with online adaptation (settings of nat_search.py).
+- NAT: warm-up adaptation, then the NAT loop with online adaptation (settings of benchmarks.nat.search).
 - No adaptation: the same search on the source supernet whose backbone stays frozen; only a new
   classifier head is trained on digits, for the same warm-up epochs (the loop never adapts).
 - From scratch: every subnet on NAT's final front, rebuilt with fresh weights and trained
@@ -18,7 +18,7 @@ with at most its MACs, and the scratch error of the very same architecture.
   weights serve every subnet at once, while a scratch subnet gets all its steps to itself.
 Each seed writes results/nat/transfer_seeds/seed<N>.json as it finishes; the summary aggregates
 the seeds asked for. 2-4 minutes per seed once the source and warm-up supernets are cached
-(they are shared with nat_search.py), longer when they must be trained first.
+(they are shared with benchmarks.nat.search), longer when they must be trained first.
 """
 
 from __future__ import annotations

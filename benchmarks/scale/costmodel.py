@@ -9,9 +9,9 @@ validation-set sizes. Fitted by non-negative least squares (scipy):
 (c_train * MACs: the fixed training work; c_img: per-image transform cost; c_fwd: forward cost per
 image and MAC). Checked by leave-one-out prediction against the constant (mean) model. The cluster
 extrapolation uses the Dask overhead per candidate and the 1 -> 2 worker efficiency measured by
-`scale_throughput.py` (run it first), assuming efficiency stays at that level as workers are added.
+`benchmarks.scale.throughput` (run it first), assuming efficiency stays at that level as workers are added.
 
-Run: .venv/bin/python benchmarks/scale_costmodel.py  (about 5-8 min on 2 shared cores)
+Run: .venv/bin/python -m benchmarks.scale.costmodel  (about 5-8 min on 2 shared cores)
 Writes results/scale/cost_model.{json,md,png} and its claims into results/scale/claims.json.
 """
 
@@ -120,9 +120,9 @@ def main(argv=None):
         # an evaluation inside a worker measured slower than in this process (see throughput.md)
         slowdown = max(1.0, thr["runs"]["dask, 1 worker"].get("median_eval_s_in_worker", 0)
                        / thr["per_candidate_s"]["median"])
-        source = "measured by scale_throughput.py"
+        source = "measured by benchmarks.scale.throughput"
     else:
-        overhead, efficiency, slowdown, source = 0.05, 1.0, 1.0, "assumed (run scale_throughput.py first)"
+        overhead, efficiency, slowdown, source = 0.05, 1.0, 1.0, "assumed (run benchmarks.scale.throughput first)"
 
     def per_candidate(macs, n_val):
         return float((features([macs], [n_val]) @ coef)[0])

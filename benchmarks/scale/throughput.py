@@ -5,7 +5,7 @@ scored on its validation split (the `width` reference evaluator). Also measured:
 overhead of going through Dask (a no-op evaluator, so only the runner's round trip remains) and the
 bytes of shared state sent (once per worker) against what shipping it with every candidate would cost.
 
-Run: .venv/bin/python benchmarks/scale_throughput.py  (about 5-10 min on 2 shared cores)
+Run: .venv/bin/python -m benchmarks.scale.throughput  (about 5-10 min on 2 shared cores)
 Writes results/scale/throughput.{json,md,png} and its claims into results/scale/claims.json.
 """
 

@@ -7,7 +7,7 @@ while keeping a later one (``repair`` drops every layer after the first skipped 
 
 ``count_params_macs(arch)`` gives parameters and multiply-accumulates in closed form, following the
 counting rules of thop (the reference counter) for the layers of ``MBV3Subnet``; it is exact, not an
-approximation, and the tests and ``benchmarks/nat_counting.py`` check it against thop.
+approximation, and the tests and ``python -m benchmarks.nat.counting`` check it against thop.
 """
 
 from __future__ import annotations
