@@ -133,10 +133,10 @@ def test_progressive_candidates_reuse_the_schedule_prefix(task):
 def test_report_note_names_intervals_that_exclude_zero_on_either_side():
     from benchmarks.lda import report as R
 
-    both = R._significance(["~60% vs L1"], ["first >=90% vs Taylor"])
+    both = R.significance(["~60% vs L1"], ["first >=90% vs Taylor"])
     assert "above 0 (LDA ahead) for: ~60% vs L1" in both and "below 0 (LDA behind) for: first >=90% vs Taylor" in both
-    assert "excludes 0" not in R._significance([], ["x vs L1"])
-    assert R._significance([], []) == "no paired 95% interval excludes 0"
+    assert "excludes 0" not in R.significance([], ["x vs L1"])
+    assert R.significance([], []) == "no paired 95% interval excludes 0"
 
 
 def test_add_modes_refuses_a_missing_seed_or_a_mode_it_already_has(tmp_path):

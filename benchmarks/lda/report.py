@@ -166,11 +166,11 @@ def _claims_ahead(summary, results, plot) -> list:
                 f"/tied {cells[(n, b)]['ties']}/lost {cells[(n, b)]['losses']} seeds)" for b in BASELINES)
                 for n in deep),
             "holds": holds, "plot": plot,
-            "note": _significance(above, below) + "; " + _noise(results)})
+            "note": significance(above, below) + "; " + _noise(results)})
     return claims
 
 
-def _significance(above: list, below: list) -> str:
+def significance(above: list, below: list) -> str:
     """Which paired 95% intervals exclude 0, on either side."""
     parts = ([f"95% interval above 0 (LDA ahead) for: {', '.join(above)}"] if above else []) + (
         [f"95% interval below 0 (LDA behind) for: {', '.join(below)}"] if below else [])
