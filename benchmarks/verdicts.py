@@ -33,7 +33,11 @@ def load(rel: str) -> dict | None:
 def source_provenance(data: dict | None, rel: str) -> dict:
     """The provenance stored in a source file, or a statement that it predates provenance stamping."""
     if data and data.get("provenance"):
-        return data["provenance"]
+        p = data["provenance"]
+        if p.get("runs_predate_provenance"):  # a report regenerated from runs that predate provenance
+            return {"predates_provenance": True, "file": rel, "regenerated_by": p.get("commit"),
+                    "note": "tables regenerated from stored runs made before results carried provenance"}
+        return p
     return {"predates_provenance": True, "file": rel,
             "note": "written before results carried provenance; the command that reproduces it is in "
                     "benchmarks/run_all.py (RUNS)"}

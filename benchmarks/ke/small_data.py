@@ -212,7 +212,7 @@ def plot(runs, summary, args, out, tag):
 
 def markdown(summary, claims, args, elapsed) -> str:
     f = lambda v: f"{100 * v[0]:.2f} ± {100 * v[1]:.2f}"  # noqa: E731
-    lines = [f"# Knowledge Evolution, small-data regime ({args.seeds} seeds, test error %, mean ± std)", "",
+    lines = [f"# Knowledge Evolution, small-data regime ({args.seeds} seeds, test error %, mean ± sd, ddof=1)", "",
              f"{args.model} from scratch, KELS s={args.split_rate}, N={args.generations} generations x {args.epochs} "
              f"epochs, SGD lr {args.lr} cosine per generation, batch {args.batch_size}; {elapsed / 60:.1f} min.", "",
              "| task | dense gen 1 | dense gen N | " + ("dense scratch N·e ep | " if args.dense_long else "")
@@ -223,7 +223,9 @@ def markdown(summary, claims, args, elapsed) -> str:
                      + (f"{f(s['dense_long'])} | " if args.dense_long else "")
                      + f"{f(s['slim_scratch'])} | {f(s['slim_genN'])} | {f(s['slim_genN_bn_recal'])} | "
                      f"{100 * s['macs_reduction']:.1f}% |")
-    lines += ["", "| claim | setting | ours | baseline | holds |", "|---|---|---|---|---|"]
+    lines += ["", "Verdicts under the registered rules (ke.* in benchmarks/claims.toml): results/CLAIMS.md. The "
+              "comparisons below compare means only (not a verdict).", "",
+              "| comparison | setting | ours | baseline | mean favours KE |", "|---|---|---|---|---|"]
     for c in claims:
         lines.append(f"| {c['claim']} | {c['setting']} | {c['ours']} | {c['baseline']} | {c['holds']} |")
     return "\n".join(lines) + "\n"
@@ -271,7 +273,9 @@ def main(argv=None):
     plot(runs, summary, args, out, tag)
     (out / f"small_data_{tag}.json").write_text(json.dumps(stamp({
         "settings": {k: v for k, v in vars(args).items() if k != "render"}, "elapsed_s": elapsed,
-        "threads": torch.get_num_threads(), "summary": summary, "runs": runs, "claims": claims}), indent=2))
+        "threads": torch.get_num_threads(), "summary": summary, "runs": runs},
+        **({"derived_from": args.render, "runs_predate_provenance": "provenance" not in stored} if args.render else {})),
+        indent=2))
     (out / f"small_data_{tag}.md").write_text(markdown(summary, claims, args, elapsed))
     if not args.pilot:
         write_claims(out)

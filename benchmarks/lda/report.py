@@ -97,7 +97,10 @@ def write_report(results, out: Path, *, root: Path, seconds: float, started: flo
                                                                                       "n_test", "levels", "comparisons",
                                                                                       "seconds")} for r in results],
                                                       "config": results[0]["config"], "args": results[0]["args"],
-                                                      "provenance": provenance(started)},
+                                                      "provenance": {
+                                                          **provenance(started), "derived_from": "seeds/seed*.json",
+                                                          "runs_predate_provenance": any(
+                                                              "provenance" not in r for r in results)}},
                                                      indent=2, default=str))
     (out / "compression.md").write_text(_markdown(results, summary, claims, seconds, rob["rows"]))
     for c in claims:

@@ -80,12 +80,13 @@ def make_ctx(task, seed, out_dir=None, objectives=("error", "macs"), **options):
                       objectives=list(objectives), options=dict(options), keep_models="none", verbose=False)
 
 
-def write_result(name: str, data: dict, markdown: str, started: float | None = None) -> None:
-    """results/nat/<name>.json (stamped with provenance) and .md, then the NAT verdicts re-derived."""
+def write_result(name: str, data: dict, markdown: str, started: float | None = None, **extra) -> None:
+    """results/nat/<name>.json (stamped with provenance, plus ``extra`` such as ``derived_from``) and .md,
+    then the NAT verdicts re-derived."""
     from benchmarks.nat import verdicts
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    data = stamp({k: v for k, v in data.items() if k != "claims"}, started)
+    data = stamp({k: v for k, v in data.items() if k != "claims"}, started, **extra)
     tmp = RESULTS / f"{name}.json.tmp"
     tmp.write_text(json.dumps(data, indent=2, default=float))
     os.replace(tmp, RESULTS / f"{name}.json")

@@ -39,6 +39,7 @@ from natkit.methods.nat.supernet import InPlaceEvaluator
 from natkit.nets import build_from_arch
 from natkit.train import TrainConfig, evaluate, train
 from natkit.report import stats
+from natkit.report.provenance import provenance
 from natkit.utils.seed import seed_everything
 from benchmarks.nat.search import BENCH
 
@@ -224,7 +225,8 @@ def summarise(runs: list[dict], started: float | None = None) -> None:
                       f"{r['nat_finetuned']:.3f} | {r['scratch_long']:.3f} |")
     write_result("transfer", {"claims": claims, "aggregate": {k: {"mean": v[0], "sd": v[1]} for k, v in agg.items()},
                               "per_seed_means": means, "seeds": runs, "epochs": epochs, "finetune_epochs": ft},
-                 "\n".join(md) + "\n", started)
+                 "\n".join(md) + "\n", started, derived_from="results/nat/transfer_seeds/seed*.json",
+                 runs_predate_provenance=any("provenance" not in r for r in runs))
     print("\n".join(md))
 
 
@@ -247,6 +249,7 @@ def main():
                 runs.append(json.loads(path.read_text()))
             continue
         data = run_seed(seed, args.max_scratch, args.finetune)
+        data["provenance"] = provenance(started)
         path.write_text(json.dumps(data, indent=2, default=float))
         runs.append(data)
         summarise(runs, started)

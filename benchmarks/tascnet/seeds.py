@@ -105,7 +105,9 @@ def main() -> int:
               "results/tascnet/seeds/seedN first", file=sys.stderr)
         return 2
     summary, claims, md = summarise(runs)
-    (OUT / "seeds.json").write_text(json.dumps(stamp({"seeds": sorted(runs), "summary": summary}), indent=2))
+    (OUT / "seeds.json").write_text(json.dumps(stamp(
+        {"seeds": sorted(runs), "summary": summary}, derived_from="results/tascnet/[seeds/seed*/]transfer.json",
+        runs_predate_provenance=any("provenance" not in r for r in runs.values())), indent=2))
     md += ["| claim | setting | ours | baseline | holds |", "|---|---|---|---|---|"]
     md += [f"| {c['claim']} | {c['setting']} | {c['ours']} | {c['baseline']} | {'yes' if c['holds'] else 'NO'} |"
            for c in claims]
