@@ -126,7 +126,7 @@ def summarise(runs, args, tag):
                       "macs_reduction": macs_red, "params_reduction": params_red,
                       "dense_macs": rs[0]["dense_cost"]["macs"], "slim_macs": rs[0]["slim_cost"]["macs"]}
         setting = (f"{t}, n_train={rs[0]['n_train']}, {args.model} from scratch, KELS s={s}, N={N} generations x "
-                   f"{e} epochs, test error over {len(rs)} seeds (mean ± std)")
+                   f"{e} epochs, test error over {len(rs)} seeds (mean ± sd, ddof=1)")
         claims.append({
             "claim": "KE improves the dense network over ordinary training (generation N vs generation 1)",
             "setting": setting, "ours": f"gen {N}: {pct(gn)} error", "baseline": f"gen 1: {pct(g1)} error",

@@ -62,7 +62,7 @@ def main(argv=None):
 
     claim = {"claim": "KELS evolves a better dense network than WELS (paper: KELS > WELS)",
              "setting": f"{args.task}, vgg_small from scratch, s={args.split_rate}, N={N} x {args.epochs} epochs, "
-                        f"dense test error, {args.seeds} seeds (mean ± std)",
+                        f"dense test error, {args.seeds} seeds (mean ± sd, ddof=1)",
              "ours": f"KELS gen {N}: {f(k[:, -1])}", "baseline": f"WELS gen {N}: {f(w[:, -1])}",
              "holds": bool(k[:, -1].mean() < w[:, -1].mean()), "plot": "results/ke/wels.png",
              "generation_1": f"{f(k[:, 0])} (same training for both splits)"}

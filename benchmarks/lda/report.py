@@ -160,11 +160,11 @@ def _claims_ahead(summary, results, plot) -> list:
                        "round by round on "
                        "LDA's schedule with LDA's fine-tuning calls replayed (same epochs, seeds, optimiser); "
                        "holds = mean paired test-accuracy difference > 0 against each baseline at each level >= 90%",
-            "ours": "; ".join(f"{lvl(n)}: LDA {summary[n]['lda']['mean']:.2f} +- {summary[n]['lda']['std']:.2f}%"
+            "ours": "; ".join(f"{lvl(n)}: LDA {summary[n]['lda']['mean']:.2f} ± {summary[n]['lda']['std']:.2f}%"
                               for n in deep),
             "baseline": "; ".join(f"{n}: " + ", ".join(
                 f"{NAMES[b]} {summary[n][f'{b}_{mode}']['mean']:.2f}% (LDA - {NAMES[b]} "
-                f"{cells[(n, b)]['mean']:+.2f} +- {cells[(n, b)]['std']:.2f} pts, 95% CI "
+                f"{cells[(n, b)]['mean']:+.2f} ± {cells[(n, b)]['std']:.2f} pts, 95% CI "
                 f"[{cells[(n, b)]['ci95'][0]:+.2f}, {cells[(n, b)]['ci95'][1]:+.2f}], LDA won {cells[(n, b)]['wins']}"
                 f"/tied {cells[(n, b)]['ties']}/lost {cells[(n, b)]['losses']} seeds)" for b in BASELINES)
                 for n in deep),
@@ -237,7 +237,7 @@ def _plot(summary, path, label="Fashion-MNIST -> digits"):
                         yerr=[summary[n][key]["std"] for n in names], fmt=style, color=f"C{k + 1}", capsize=2,
                         alpha=0.8, label=f"{NAMES[b]} ({mode})")
     ax.set_xlabel("parameters removed (%, mean over seeds)")
-    ax.set_ylabel("test accuracy (%), mean +- std")
+    ax.set_ylabel("test accuracy (%), mean ± std")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower left")
     ax = axes[1]
@@ -275,16 +275,16 @@ def _markdown(results, summary, claims, seconds, rob_rows) -> str:
              f"{r0['base_cost']['macs']} MACs; unpruned test acc " + ", ".join(
                  f"{100 * r['base_test_acc']:.2f}%" for r in results) + f". Run time {seconds:.0f} s summed over seeds, 1 thread each.",
              "", f"Noise: {_noise(results)}.", "",
-             "## Same sizes: LDA vs Torch-Pruning (test accuracy %, mean +- std over seeds; paired LDA - baseline "
+             "## Same sizes: LDA vs Torch-Pruning (test accuracy %, mean ± std over seeds; paired LDA - baseline "
              "in points, mean [95% CI], won/tied/lost)", ""]
     keys = [k for k in summary[next(iter(summary))] if "_" in k]
     lines += ["| level | removed | LDA | " + " | ".join(keys) + " |", "|---|---|---|" + "---|" * len(keys)]
     for n, s in summary.items():
-        cells = [f"{s[k]['mean']:.2f} +- {s[k]['std']:.2f}<br>{s[k]['paired']['mean']:+.2f} "
+        cells = [f"{s[k]['mean']:.2f} ± {s[k]['std']:.2f}<br>{s[k]['paired']['mean']:+.2f} "
                  f"[{s[k]['paired']['ci95'][0]:+.2f}, {s[k]['paired']['ci95'][1]:+.2f}] "
                  f"{s[k]['paired']['wins']}/{s[k]['paired']['ties']}/{s[k]['paired']['losses']}" for k in keys]
         lines.append(f"| {n} | {100 * np.mean(s['removed']):.1f}% ({100 * min(s['removed']):.1f}-"
-                     f"{100 * max(s['removed']):.1f}) | {s['lda']['mean']:.2f} +- {s['lda']['std']:.2f} | "
+                     f"{100 * max(s['removed']):.1f}) | {s['lda']['mean']:.2f} ± {s['lda']['std']:.2f} | "
                      + " | ".join(cells) + " |")
     # one uniform ratio gives every importance the same widths; global ranking's widths depend on the importance
     for mode, imps in (("uniform", ("l1",)), ("global", BASELINES)):

@@ -60,7 +60,7 @@ def _base_text(st) -> str:
 
 
 def plot_criteria(rows, base_m, path):
-    """Validation (selection) and test error of progressive retraining per criterion, mean ± std over seeds."""
+    """Validation (selection) and test error of progressive retraining per criterion, mean ± sd, ddof=1 over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,7 +81,7 @@ def plot_criteria(rows, base_m, path):
     ax.set_xticks(np.arange(len(crits)) + w * (len(bars) - 1) / 2)
     ax.set_xticklabels(crits)
     ax.set_ylabel("error (%)")
-    ax.set_title("progressive retraining on digits: relevance criteria (mean ± std over seeds)", fontsize=10)
+    ax.set_title("progressive retraining on digits: relevance criteria (mean ± sd, ddof=1 over seeds)", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -89,7 +89,7 @@ def plot_criteria(rows, base_m, path):
 
 
 def plot_compare(out: Path, base_m):
-    """Test error against MACs per method (mean ± std over seeds; identical widths, shifted for legibility)."""
+    """Test error against MACs per method (mean ± sd, ddof=1 over seeds; identical widths, shifted for legibility)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,7 +125,7 @@ def _compare_section(comp, claims, lines):
     st = comp["setting"]
     n_test = st["n_test"]
     lr_list = ", ".join(f"{m} {st['lr'][m]:g}" for m in ORDER)
-    lines += [f"## Progressive retraining vs. baselines, {where(st)} (test error, mean ± std over seeds)", "",
+    lines += [f"## Progressive retraining vs. baselines, {where(st)} (test error, mean ± sd, ddof=1 over seeds)", "",
               f"{_base_text(st)} to convergence ({st['finetune_epochs']:g} "
               f"epochs at lr {st['finetune_lr']}; unpruned test error {_pct(st['base']['test_error'])}, val "
               f"{_pct(st['base']['val_error'])}, train {_pct(st['base'].get('train_error', float('nan')))}, "
@@ -159,11 +159,11 @@ def _compare_section(comp, claims, lines):
                            f"{st['lr'][m]:g}, {len(st['seeds'])} seeds, test split",
                 "ours": f"test error {_fmt(list(ours.values()))}",
                 "baseline": f"test error {_fmt([r['test_error'] for r in rows[m]])}; paired difference "
-                            f"{100 * d['mean']:+.2f} ± {100 * d['se']:.2f} (s.e.) points, "
+                            f"{100 * d['mean']:+.2f} [95% CI {100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}] points, "
                             f"{'within' if noise else 'beyond' if noise is not None else 'one seed, no'} 2 s.e.",
                 "holds": bool(mo <= mb), "within_noise": noise, "plot": comp["plot"]})
     lines += ["", "Paired differences (progressive - baseline, test error points, per seed): "
-              + "; ".join(f"share {sh} vs {m}: {100 * d['mean']:+.2f} ± {100 * d['se']:.2f} s.e. "
+              + "; ".join(f"share {sh} vs {m}: {100 * d['mean']:+.2f} [95% CI {100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}] "
                           f"({d['wins']} wins / {d['ties']} ties / {d['losses']} losses)"
                           + (" (within 2 s.e.)" if noise else "") for sh, m, d, noise in diffs), ""]
 
@@ -192,7 +192,7 @@ def _criteria_section(crit, claims, lines, default_in_code):
     test_mean = {c: _ms([r["test_error"] for r in _select(rows, criterion=c)])[0] for c in order}
     test_order = sorted(test_mean, key=test_mean.get)
     lines += [f"## Relevance criteria under progressive retraining (lr {st['lr']:g}, E = {st['E_per_layer']:g}; "
-              f"val error / test error, mean ± std over seeds)", "",
+              f"val error / test error, mean ± sd, ddof=1 over seeds)", "",
               "| criterion | " + " | ".join(f"share {s}" for s in shares) + " | mean val (selection) | mean test |",
               "|---|" + "---|" * (len(shares) + 2)]
     for c in order:
@@ -207,8 +207,8 @@ def _criteria_section(crit, claims, lines, default_in_code):
     n_val = st["n_val"]
     lines += ["", f"Selection: lowest mean validation error over {dv['n']} runs per criterion (seeds x shares; "
               f"{n_val} val images, one image = {100 / n_val:.2f} points). {best} vs runner-up {second}: val "
-              f"{100 * dv['mean']:+.2f} ± {100 * dv['se']:.2f} (s.e.) points, test {100 * dt['mean']:+.2f} ± "
-              f"{100 * dt['se']:.2f} points. Test order: {', '.join(f'{c} {_pct(test_mean[c])}' for c in test_order)}"
+              f"{100 * dv['mean']:+.2f} [95% CI {100 * dv['ci95'][0]:+.2f}, {100 * dv['ci95'][1]:+.2f}] points, test {100 * dt['mean']:+.2f} [95% CI "
+              f"{100 * dt['ci95'][0]:+.2f}, {100 * dt['ci95'][1]:+.2f}] points. Test order: {', '.join(f'{c} {_pct(test_mean[c])}' for c in test_order)}"
               + (" (same winner)." if test_order[0] == best else " (a different winner)."), ""]
     claims.append({
         "claim": f"default relevance criterion: {best} (lowest mean validation error over seeds and shares; "
@@ -217,7 +217,8 @@ def _criteria_section(crit, claims, lines, default_in_code):
                    f"lr {st['lr']:g}, seeds {st['seeds']}, criteria {order}",
         "ours": f"{best}: val {_pct(ranking[best])}, test {_pct(test_mean[best])}",
         "baseline": f"runner-up {second}: val {_pct(ranking[second])}, test {_pct(test_mean[second])} (paired val margin "
-                    f"{100 * -dv['mean']:.2f} ± {100 * dv['se']:.2f} s.e. points); worst {order[-1]}: val "
+                    f"{100 * -dv['mean']:.2f} points, 95% CI of the difference [{100 * dv['ci95'][0]:+.2f}, "
+                    f"{100 * dv['ci95'][1]:+.2f}]); worst {order[-1]}: val "
                     f"{_pct(ranking[order[-1]])}; test order {test_order}",
         "holds": best == default_in_code, "within_noise": bool(abs(dv["mean"]) <= 2 * dv["se"]) if dv["n"] > 1 else None,
         "plot": crit["plot"]})
@@ -230,7 +231,7 @@ def _bn_section(bn: dict, lines: list) -> None:
     st, rows = bn["setting"], bn["runs"]
     names = {b: f"{b}{' (default)' if b == DEFAULT_BN_STATS else ''}" for b in ("frozen", "update")}
     lines += ["", f"## BatchNorm statistics of the frozen layers, {where(st)} (progressive, criterion "
-              f"`{bn['criterion']}`, lr {st['lr']:g}, E = {st['E_per_layer']:g}; val error / test error, mean ± std "
+              f"`{bn['criterion']}`, lr {st['lr']:g}, E = {st['E_per_layer']:g}; val error / test error, mean ± sd, ddof=1 "
               f"over seeds {st['seeds']})", "",
               "| share | " + " | ".join(names.values()) + " | paired test difference, update - frozen |",
               "|---|---|---|---|"]
@@ -241,8 +242,8 @@ def _bn_section(bn: dict, lines: list) -> None:
             cells.append(f"{_fmt([r['val_error'] for r in rs])} / {_fmt([r['test_error'] for r in rs])}")
             tests[b] = {r["seed"]: r["test_error"] for r in rs}
         d = paired(tests["update"], tests["frozen"])
-        lines.append(f"| {sh:g} | " + " | ".join(cells) + f" | {100 * d['mean']:+.2f} ± {100 * d['se']:.2f} (s.e.) "
-                     f"points ({d['wins']} better / {d['ties']} equal / {d['losses']} worse) |")
+        lines.append(f"| {sh:g} | " + " | ".join(cells) + f" | {100 * d['mean']:+.2f} [95% CI {100 * d['ci95'][0]:+.2f}, "
+                     f"{100 * d['ci95'][1]:+.2f}] points ({d['wins']} better / {d['ties']} equal / {d['losses']} worse) |")
     val = {b: float(np.mean([r["val_error"] for r in _select(rows, bn_stats=b)])) for b in names}
     better = min(val, key=lambda b: (round(val[b], 9), b != DEFAULT_BN_STATS))
     lines += ["", f"Mean val error over seeds and shares: frozen {_pct(val['frozen'])}, update "
