@@ -68,6 +68,10 @@ def target_supernet(target, seed: int, *, warmup_epochs: float, space_name="nat_
         tmp = path.with_suffix(".tmp")
         save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(tmp))
         os.replace(tmp, path)  # benchmarks running side by side never read half a file
+        # rebuild from the cache: a freshly trained supernet holds views made under no_grad that
+        # copy.deepcopy refuses, and every caller should get the same object either way
+        return target_supernet(target, seed, warmup_epochs=warmup_epochs, space_name=space_name,
+                               source_spec=source_spec, adapt_lr=adapt_lr, head_only=head_only, log=log)
     return net, space, nat
 
 
