@@ -39,6 +39,8 @@ def main():
     net, space, nat = target_supernet(task, args.seed, warmup_epochs=float(nat_warmup()))
     ev = InPlaceEvaluator(net, space, task, n_calib=int(nat["n_calib"]), seed=args.seed)
     X = np.vstack([space.extremes(), space.sample(args.n, np.random.default_rng(args.seed))])
+    for r in space.config.resolutions:  # load and resize the images once: a search caches them too
+        ev.images(r)
     rows = []
     for x in X:
         # Both sides warm: one untimed run each first, then `reps` interleaved timed runs, the
