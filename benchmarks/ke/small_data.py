@@ -274,7 +274,8 @@ def main(argv=None):
     (out / f"small_data_{tag}.json").write_text(json.dumps(stamp({
         "settings": {k: v for k, v in vars(args).items() if k != "render"}, "elapsed_s": elapsed,
         "threads": torch.get_num_threads(), "summary": summary, "runs": runs},
-        **({"derived_from": args.render, "runs_predate_provenance": "provenance" not in stored} if args.render else {})),
+        **({"derived_from": args.render, "runs_predate_provenance": (stored.get("provenance") or {}).get(
+            "runs_predate_provenance", "provenance" not in stored)} if args.render else {})),
         indent=2))
     (out / f"small_data_{tag}.md").write_text(markdown(summary, claims, args, elapsed))
     if not args.pilot:
