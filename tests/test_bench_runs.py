@@ -52,6 +52,7 @@ def test_dry_run_prints_the_commands_and_runs_nothing(capsys):
 
 
 def test_no_sys_path_edits_in_benchmarks_or_tests():
+    edits = ["sys.path." + verb for verb in ("insert", "append")]  # spelled apart so this file is not a hit
     for p in [*BENCH.rglob("*.py"), *(ROOT / "tests").rglob("*.py")]:
         text = p.read_text()
-        assert "sys.path.insert" not in text and "sys.path.append" not in text or p.name == "test_bench_runs.py", p
+        assert not any(e in text for e in edits), p
