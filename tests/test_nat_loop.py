@@ -180,3 +180,23 @@ def test_bad_proposals_option_is_a_config_error(tmp_path):
     ctx = _ctx(tmp_path, "bad", proposals="bayes")
     with pytest.raises(ConfigError, match="proposals"):
         nat.run(ctx)
+
+
+def test_random_proposals_are_new_genomes(tmp_path, monkeypatch):
+    """The random arm proposes genomes not yet archived even when its generator repeats earlier draws."""
+    monkeypatch.setenv("NATKIT_CACHE", str(tmp_path / "cache"))
+    ctx = _ctx(tmp_path, "rnd", proposals="random")
+    config, pre, nat_cfg, budget = nat._settings(ctx)
+    space = nat.NATSpace(config, num_classes=10, in_channels=1)
+
+    class Loop(nat.NATLoop):
+        def __init__(self):  # only what propose_random reads
+            self.space, self.rng = space, np.random.default_rng(0)
+            self.members = {}
+
+    loop = Loop()
+    first = space.sample(4, np.random.default_rng(0))  # what the same seed draws first
+    loop.members = {nat.encode_key([int(v) for v in x]): {} for x in first}
+    X = loop.propose_random(4)
+    keys = {nat.encode_key([int(v) for v in x]) for x in X}
+    assert len(X) == 4 and len(keys) == 4 and not keys & set(loop.members)

@@ -338,6 +338,20 @@ class NATLoop:
             Xp = np.vstack([Xp, self.space.sample(k - len(Xp), self.rng)])
         return Xp[:k]
 
+    def propose_random(self, k: int) -> np.ndarray:
+        """Ablation: ``k`` uniformly random genomes not in the archive (an archived genome would only be
+        re-evaluated, and the arm would see fewer distinct subnets than the others)."""
+        out, seen = [], set(self.members)
+        for _ in range(1000):
+            for x in self.space.sample(k, self.rng):
+                key = encode_key([int(v) for v in x])
+                if key not in seen:
+                    seen.add(key)
+                    out.append(x)
+            if len(out) >= k:
+                break
+        return np.array(out[:k], dtype=int).reshape(-1, self.space.n_var)
+
     # -- driver ------------------------------------------------------------------------------------
     def run(self, initial=None, checkpoint: NATCheckpoint | None = None):
         """The whole loop; ``initial`` replaces the random initial genomes (benchmarks share them).
@@ -390,7 +404,7 @@ class NATLoop:
         elif proposals == "nsga2":  # ablation: NSGA-II offspring of the real archive, no surrogate
             predictors, X = {}, self.propose_nsga2(int(nat["k"]), seed=ctx.seed * 1000 + it)
         else:  # ablation: random proposals instead of the surrogate-assisted search
-            predictors, X = {}, self.space.sample(int(nat["k"]), self.rng)
+            predictors, X = {}, self.propose_random(int(nat["k"]))
         recs = self.evaluate(X, generation=it)
         if predictors.get("error") is not None and len(recs) >= 2:
             ok = [r for r in recs if r["status"] != "failed"]
