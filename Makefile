@@ -30,7 +30,7 @@ data:
 
 # The searches run in 2 lanes side by side (one torch thread each) with a progress line per search.
 demo: venv data
-	$(BIN)/python benchmarks/quick.py --out results/quick
+	$(BIN)/python -m benchmarks.quick --out results/quick
 
 # The whole suite, slow fault-tolerance checks included, spread over the machine's cores (pytest-xdist).
 test: venv data
@@ -40,10 +40,10 @@ test-fast: venv data
 	$(BIN)/python -m pytest -n $(JOBS) -m "not slow"
 
 bench: venv data
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python -m benchmarks.run_all
 
 readme: venv
-	$(BIN)/python benchmarks/readme_table.py
+	$(BIN)/python -m benchmarks.readme_table
 
 clean:
 	rm -rf $(VENV) build *.egg-info

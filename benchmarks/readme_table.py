@@ -1,44 +1,123 @@
-"""Regenerate the README's results table from results/*/claims.json (never typed by hand).
+"""Regenerate the README's result tables and results/CLAIMS.md from results/*/claims.json (never typed by hand).
 
-Each claims.json holds {"claims": [{"claim", "setting", "ours", "baseline", "holds", "plot"}, ...]}.
-The table goes between the README's `<!-- results:start -->` and `<!-- results:end -->` markers.
-`--check` exits 1 when the README differs from what results/ says.
+- README, between ``<!-- results:start -->`` and ``<!-- results:end -->``: one short table per method with its
+  headline registered claims (``HEADLINE``: fixed here, not chosen by outcome), verdict, effect with its 95%
+  interval and n seeds, and a count of every verdict.
+- README, between ``<!-- quick:start -->`` and ``<!-- quick:end -->``: the quick demo table (results/quick/summary.md).
+- results/CLAIMS.md: every registered entry (claims, facts, choices) with its rule, verdict, effect, registry hash
+  and the provenance of the data it was judged on.
+
+``--check`` exits 1 when the README or CLAIMS.md differs from what results/ says. Run as
+``python -m benchmarks.readme_table`` (or ``python benchmarks/readme_table.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["quick", "nat", "tascnet", "progressive", "ke", "lda", "scale"]
+ORDER = ["nat", "tascnet", "progressive", "ke", "lda", "scale"]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 QSTART, QEND = "<!-- quick:start -->", "<!-- quick:end -->"
+CLAIMS_MD = ROOT / "results" / "CLAIMS.md"
+# the README's rows: per method, the comparisons against its strongest registered baseline (fixed in advance)
+HEADLINE = {
+    "nat": [("nat.search.vs_nsga2", "surrogate beats NSGA-II proposals, same adaptation (HV)"),
+            ("nat.search.vs_random", "surrogate beats random proposals, same adaptation (HV)"),
+            ("nat.transfer.adaptation", "online adaptation beats the frozen supernet at <= MACs")],
+    "tascnet": [("tascnet.transfer.vs_all_layers@vgg_small", "vgg_small: >= all-layer fine-tuning, -50% size"),
+                ("tascnet.transfer.vs_all_layers@resnet_small", "resnet_small: >= all-layer fine-tuning, -50% size")],
+    "progressive": [("progressive.compare.tp_l1@fashion-mnist@0.375", ">= Torch-Pruning L1 + retrain, -60% MACs"),
+                    ("progressive.compare.tp_l1@fashion-mnist@0.5", ">= Torch-Pruning L1 + retrain, -74% MACs")],
+    "ke": [("ke.dense_vs_long@fashion-mnist@N10_e15", "dense gen 10 beats one training of equal epochs"),
+           ("ke.slim_recal_vs_scratch@fashion-mnist@N10_e15", "slim (BN recalibrated) >= same width from scratch")],
+    "lda": [("lda.compression.target@digits", ">= 90% removed with <= 1 pt loss (digits)"),
+            ("lda.ahead.global@fashion-mnist", "ahead of L1/Taylor/random, global ranking, >= 90% removed")],
+}
 
 
 def _cell(v) -> str:
     return str(v).replace("|", "\\|").replace("\n", " ")
 
 
+def _verdict(c) -> str:
+    if c["kind"] != "claim":
+        return c["kind"]
+    return {True: "holds", False: "**fails**"}.get(c["holds"], "no verdict")
+
+
+def load_claims() -> dict[str, list[dict]]:
+    out = {}
+    for path in sorted((ROOT / "results").glob("*/claims.json"),
+                       key=lambda p: (ORDER.index(p.parent.name) if p.parent.name in ORDER else 99, p.parent.name)):
+        out[path.parent.name] = json.loads(path.read_text()).get("claims", [])
+    return out
+
+
+def _short_effect(c) -> str:
+    v = c.get("values") or {}
+    if "ci_low_min" in v and v["ci_low_min"] is not None:
+        return f"lowest 95% bound over baselines and levels {v['ci_low_min']:+.2f} pts"
+    e = re.sub(r", n=\d+", "", c["effect"])
+    return e if len(e) <= 80 else e[:77] + "..."
+
+
 def table() -> str:
-    dirs = sorted((ROOT / "results").glob("*/claims.json"),
-                  key=lambda p: (ORDER.index(p.parent.name) if p.parent.name in ORDER else 99, p.parent.name))
-    rows = ["| method | claim | our setting | ours | baseline (same run) | holds | plot |",
-            "|---|---|---|---|---|---|---|"]
-    for path in dirs:
-        data = json.loads(path.read_text())
-        for c in data.get("claims", []):
-            plot = c.get("plot") or ""
-            link = f"[{Path(plot).name}]({plot})" if plot else "-"
-            holds = {True: "yes", False: "**no**"}.get(c.get("holds"), "-")
-            rows.append("| " + " | ".join(_cell(x) for x in (path.parent.name, c.get("claim", ""), c.get("setting", ""),
-                                                              c.get("ours", ""), c.get("baseline", ""), holds)) +
-                        f" | {link} |")
-    if len(rows) == 2:
-        rows.append("| - | no benchmark results yet | | | | | |")
-    return "\n".join(rows)
+    claims = load_claims()
+    by_tag = {c["tag"]: c for cs in claims.values() for c in cs}
+    lines = []
+    for method, tags in HEADLINE.items():
+        rows = [(by_tag[t], label) for t, label in tags if t in by_tag]
+        if not rows:
+            continue
+        if lines:
+            lines.append("")
+        lines += [f"| {method}: registered claim | verdict | effect (95% CI) | n |", "|---|---|---|---|"]
+        lines += [f"| {_cell(label)} [`{c['tag']}`] | {_verdict(c)} | {_cell(_short_effect(c))} | "
+                  f"{c['n'] if c['n'] is not None else '-'} |" for c, label in rows]
+    every = [c for cs in claims.values() for c in cs if c["kind"] == "claim"]
+    held = sum(c["holds"] is True for c in every)
+    failed = sum(c["holds"] is False for c in every)
+    lines += ["", f"All {len(every)} registered verdicts: {held} hold, {failed} fail, {len(every) - held - failed} "
+              "cannot be judged on the stored data; facts and choices too: [results/CLAIMS.md](results/CLAIMS.md)."]
+    return "\n".join(lines)
+
+
+def _registry_notes() -> dict:
+    import tomllib
+
+    path = ROOT / "benchmarks" / "claims.toml"
+    if not path.is_file():
+        return {}
+    return {e["id"]: e.get("note", "") for e in tomllib.loads(path.read_text()).get("claim", [])}
+
+
+def claims_md() -> str:
+    notes = _registry_notes()
+    lines = ["# Every registered claim, fact and choice", "",
+             "Generated by `python -m benchmarks.readme_table` from results/*/claims.json; the rules are in "
+             "[benchmarks/claims.toml](../benchmarks/claims.toml). Paired differences are method minus baseline "
+             "with a 95% Student-t interval over seeds; \"±\" is the sample sd (ddof=1). \"no verdict\": the stored "
+             "data cannot answer the registered rule (see the note). Source: the commit of the run that produced "
+             "the data, or \"predates provenance\".", ""]
+    for method, cs in load_claims().items():
+        lines += [f"## {method}", "", "| tag | verdict | effect | n | rule | ours / baseline | data from | note |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for c in cs:
+            sp = (c.get("provenance") or {}).get("source_provenance") or {}
+            src = "predates provenance" if sp.get("predates_provenance") else (
+                f"{(sp.get('commit') or '?')[:10]}{' (dirty)' if sp.get('dirty') else ''}")
+            both = " / ".join(x for x in (c.get("ours", ""), c.get("baseline", "")) if x)
+            lines.append("| " + " | ".join(_cell(x) for x in (
+                f"`{c['tag']}`", _verdict(c), c["effect"], c["n"] if c["n"] is not None else "-",
+                c.get("rule") or "-", both or "-", f"{c.get('source', '')} ({src})",
+                " ".join(x for x in (c.get("note", ""), notes.get(c["id"], "")) if x) or "-")) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def quick_table() -> str:
@@ -47,7 +126,6 @@ def quick_table() -> str:
         return "(run `make demo` to produce results/quick/summary.md)"
     lines = [line for line in p.read_text().splitlines() if line.startswith("|")]
     timing = ROOT / "results" / "quick" / "timing.json"
-    note = ""
     if timing.is_file():
         t = json.loads(timing.read_text())
         note = f"\n\nWhole demo: {t['total_seconds'] / 60:.1f} min on this {t.get('cores', 2)}-core machine"
@@ -66,8 +144,16 @@ def _replace(text, start, end, body):
     return f"{head}{start}\n{body}\n{end}{tail}"
 
 
+def results_section_lines(text: str) -> int:
+    """Lines of the README's "## Results" section (up to the next "## " heading)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "## Results")
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return end - start
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args(argv)
     readme = ROOT / "README.md"
@@ -76,10 +162,16 @@ def main(argv=None) -> int:
         print("README.md lacks the results markers", file=sys.stderr)
         return 2
     new = _replace(_replace(text, START, END, table()), QSTART, QEND, quick_table())
+    md = claims_md()
     if args.check:
-        return 0 if new == text else 1
+        stale = [n for n, ok in (("README.md", new == text),
+                                 ("results/CLAIMS.md", CLAIMS_MD.is_file() and CLAIMS_MD.read_text() == md)) if not ok]
+        if stale:
+            print("out of date (run python -m benchmarks.readme_table): " + ", ".join(stale), file=sys.stderr)
+        return 1 if stale else 0
     readme.write_text(new)
-    print("README.md results table regenerated")
+    CLAIMS_MD.write_text(md)
+    print(f"README.md tables and results/CLAIMS.md regenerated; Results section: {results_section_lines(new)} lines")
     return 0
 
 

@@ -1,7 +1,7 @@
 """Hostile and careless input, every command and the Python API: exit 2, one line naming the value and the
 rule, no traceback, no unsafe-load hint, and no byte of any archive or foreign file changed.
 
-Cases are grouped by category in their ids (``category/name``); ``benchmarks/reliability_figures.py``
+Cases are grouped by category in their ids (``category/name``); ``benchmarks/reliability/figures.py``
 counts them by category into ``results/reliability/``. Nearly all fail before any training.
 """
 

@@ -127,84 +127,19 @@ def test_progressive_candidates_reuse_the_schedule_prefix(task):
     assert one.status == "ok" and one.extra["rounds"] == 1
 
 
-def test_baselines_cut_to_ldas_exact_widths(task):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import lda_baselines as BL
-
-    cfg = lda.LDAConfig.from_options(TINY)
-    base, _ = lda.prepare_base(task, cfg, seed=0, log=lambda m: None)
-    pruner = lda.Pruner(task, cfg, seed=0)
-    u, _, _ = pruner.utility(base)
-    pruned, _ = pruner.prune(base, LU.keep_top(u, 5), 1.0)
-    target = BL.widths(pruned)
-    assert target != BL.widths(base)
-    loss_fn = BL._taylor_loss(task, pruner, 0)
-    for imp in BL.IMPORTANCES:
-        b = BL.prune_to_widths(base, target, pruner.example, imp, loss_fn=loss_fn, seed=0)
-        assert BL.widths(b) == target
-        assert count_params(b) == count_params(pruned) and count_macs(b, 16, 1) == count_macs(pruned, 16, 1)
-    # L1 keeps the first conv's filters of highest Torch-Pruning group L1 importance
-    import torch_pruning as tp
-
-    from natkit.prune.surgery import dependency_graph
-
-    conv = base.features[0]
-    group = dependency_graph(base, pruner.example).get_pruning_group(
-        conv, tp.prune_conv_out_channels, idxs=list(range(conv.out_channels)))
-    scores = tp.importance.MagnitudeImportance(p=1)(group)
-    top = torch.topk(scores, target["features.0"]).indices.sort().values
-    b = BL.prune_to_widths(base, target, pruner.example, "l1", seed=0)
-    assert torch.equal(b.features[0].weight, conv.weight[top])
-
-
-def test_global_baseline_reaches_the_count_and_keeps_the_floors(task):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import lda_baselines as BL
-
-    cfg = lda.LDAConfig.from_options(TINY)
-    base, _ = lda.prepare_base(task, cfg, seed=0, log=lambda m: None)
-    pruner = lda.Pruner(task, cfg, seed=0)
-    w0 = BL.widths(base)
-    # the first conv sits at its floor already: global ranking must leave it alone
-    floors = {"features.0": w0["features.0"], "features.4": 2, "classifier.1": 3}
-    target = int(0.5 * count_params(base))
-    loss_fn = BL._taylor_loss(task, pruner, 0)
-    for imp in BL.IMPORTANCES:
-        b = BL.prune_global(base, target, pruner.example, imp, floors=floors, loss_fn=loss_fn, seed=0)
-        w = BL.widths(b)
-        assert w["features.0"] == w0["features.0"]
-        assert w["features.4"] >= 2 and w["classifier.1"] >= 3
-        assert w["classifier.1"] < w0["classifier.1"] or w["features.4"] < w0["features.4"]
-        # the nearer of the two steps around the target: within a few percent of it
-        assert abs(count_params(b) - target) <= 0.1 * target, (imp, count_params(b), target)
-
-
 def test_report_note_names_intervals_that_exclude_zero_on_either_side():
-    import sys
-    from pathlib import Path
+    from benchmarks.lda import report as R
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import lda_report as R
-
-    both = R._significance(["~60% vs L1"], ["first >=90% vs Taylor"])
+    both = R.significance(["~60% vs L1"], ["first >=90% vs Taylor"])
     assert "above 0 (LDA ahead) for: ~60% vs L1" in both and "below 0 (LDA behind) for: first >=90% vs Taylor" in both
-    assert "excludes 0" not in R._significance([], ["x vs L1"])
-    assert R._significance([], []) == "no paired 95% interval excludes 0"
+    assert "excludes 0" not in R.significance([], ["x vs L1"])
+    assert R.significance([], []) == "no paired 95% interval excludes 0"
 
 
 def test_add_modes_refuses_a_missing_seed_or_a_mode_it_already_has(tmp_path):
     import json
-    import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import lda_compression as C
+    from benchmarks.lda import compression as C
 
     (tmp_path / "seeds").mkdir()
     (tmp_path / "seeds" / "seed0.json").write_text(json.dumps({"comparisons": [{"l1_widths": {}, "l1_global": {}}]}))

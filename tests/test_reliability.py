@@ -21,7 +21,7 @@ from natkit.core.problem import ArchiveProblem, make_eval_key
 from natkit.core.space import SearchSpace
 
 torch.set_num_threads(1)
-FIG = Path(__file__).resolve().parents[1] / "benchmarks" / "reliability_figures.py"
+FIG = Path(__file__).resolve().parents[1] / "benchmarks" / "reliability" / "figures.py"
 
 
 def _figures():

@@ -148,7 +148,7 @@ def main(argv=None):
                     "scenarios": scenarios},
         "measurements": rows,
     }
-    (out / "cost_model.json").write_text(json.dumps(result, indent=2))
+    (out / "cost_model.json").write_text(json.dumps(stamp(result), indent=2))
     plot(rows, pred, scenarios, out / "cost_model.png")
     write_md(out / "cost_model.md", result)
     claims = [{

@@ -144,6 +144,11 @@ class DaskRunner:
             self.shared_bytes = len(blob)
         return token
 
+    def share(self, evaluator) -> str:
+        """Public form of the one-off shared-state send (benchmarks time it): installs ``evaluator`` on
+        every worker unless its pickled state is already there; returns its token."""
+        return self._share(evaluator)
+
     def _resources(self, evaluator):
         device = str(getattr(evaluator, "device", "cpu") or "cpu")
         if not device.startswith("cuda"):

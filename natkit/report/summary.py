@@ -1,4 +1,9 @@
-"""summary.md: per method, best test error, cheapest models near it, hypervolume, evaluations, time."""
+"""summary.md: per method, the front member chosen on validation and its test error, the cheapest front
+members near it on validation, hypervolume, evaluations, time.
+
+Selection is on validation only: each method's member is its front member with the lowest validation
+error (ties: fewer MACs), and the table reports that member's test error. "Within 1 pt" means a
+validation error at most 1 point above the chosen member's. No number here is a minimum over test errors."""
 
 from __future__ import annotations
 
@@ -6,6 +11,14 @@ from pathlib import Path
 
 from natkit.core.search import hypervolume
 from natkit.report.plots import plot_front, plot_hv
+
+
+def select_on_validation(front):
+    """The front member with the lowest validation error (ties: fewer MACs, then lower id); None if empty."""
+    scored = [c for c in front if c.error is not None]
+    if not scored:
+        return None
+    return min(scored, key=lambda c: (c.error, c.macs if c.macs is not None else float("inf"), c.id))
 
 
 def summarise(archive, methods=None, objectives=("error", "macs")) -> list[dict]:
@@ -18,13 +31,8 @@ def summarise(archive, methods=None, objectives=("error", "macs")) -> list[dict]
         cands = archive.candidates(method=m)
         ok = [c for c in cands if c.status == "ok" and not c.extra.get("chance")]
         front = archive.front(objectives, method=m)
-        tested = [c for c in front if c.test_error is not None]
-        best_test = min((c.test_error for c in tested), default=None)
-        best_val = min((c.error for c in ok if c.error is not None), default=None)
-        ref = best_test if best_test is not None else best_val
-        key = "test_error" if best_test is not None else "error"
-        near = [c for c in (tested if best_test is not None else ok)
-                if c.metric(key) is not None and c.metric(key) <= ref + 0.01]
+        chosen = select_on_validation(front)
+        near = [c for c in front if chosen is not None and c.error is not None and c.error <= chosen.error + 0.01]
         hv = hypervolume([[c.error, c.macs] for c in front if c.error is not None and c.macs is not None],
                          [(0.0, 1.0), (0.0, max_macs)])
         m_runs = [r for r in runs if r.method == m]
@@ -33,9 +41,12 @@ def summarise(archive, methods=None, objectives=("error", "macs")) -> list[dict]
                      "failed": sum(c.status == "failed" for c in cands), "front_size": len(front),
                      "at_chance": sum(bool(c.extra.get("chance")) and c.status in ("ok", "infeasible") for c in cands),
                      "objectives": list(objectives),
-                     "best_val_error": best_val, "best_test_error": best_test,
-                     "min_macs_within_1pt": min((c.macs for c in near if c.macs), default=None),
-                     "min_params_within_1pt": min((c.params for c in near if c.params), default=None),
+                     "chosen_id": None if chosen is None else chosen.id,
+                     "val_error": None if chosen is None else chosen.error,
+                     "test_error": None if chosen is None else chosen.test_error,
+                     "macs": None if chosen is None else chosen.macs,
+                     "min_macs_within_1pt_val": min((c.macs for c in near if c.macs), default=None),
+                     "min_params_within_1pt_val": min((c.params for c in near if c.params), default=None),
                      "hv": hv, "wall_s": wall})
     return rows
 
@@ -53,21 +64,21 @@ def _fmt(v, kind=""):
 
 
 def summary_markdown(rows, archive_path) -> str:
-    objectives = rows[0]["objectives"] if rows else ["error", "macs"]
     lines = [f"# natkit summary — `{archive_path}`", "",
-             f"Fronts over {', '.join(objectives)}. "
-             "Hypervolume: error vs MACs, both normalised to [0, 1] with the largest MACs in the archive, "
-             "reference point 1.1. Errors within 1 point are relative to that method's best (test error when "
-             "measured on the front, val error otherwise). Candidates at chance level (val error within "
-             "binomial noise of the majority-class rate) are counted but left out of every other column.", "",
-             "| method | best test error | best val error | min MACs within 1 pt | min params within 1 pt | "
-             "hypervolume | real evaluations | at chance | front size | wall time (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "Each method's member is chosen on validation (its front member with the lowest val error); the "
+             "table gives that member's test error. Within 1 pt: front members whose val error is at most 1 point "
+             "above the chosen one's. Hypervolume: val error vs MACs, both normalised to [0, 1] with the largest "
+             "MACs in the archive, reference point 1.1. Candidates at chance level (val error within binomial "
+             "noise of the majority-class rate) are counted but left out of every other column.", "",
+             "| method | test error (val-selected) | its val error | its MACs | min MACs within 1 pt (val) | "
+             "min params within 1 pt (val) | hypervolume | real evaluations | at chance | front size | "
+             "wall time (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['method']} | {_fmt(r['best_test_error'], 'err')} | {_fmt(r['best_val_error'], 'err')} | "
-                     f"{_fmt(r['min_macs_within_1pt'], 'int')} | {_fmt(r['min_params_within_1pt'], 'int')} | "
-                     f"{_fmt(r['hv'])} | {r['evaluations']} | {r['at_chance']} | {r['front_size']} | "
-                     f"{_fmt(r['wall_s'], 's')} |")
+        lines.append(f"| {r['method']} | {_fmt(r['test_error'], 'err')} | {_fmt(r['val_error'], 'err')} | "
+                     f"{_fmt(r['macs'], 'int')} | {_fmt(r['min_macs_within_1pt_val'], 'int')} | "
+                     f"{_fmt(r['min_params_within_1pt_val'], 'int')} | {_fmt(r['hv'])} | {r['evaluations']} | "
+                     f"{r['at_chance']} | {r['front_size']} | {_fmt(r['wall_s'], 's')} |")
     flagged = [r for r in rows if r["at_chance"]]
     if flagged:
         lines += ["", "Warning: candidates at chance level: " +
@@ -75,7 +86,10 @@ def summary_markdown(rows, archive_path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(archive, out_dir, methods=None, objectives=("error", "macs")) -> Path:
+def write_report(archive, out_dir, methods=None, provenance: dict | None = None,
+                 objectives=("error", "macs")) -> Path:
+    """summary.md/.json, front.png and hv.png in ``out_dir``; ``provenance`` (see natkit.report.provenance)
+    is stored in summary.json beside the rows."""
     import json
 
     out = Path(out_dir)
@@ -84,7 +98,8 @@ def write_report(archive, out_dir, methods=None, objectives=("error", "macs")) -
     x = next((o for o in objectives if o != "error"), "macs")
     plot_front(archive, out / "front.png", methods=methods, x=x, y="error", objectives=objectives)
     plot_hv(archive, out / "hv.png", methods=methods)
-    (out / "summary.json").write_text(json.dumps(rows, indent=2))
+    (out / "summary.json").write_text(json.dumps({"methods": rows, "archive": archive.path.name,
+                                                  "provenance": provenance}, indent=2))
     path = out / "summary.md"
     path.write_text(summary_markdown(rows, archive.path.name))
     return path

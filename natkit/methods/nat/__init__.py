@@ -28,6 +28,8 @@ Options (``--option KEY=VALUE``; ``natkit search nat --list-options`` prints the
 - ``finetune_epochs`` (int, default 0): standalone fine-tuning of the final front's subnets
 - ``adapt`` (bool, default True): adapt the supernet on the target (ablation: false)
 - ``use_surrogate`` (bool, default True): surrogate-assisted proposals (ablation: false = random)
+- ``proposals`` (str, default surrogate): how an iteration picks its new subnets: surrogate (NAT), or the
+  ablations nsga2 (NSGA-II offspring of the real archive, no surrogate) and random
 - ``batch_size`` (int, default 32): batch size of the adaptation
 - ``pretrain_samples_per_class`` (int, default 500): source images per class of the supernet pretraining
 - ``pretrain_warmup_epochs`` (float, default 1.0): largest subnet alone before the sandwich epochs

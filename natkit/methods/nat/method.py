@@ -41,6 +41,7 @@ from natkit.methods.nat.ofa_mbv3 import MBV3Config
 from natkit.train.schedule import scaled_epochs
 from natkit.methods.nat.surrogate import create_surrogate, rank_metrics
 
+PROPOSALS = ("surrogate", "nsga2", "random")  # how an iteration picks its k new subnets (the last two: ablations)
 FINETUNE_LR = 0.01
 PRETRAIN = "pretrain_"  # options of the supernet's source pretraining (TOML table [pretrain])
 
@@ -81,6 +82,8 @@ class Options(BaseOptions):
     finetune_epochs: int = option(0, doc="standalone fine-tuning of the final front's subnets")
     adapt: bool = option(True, doc="adapt the supernet on the target (ablation: false)")
     use_surrogate: bool = option(True, doc="surrogate-assisted proposals (ablation: false = random)")
+    proposals: str = option("surrogate", doc="how an iteration picks its new subnets: surrogate (NAT), or the "
+                            "ablations nsga2 (NSGA-II offspring of the real archive) and random", choices=PROPOSALS)
     batch_size: int = option(32, doc="batch size of the adaptation")
     pretrain_samples_per_class: int = option(500, doc="source images per class of the supernet pretraining")
     pretrain_warmup_epochs: float = option(1.0, doc="largest subnet alone before the sandwich epochs")
@@ -349,6 +352,42 @@ class NATLoop:
         chosen += rest[: max(0, k - len(chosen))]
         return Xp[chosen[:k]]
 
+    def propose_nsga2(self, k: int, seed: int) -> np.ndarray:
+        """Ablation without a surrogate: one NSGA-II mating step (pymoo ask/tell) on the archive's real
+        objectives (rank and crowding tournament, the same integer SBX/PM and repair) gives ``k``
+        offspring, which are then evaluated for real like the surrogate's proposals."""
+        from pymoo.core.problem import Problem
+
+        recs, X, F = self.current(feasible_only=False)
+        problem = Problem(n_var=self.space.n_var, n_obj=len(self.objectives), xl=self.space.xl, xu=self.space.xu,
+                          vtype=int)
+        algo = make_algorithm(self.space, len(self.objectives), len(X), X.astype(float))
+        algo.n_offsprings = int(k)
+        algo.setup(problem, seed=int(seed))
+        pop = algo.ask()  # the archive itself, as the initial population
+        pop.set("F", F)
+        algo.tell(infills=pop)
+        Xp = self.space.repair_many(algo.ask().get("X"))
+        Xp = np.array([x for x in np.unique(Xp, axis=0) if encode_key([int(v) for v in x]) not in self.members],
+                      dtype=int).reshape(-1, self.space.n_var)
+        if len(Xp) < k:  # mating only rediscovered archived subnets: fill with random ones
+            Xp = np.vstack([Xp, self.space.sample(k - len(Xp), self.rng)])
+        return Xp[:k]
+
+    def propose_random(self, k: int) -> np.ndarray:
+        """Ablation: ``k`` uniformly random genomes not in the archive (an archived genome would only be
+        re-evaluated, and the arm would see fewer distinct subnets than the others)."""
+        out, seen = [], set(self.members)
+        for _ in range(1000):
+            for x in self.space.sample(k, self.rng):
+                key = encode_key([int(v) for v in x])
+                if key not in seen:
+                    seen.add(key)
+                    out.append(x)
+            if len(out) >= k:
+                break
+        return np.array(out[:k], dtype=int).reshape(-1, self.space.n_var)
+
     # -- driver ------------------------------------------------------------------------------------
     def run(self, initial=None, checkpoint: NATCheckpoint | None = None):
         """The whole loop; ``initial`` replaces the random initial genomes (benchmarks share them).
@@ -390,15 +429,18 @@ class NATLoop:
         ctx, nat = self.ctx, self.nat
         t0 = time.perf_counter()
         entry = {"iteration": it}
-        if nat["use_surrogate"]:
+        proposals = nat.get("proposals", "surrogate") if nat["use_surrogate"] else "random"
+        if proposals == "surrogate":
             predictors = self.fit_predictors(seed=ctx.seed + it)
             err_model = predictors["error"] if "error" in predictors else None
             if err_model is not None and hasattr(err_model, "chosen"):
                 entry["surrogate"] = err_model.chosen
                 entry["surrogate_cv"] = err_model.scores
             X = self.propose(predictors, int(nat["k"]), seed=ctx.seed * 1000 + it)
+        elif proposals == "nsga2":  # ablation: NSGA-II offspring of the real archive, no surrogate
+            predictors, X = {}, self.propose_nsga2(int(nat["k"]), seed=ctx.seed * 1000 + it)
         else:  # ablation: random proposals instead of the surrogate-assisted search
-            predictors, X = {}, self.space.sample(int(nat["k"]), self.rng)
+            predictors, X = {}, self.propose_random(int(nat["k"]))
         recs = self.evaluate(X, generation=it)
         if predictors.get("error") is not None and len(recs) >= 2:
             ok = [r for r in recs if r["status"] != "failed"]

@@ -224,6 +224,12 @@ class InPlaceEvaluator(Evaluator):
                                                 shuffle=shuffle, seed=self.seed, limit=limit, device=self.device))
         return cache[res]
 
+    def images(self, resolution: int) -> list:
+        """The image batches one evaluation at ``resolution`` reads: BN calibration, then the error split."""
+        calib = self._batches(self._calib, "train", resolution, self.calib_batch, True, self.n_calib)
+        split = self._batches(self._val, self.split, resolution, 256, False, self.val_limit)
+        return [x for x, _ in calib] + [x for x, _ in split]
+
     @torch.no_grad()
     def error_of(self, genome) -> float:
         arch = self.space.decode(genome)

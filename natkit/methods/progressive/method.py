@@ -17,7 +17,7 @@ through them to the layers being retrained. Their BatchNorm *running statistics*
 the retrained layers now produce (``bn_stats=update``, the default: running statistics are estimates, not
 learned weights). ``--option bn_stats=frozen`` keeps every tensor of their state instead (inference mode).
 On the digits benchmark (10 seeds x 2 shares, default criterion) updating had the lower validation error
-(0.57% vs 0.61%) and test error (-0.06 and -0.47 points); ``benchmarks/progressive_benchmark.py --part bn``.
+(0.57% vs 0.61%) and test error (-0.06 and -0.47 points); ``benchmarks.progressive.benchmark --part bn``.
 
 The classifier head. Only conv kernels are eliminated; the dense head keeps its widths. The head's
 first Linear layer is "layer l+1" of the last conv layer (its inputs shrink with that layer's kernels), so

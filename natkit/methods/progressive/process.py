@@ -18,7 +18,7 @@ from natkit.methods.progressive.relevance import as_batches, lowest_ranked, n_to
 from natkit.utils.seed import derive_seed
 
 METHOD = "progressive"
-# lowest mean validation error among the four objective criteria in benchmarks/progressive_benchmark.py
+# lowest mean validation error among the four objective criteria in benchmarks.progressive.benchmark
 # (results/progressive/criteria.json, results.md; 10 seeds x 2 shares = 20 runs each): loss_increase 0.61%,
 # mean_abs 0.63% (one validation image more over the 20 runs: a near tie, decided by the benchmark's rule),
 # discriminative 0.99%, apoz 1.32%. loss_increase costs one forward pass per kernel on the fixed subset,
@@ -26,7 +26,7 @@ METHOD = "progressive"
 DEFAULT_CRITERION = "loss_increase"
 # BatchNorm running statistics of the frozen (later) layers during retraining. Their weights and affine
 # parameters never change; "update" lets their running statistics follow the inputs that the retrained
-# earlier layers now produce. benchmarks/progressive_benchmark.py --part bn (digits, 10 seeds x 2 shares, at
+# earlier layers now produce. benchmarks.progressive.benchmark --part bn (digits, 10 seeds x 2 shares, at
 # the default criterion): mean val error 0.57% updated vs 0.61% frozen; test -0.06 and -0.47 points.
 DEFAULT_BN_STATS = "update"
 

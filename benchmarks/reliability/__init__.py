@@ -1,0 +1,1 @@
+"""Reliability figures: SIGKILL/resume, concurrency and the hostile-input table (results/reliability/)."""
