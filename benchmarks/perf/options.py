@@ -55,7 +55,7 @@ def experiments(args, task):
     from natkit.train import TrainConfig, evaluate, train
 
     out = {"supernet sandwich steps: channels_last": supernet_pair()}
-    for name in args.networks.split(","):
+    for name in [n for n in args.networks.split(",") if n]:
         model0, res = build_network(name, task.num_classes, task.in_channels, 0)
         xtr, ytr = prepared(task, "train", args.n_train, res)
         xev, yev = prepared(task, "val", args.n_eval, res)
