@@ -52,7 +52,7 @@ def supernet_pair():
 
 
 def experiments(args, task):
-    from natkit.train import TrainConfig, evaluate, train
+    from natkit.train import TrainConfig, evaluate
 
     out = {"supernet sandwich steps: channels_last": supernet_pair()}
     for name in [n for n in args.networks.split(",") if n]:
