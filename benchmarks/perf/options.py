@@ -52,10 +52,10 @@ def supernet_pair():
 
 
 def experiments(args, task):
-    from natkit.train import TrainConfig, evaluate, train
+    from natkit.train import TrainConfig, evaluate
 
     out = {"supernet sandwich steps: channels_last": supernet_pair()}
-    for name in args.networks.split(","):
+    for name in [n for n in args.networks.split(",") if n]:
         model0, res = build_network(name, task.num_classes, task.in_channels, 0)
         xtr, ytr = prepared(task, "train", args.n_train, res)
         xev, yev = prepared(task, "val", args.n_eval, res)
@@ -144,6 +144,13 @@ def main(argv=None):
 
 KEPT = {  # what natkit does with each finding (stated, not inferred: the numbers above decide it)
     "supernet sandwich steps: channels_last": "kept: NAT's train_supernet runs the supernet in channels_last",
+    "standalone nets with depthwise convolutions, channels_last": "measured faster for the NAT subnet (train "
+    "and eval) but not yet applied to natkit.train.train (NAT's optional standalone fine-tuning is its only user "
+    "today); VGG/ResNet/DenseNet were not measured in this run",
+    "inference_mode": "not kept: within noise of no_grad",
+    "larger eval batches": "not kept: batch 1024 measured slower than natkit's default 256",
+    "torch.compile (CPU)": "not measured to the end: its first compilation did not finish within the session "
+    "on the shared machine (run with --compile-networks vgg_small on an idle machine)",
 }
 
 

@@ -27,8 +27,6 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
-
 from benchmarks.perf.common import read_claims_toml, stamp, write_json
 from benchmarks.scale.common import ROOT, NullEvaluator, distinct_encodings, host, update_claims
 from natkit.core.parallel import dask_runner, set_torch_threads, worker_threads
