@@ -1,6 +1,7 @@
 """`make bench` (benchmarks/run_all.py) runs every benchmark module with real arguments, and every
 file under results/ is written by one of its runs."""
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path

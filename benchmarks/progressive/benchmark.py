@@ -86,13 +86,15 @@ def log(msg):
 def base_model(task, quick: bool, seed: int = 0):
     """The fine-tuned starting network, built exactly as ``natkit search progressive`` builds it."""
 
-    class _Archive:  # trained_base only needs the task and options from the context
-        pass
+    import tempfile
 
-    ctx = RunContext(method="progressive", task=task, archive=_Archive(), run_id=0, out_dir=OUT, seed=seed,
-                     quick=quick, verbose=True)
-    s = P.settings_from(ctx)
-    return P.trained_base(ctx, s), s
+    from natkit.api import make_context
+
+    with tempfile.TemporaryDirectory() as tmp:  # trained_base reads only the task and options; a throw-away run
+        ctx = make_context("progressive", task=task, out_dir=OUT, archive=Path(tmp) / "archive.sqlite",
+                           quick=quick, seed=seed, verbose=True)
+        s = P.settings_from(ctx)
+        return P.trained_base(ctx, s), s
 
 
 def metrics(model, task, split_errors=("val", "test")) -> dict:

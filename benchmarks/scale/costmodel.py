@@ -32,6 +32,7 @@ from natkit.data import load_task
 from natkit.measure import measure
 from natkit.methods.width.space import VGGWidthSpace, WidthEvaluator
 from natkit.nets import create_model
+from natkit.report.provenance import stamp
 from natkit.train import TrainConfig
 
 TERMS = ["c0 (s)", "c_train (s per MAC)", "c_img (s per val image)", "c_fwd (s per val image per MAC)"]

@@ -48,6 +48,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 from natkit.core.archive import Archive
 from natkit.data import load_task
+from natkit.methods.common import source_task
+from natkit.methods.tascnet import layers as L
 from natkit.methods.tascnet import method as T
 from natkit.methods.context import RunContext
 from natkit.nets.io import load_model
@@ -95,15 +97,15 @@ def setting_of(ctx, net):
 
 def conventional(ctx, net, args, s, o, epochs, scope):
     """Full pretrained network, new head trained first, then deeper (or all) layers fine-tuned."""
-    source = ctx.source_task(samples_per_class=o.pretrain_samples)
+    source = source_task(ctx, samples_per_class=o.pretrain_samples)
     base = pretrained(net, source, epochs=o.pretrain_epochs, resolution=28, seed=ctx.seed, in_channels=1)
     head = T.transfer_head(base, s, epochs=o.head_epochs, seed=ctx.seed)
     model = T.unfreeze(copy.deepcopy(head))
     if scope == "deeper":
-        keep = {id(p) for p in T.deeper_parameters(model, s.example, int(o.k))}
+        keep = {id(p) for p in L.deeper_parameters(model, s.example, int(o.k))}
         for p in model.parameters():
             p.requires_grad_(id(p) in keep)
-        params = T.trainable_parameters(model)
+        params = L.trainable_parameters(model)
     else:
         params = None
     t0 = time.time()

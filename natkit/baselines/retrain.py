@@ -19,7 +19,7 @@ import copy
 
 import torch.nn as nn
 
-from natkit.methods.progressive import method as P
+from natkit.methods.progressive import process as P
 from natkit.methods.progressive.relevance import lowest_ranked, n_to_eliminate, score_kernels
 from natkit.prune.surgery import magnitude_prune
 from natkit.train import TrainConfig, train
