@@ -64,7 +64,7 @@ RUNS = [
      ["results/lda/compression.*", "results/lda/robustness.*", "results/lda/seeds/*"]),
     ("benchmarks.scale.throughput", [], ["results/scale/throughput.*", "results/scale/claims.json"]),
     ("benchmarks.scale.costmodel", [], ["results/scale/cost_model.*"]),
-    ("benchmarks.perf.throughput", [], ["results/perf/throughput.*", "results/perf/claims.json",
+    ("benchmarks.perf.throughput", [], ["results/perf/throughput*", "results/perf/claims.json",
                                         "results/perf/before-eval-fix/*"]),
     ("benchmarks.perf.options", [], ["results/perf/options.*"]),
     ("benchmarks.perf.cold", [], ["results/perf/cold.*"]),

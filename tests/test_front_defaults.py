@@ -50,7 +50,7 @@ def test_front_of_a_bare_archive_reads_the_runs_table(tmp_path, capsys):
 def test_report_and_plot_use_the_runs_objectives(tmp_path, capsys):
     out = _run_dir(tmp_path)
     assert main(["report", str(out)]) == 0
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())["methods"]
     assert summary[0]["front_size"] == 3 and summary[0]["objectives"] == ["error", "macs", "latency_ms"]
     assert "Fronts over error, macs, latency_ms" in (out / "summary.md").read_text()
     assert main(["plot", str(out)]) == 0 and (out / "front.png").stat().st_size > 5000

@@ -182,16 +182,17 @@ def test_ablation_arms_get_the_same_evaluations_and_adaptation_as_nat(tmp_path, 
 
 
 def test_bad_proposals_option_is_a_config_error(tmp_path):
-    ctx = _ctx(tmp_path, "bad", proposals="bayes")
-    with pytest.raises(ConfigError, match="proposals"):
-        nat.run(ctx)
+    with pytest.raises(ConfigError, match="proposals"):  # refused by the typed options, before any work
+        _ctx(tmp_path, "bad", proposals="bayes")
 
 
 def test_random_proposals_are_new_genomes(tmp_path, monkeypatch):
     """The random arm proposes genomes not yet archived even when its generator repeats earlier draws."""
     monkeypatch.setenv("NATKIT_CACHE", str(tmp_path / "cache"))
     ctx = _ctx(tmp_path, "rnd", proposals="random")
-    config, pre, nat_cfg, budget = nat._settings(ctx)
+    from natkit.core.config import read_toml
+
+    config = nat.space_config(read_toml(ctx.options.space))
     space = nat.NATSpace(config, num_classes=10, in_channels=1)
 
     class Loop(nat.NATLoop):

@@ -64,7 +64,9 @@ def _fmt(v, kind=""):
 
 
 def summary_markdown(rows, archive_path) -> str:
+    objectives = rows[0]["objectives"] if rows else ["error", "macs"]
     lines = [f"# natkit summary — `{archive_path}`", "",
+             f"Fronts over {', '.join(objectives)}. "
              "Each method's member is chosen on validation (its front member with the lowest val error); the "
              "table gives that member's test error. Within 1 pt: front members whose val error is at most 1 point "
              "above the chosen one's. Hypervolume: val error vs MACs, both normalised to [0, 1] with the largest "
