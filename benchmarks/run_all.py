@@ -63,7 +63,7 @@ RUNS = [
     ("benchmarks.lda.compression", ["--seeds", "0,1,2,3,4,5,6,7"],
      ["results/lda/compression.*", "results/lda/robustness.*", "results/lda/seeds/*"]),
     ("benchmarks.scale.throughput", [], ["results/scale/throughput.*", "results/scale/claims.json"]),
-    ("benchmarks.scale.costmodel", [], ["results/scale/cost_model.*"]),
+    ("benchmarks.scale.costmodel", [], ["results/scale/cost_model.*", "results/scale/claims.json"]),
     ("benchmarks.perf.throughput", [], ["results/perf/throughput.*", "results/perf/claims.json",
                                         "results/perf/before-eval-fix/*"]),
     ("benchmarks.perf.options", [], ["results/perf/options.*"]),

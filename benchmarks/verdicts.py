@@ -21,7 +21,7 @@ from natkit.report.provenance import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
-METHODS = ["nat", "tascnet", "progressive", "ke", "lda", "scale"]
+METHODS = ["nat", "tascnet", "progressive", "ke", "lda", "scale", "hardware", "tabular"]  # perf: benchmarks.perf.throughput --rejudge
 STARTED = time.time()
 
 

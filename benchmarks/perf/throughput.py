@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import time
 from pathlib import Path
@@ -182,6 +183,33 @@ def write_claims(out: Path, rows, meta, parts, t_start: float, source_name: str)
     return results
 
 
+def rejudge(sources: dict[str, str], out: Path) -> list[ClaimResult]:
+    """Judge parts again on stored runs (``{"train": "results/perf/....json", ...}``, paths from the repo root):
+    nothing is timed; provenance is the stored run's stamp."""
+    from benchmarks.verdicts import run_provenance
+
+    results = []
+    for kind, rel in sources.items():
+        if kind not in CLAIM_IDS:
+            raise SystemExit(f"--rejudge: unknown part {kind!r} (train, evaluate)")
+        data = json.loads((ROOT / rel).read_text())
+        rows, st = data["rows"], data["stamp"]
+        key = "train" if kind == "train" else "eval"
+        rows = {k: r for k, r in rows.items() if f"{key}_ratio" in r}
+        prov = run_provenance({**st, "load_avg_start": data.get("load_avg_start")}, rel)
+        note = ("" if rel.startswith("results/perf/throughput") else
+                f"stored run {rel} (commit {st['commit'][:10]}), see the README next to it")
+        results.append(judge_part(
+            kind, {k: round(r[f"{key}_ratio"], 4) for k, r in rows.items()},
+            ratios_per_round={k: r[f"{key}_ratio_per_round"] for k, r in rows.items()},
+            images_per_s={k: {s: round(v, 1) for s, v in r[f"{key}_images_per_s"].items()} for k, r in rows.items()},
+            rounds=data["setting"]["rounds"], threads=data["setting"]["threads"],
+            images=data["setting"]["n_train"] if kind == "train" else data["setting"]["n_eval"], prov=prov,
+            source=rel, note=note))
+    write_claims_file(out / "claims.json", results)
+    return results
+
+
 def write_md(path: Path, rows, meta):
     lines = ["# natkit's loops against plain PyTorch", "",
              f"Fashion-MNIST, one process, {meta['setting']['threads']} torch threads, {meta['setting']['rounds']} "
@@ -216,8 +244,16 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--parts", default="train,evaluate", help="train, evaluate or both (claims of a part not "
                     "run keep their earlier verdict in claims.json)")
+    ap.add_argument("--rejudge", metavar="PART=FILE,...", help="time nothing: judge the parts again on stored runs, "
+                    "e.g. evaluate=results/perf/throughput-evaluate.json")
     args = ap.parse_args(argv)
     import os
+
+    if args.rejudge:
+        claims = rejudge(dict(x.split("=", 1) for x in args.rejudge.split(",")), Path(args.out))
+        for c in claims:
+            print(c.id, {True: "holds", False: "FAILS"}.get(c.holds, "no verdict"), c.values["ratios"])
+        return claims
 
     args.parts = {p.strip() for p in args.parts.split(",") if p.strip()}
 
