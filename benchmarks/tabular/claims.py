@@ -21,9 +21,9 @@ SOURCE = "results/tabular/results.json"
 
 
 def quantities(entry: dict, result: dict) -> tuple[dict, list[str], list[str]]:
-    """(values for the rule, the compared cells in words, the cells missing seeds)."""
+    """(values for the rule, the decisive cell in words, the compared cells in words, the cells missing seeds)."""
     subject, n_seeds = entry["subject"], entry["seeds"]["count"]
-    gaps, mins, what, missing = [], [], [], []
+    gaps, mins, what, missing = [], [], [], []  # gaps and mins: (number, cell in words)
 
     def median(engines, name, b):
         cell = engines.get(name, {}).get(str(b))
@@ -38,18 +38,21 @@ def quantities(entry: dict, result: dict) -> tuple[dict, list[str], list[str]]:
             mine = median(engines, subject, b)
             if mine is None:
                 continue
-            mins.append(mine)
+            mins.append((mine, f"{pair} @{b}"))
             if not entry["baselines"]:
                 what.append(f"{pair} @{b}: {subject} {mine:.4f}")
             for base in entry["baselines"]:
                 theirs = median(engines, base["name"], b)
                 if theirs is not None:
-                    gaps.append(mine - theirs)
+                    gaps.append((mine - theirs, f"{pair} @{b} vs {base['name']}"))
                     what.append(f"{pair} @{b}: {subject} {mine:.4f} vs {base['name']} {theirs:.4f}")
-    values = {"hv_ratio_min": None if missing or not mins else min(mins)}
+    values = {"hv_ratio_min": None if missing or not mins else min(mins)[0], "comparisons": what}
+    words = f"lowest {subject} median HV ratio {min(mins)[0]:.4f} ({min(mins)[1]})" if mins else ""
     if entry["baselines"]:
-        values["gap_min"] = None if missing or not gaps else min(gaps)
-    return values, what, missing
+        values["gap_min"] = None if missing or not gaps else min(gaps)[0]
+        if gaps:
+            words = f"smallest lead {min(gaps)[0]:+.4f} median HV ratio ({min(gaps)[1]})"
+    return values, words, what, missing
 
 
 def decide_claims(result: dict, provenance: dict, source: str = SOURCE, registry: dict | None = None) -> list[ClaimResult]:
@@ -58,9 +61,9 @@ def decide_claims(result: dict, provenance: dict, source: str = SOURCE, registry
     for cid, entry in reg.items():
         if entry["method"] != "tabular":
             continue
-        values, what, missing = quantities(entry, result)
-        effect = (f"missing {', '.join(missing)}" if missing else
-                  f"{len(what)} comparisons; " + "; ".join(what))
+        values, words, what, missing = quantities(entry, result)
+        effect = (f"missing {', '.join(missing)}" if missing else f"{words}, over {len(what)} cells of "
+                  f"{entry['seeds']['count']} seeds each")
         out.append(judge(cid, values, registry=reg, effect=effect, n=entry["seeds"]["count"], source=source,
                          ours=entry["subject"], baseline=", ".join(b["name"] for b in entry["baselines"]),
                          plot="results/tabular/hv_igd.png", provenance=provenance))
