@@ -197,15 +197,13 @@ def rejudge(sources: dict[str, str], out: Path) -> list[ClaimResult]:
         key = "train" if kind == "train" else "eval"
         rows = {k: r for k, r in rows.items() if f"{key}_ratio" in r}
         prov = run_provenance({**st, "load_avg_start": data.get("load_avg_start")}, rel)
-        note = ("" if rel.startswith("results/perf/throughput") else
-                f"stored run {rel} (commit {st['commit'][:10]}), see the README next to it")
         results.append(judge_part(
             kind, {k: round(r[f"{key}_ratio"], 4) for k, r in rows.items()},
             ratios_per_round={k: r[f"{key}_ratio_per_round"] for k, r in rows.items()},
             images_per_s={k: {s: round(v, 1) for s, v in r[f"{key}_images_per_s"].items()} for k, r in rows.items()},
             rounds=data["setting"]["rounds"], threads=data["setting"]["threads"],
             images=data["setting"]["n_train"] if kind == "train" else data["setting"]["n_eval"], prov=prov,
-            source=rel, note=note))
+            source=rel))
     write_claims_file(out / "claims.json", results)
     return results
 
