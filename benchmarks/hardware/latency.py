@@ -206,8 +206,9 @@ def main(argv=None):
     holds = claim.holds
     write_claims(out / "claims.json", [claim])
     _plot(rows, out / "latency.png", overall)
+    verdict = {True: "holds", False: "does not hold"}.get(holds, "no verdict")
     md = ["# Latency table vs measured onnxruntime latency", "",
-          f"Claim `{CLAIM_ID}` (`{claim.rule}`) -> **{ {True: 'holds', False: 'does not hold'}.get(holds, 'no verdict')}**", "",
+          f"Claim `{CLAIM_ID}` (`{claim.rule}`) -> **{verdict}**", "",
           "| candidates | n | tau | median abs err | tau (uncalibrated) | err (uncalibrated) | tau of MACs | "
           "test-retest tau | measured ms |", "|---|---|---|---|---|---|---|---|---|"]
     for name, s in [("all", overall)] + list(per_space.items()):

@@ -11,7 +11,8 @@ slice, forward, cross-entropy, zero_grad, backward, step. Evaluation: ``torch.no
 the same images counting correct predictions.
 
 Run: python -m benchmarks.perf.throughput            (about 10 min on 2 idle cores)
-Writes results/perf/throughput.{json,md} and results/perf/claims.json (claims perf.throughput.train, perf.throughput.evaluate).
+Writes results/perf/throughput.{json,md} and results/perf/claims.json (claims perf.throughput.train,
+perf.throughput.evaluate). ``--rejudge PART=FILE`` judges stored runs again without timing anything.
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ def quantities(entry: dict, result: dict) -> tuple[dict, list[str], list[str]]:
     return values, words, what, missing
 
 
-def decide_claims(result: dict, provenance: dict, source: str = SOURCE, registry: dict | None = None) -> list[ClaimResult]:
+def decide_claims(result: dict, provenance: dict, source: str = SOURCE,
+                  registry: dict | None = None) -> list[ClaimResult]:
     reg = registry if registry is not None else load_registry()
     out = []
     for cid, entry in reg.items():
