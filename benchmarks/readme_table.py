@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["nat", "tascnet", "progressive", "ke", "lda", "scale"]
+ORDER = ["nat", "tascnet", "progressive", "ke", "lda", "scale", "perf", "hardware", "tabular"]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 QSTART, QEND = "<!-- quick:start -->", "<!-- quick:end -->"
 CLAIMS_MD = ROOT / "results" / "CLAIMS.md"

@@ -21,7 +21,8 @@ from natkit.report.provenance import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
-METHODS = ["nat", "tascnet", "progressive", "ke", "lda", "scale"]
+# perf is judged by its benchmark (stored runs again: python -m benchmarks.perf.throughput --rejudge PART=FILE)
+METHODS = ["nat", "tascnet", "progressive", "ke", "lda", "scale", "hardware", "tabular"]
 STARTED = time.time()
 
 
@@ -32,6 +33,8 @@ def load(rel: str) -> dict | None:
 
 def source_provenance(data: dict | None, rel: str) -> dict:
     """The provenance stored in a source file, or a statement that it predates provenance stamping."""
+    if data and not data.get("provenance") and isinstance(data.get("stamp"), dict) and data["stamp"].get("commit"):
+        return data["stamp"]  # the perf/scale benchmarks' stamp (benchmarks.perf.common.stamp)
     if data and data.get("provenance"):
         p = data["provenance"]
         if p.get("runs_predate_provenance"):  # a report regenerated from runs that predate provenance
@@ -51,6 +54,15 @@ def pvals(p: stats.Paired, prefix: str = "") -> dict:
 def verdict(claim_id: str, values: dict, *, source: str, data: dict | None, key: str = "", **fields) -> ClaimResult:
     prov = {**provenance(STARTED), "derived_from": source, "source_provenance": source_provenance(data, source)}
     return judge(claim_id, values, key=key, source=source, provenance=prov, **fields)
+
+
+def run_provenance(stamp: dict, source: str) -> dict:
+    """Provenance of a verdict (re-)judged on the numbers of one stored run: the run's own commit, dirty flag,
+    command, CPU and load (``stamp``, as that run wrote it), plus the code that judged them now."""
+    from natkit.report.provenance import AT_START, command
+
+    return {**stamp, "derived_from": source, "source_provenance": dict(stamp),
+            "judged_by": {**AT_START, "command": command()}}
 
 
 def update(method: str, results: list[ClaimResult]) -> Path:

@@ -11,7 +11,8 @@ slice, forward, cross-entropy, zero_grad, backward, step. Evaluation: ``torch.no
 the same images counting correct predictions.
 
 Run: python -m benchmarks.perf.throughput            (about 10 min on 2 idle cores)
-Writes results/perf/throughput.{json,md} and results/perf/claims.json (claims perf-train, perf-evaluate).
+Writes results/perf/throughput.{json,md} and results/perf/claims.json (claims perf.throughput.train,
+perf.throughput.evaluate). ``--rejudge PART=FILE`` judges stored runs again without timing anything.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchmarks.perf.common import ROOT, median, read_claims_toml, stamp, write_json
+from benchmarks.perf.common import ROOT, median, stamp, write_json
+from natkit.report.claims import ClaimResult, judge
+from natkit.report.claims import write_claims as write_claims_file
+from natkit.report.provenance import provenance
 
 NETWORKS = ["vgg_small", "resnet_small", "densenet_small", "nat_subnet"]
-CLAIM_IDS = {"train": "perf-train", "evaluate": "perf-evaluate"}
+CLAIM_IDS = {"train": "perf.throughput.train", "evaluate": "perf.throughput.evaluate"}  # benchmarks/claims.toml
 # a mid-sized subnet of the nat_small space at 28 px: width 1.0, three layers per stage, kernel 5, expand 4
 NAT_GENOME = [1, 0] + [5, 5, 5, 0] * 5
 
@@ -146,35 +150,63 @@ def summarise(rows) -> None:
             row[f"{kind}_images_per_s"] = {s: n / median(v) for s, v in t.items()}
 
 
-def write_claims(out: Path, rows, meta, parts) -> dict:
-    """Write this run's claims into results/perf/claims.json; claims of parts not run here stay as they were."""
-    registered = {c["id"]: c for c in read_claims_toml(set(CLAIM_IDS.values()))}
-    path = out / "claims.json"
-    old = json.loads(path.read_text()).get("claims", []) if path.is_file() else []
-    claims = {c["id"]: c for c in old if c.get("id") in CLAIM_IDS.values()}
-    st = meta["stamp"]
-    for kind, cid in CLAIM_IDS.items():
+def judge_part(kind: str, ratios: dict, *, ratios_per_round: dict, images_per_s: dict, rounds: int, threads: int,
+               images: int, prov: dict, source: str, note: str = "") -> ClaimResult:
+    """The registered verdict of one part (``train`` or ``evaluate``) from its per-case ratios (natkit / plain)."""
+    worst = min(ratios, key=ratios.get) if ratios else None
+    values = {"ratio_min": ratios[worst] if worst else None, "ratios": ratios, "ratios_per_round": ratios_per_round,
+              "images_per_s": images_per_s}
+    effect = (f"lowest natkit/plain ratio {ratios[worst]:.3f} ({worst}) over {len(ratios)} cases "
+              f"(range {min(ratios.values()):.3f}-{max(ratios.values()):.3f}), median of {rounds} rounds each"
+              if worst else "no case measured")
+    return judge(CLAIM_IDS[kind], values, effect=effect, n=None, note=note, source=source,
+                 setting=f"Fashion-MNIST, {images} images, {threads} torch thread(s), {rounds} interleaved rounds",
+                 ours="natkit images/s", baseline="plain PyTorch images/s", provenance=prov)
+
+
+def write_claims(out: Path, rows, meta, parts, t_start: float, source_name: str) -> list[ClaimResult]:
+    """Judge this run's parts and merge them into results/perf/claims.json (parts not run keep their verdict)."""
+    prov = {**provenance(t_start), "load_avg_start": meta["load_avg_start"]}
+    prov["source_provenance"] = dict(prov)
+    results = []
+    for kind in CLAIM_IDS:
         if kind not in parts:
             continue
-        reg = registered.get(cid, {})
-        threshold = float(reg.get("rule", {}).get("threshold", 0.95))
         key = "train" if kind == "train" else "eval"
-        per = {k: round(r[f"{key}_ratio"], 4) for k, r in rows.items()}
-        claims[cid] = {"id": cid, "statement": reg.get("statement", ""), "statistic": reg.get("statistic", ""),
-                       "threshold": threshold, "ratios": per,
-                       "ratios_per_round": {k: r[f"{key}_ratio_per_round"] for k, r in rows.items()},
-                       "images_per_s": {k: {s: round(v, 1) for s, v in r[f"{key}_images_per_s"].items()}
-                                        for k, r in rows.items()},
-                       "holds_per_case": {k: v >= threshold for k, v in per.items()},
-                       "holds": all(v >= threshold for v in per.values()),
-                       "rounds": meta["setting"]["rounds"], "threads": meta["setting"]["threads"],
-                       "images": meta["setting"]["n_train"] if kind == "train" else meta["setting"]["n_eval"],
-                       "commit": st["commit"], "dirty": st["dirty"], "command": st["command"],
-                       "load_avg_start": meta["load_avg_start"], "load_avg_end": st["load_avg"],
-                       "cpu": st["cpu"], "wall_s": st.get("wall_s")}
-    data = {"claims": [claims[c] for c in CLAIM_IDS.values() if c in claims]}
-    write_json(path, data)
-    return data
+        results.append(judge_part(
+            kind, {k: round(r[f"{key}_ratio"], 4) for k, r in rows.items()},
+            ratios_per_round={k: r[f"{key}_ratio_per_round"] for k, r in rows.items()},
+            images_per_s={k: {s: round(v, 1) for s, v in r[f"{key}_images_per_s"].items()} for k, r in rows.items()},
+            rounds=meta["setting"]["rounds"], threads=meta["setting"]["threads"],
+            images=meta["setting"]["n_train"] if kind == "train" else meta["setting"]["n_eval"], prov=prov,
+            source=f"results/perf/{source_name}.json"))
+    write_claims_file(out / "claims.json", results)
+    return results
+
+
+def rejudge(sources: dict[str, str], out: Path) -> list[ClaimResult]:
+    """Judge parts again on stored runs (``{"train": "results/perf/....json", ...}``, paths from the repo root):
+    nothing is timed; provenance is the stored run's stamp."""
+    from benchmarks.verdicts import run_provenance
+
+    results = []
+    for kind, rel in sources.items():
+        if kind not in CLAIM_IDS:
+            raise SystemExit(f"--rejudge: unknown part {kind!r} (train, evaluate)")
+        data = json.loads((ROOT / rel).read_text())
+        rows, st = data["rows"], data["stamp"]
+        key = "train" if kind == "train" else "eval"
+        rows = {k: r for k, r in rows.items() if f"{key}_ratio" in r}
+        prov = run_provenance({**st, "load_avg_start": data.get("load_avg_start")}, rel)
+        results.append(judge_part(
+            kind, {k: round(r[f"{key}_ratio"], 4) for k, r in rows.items()},
+            ratios_per_round={k: r[f"{key}_ratio_per_round"] for k, r in rows.items()},
+            images_per_s={k: {s: round(v, 1) for s, v in r[f"{key}_images_per_s"].items()} for k, r in rows.items()},
+            rounds=data["setting"]["rounds"], threads=data["setting"]["threads"],
+            images=data["setting"]["n_train"] if kind == "train" else data["setting"]["n_eval"], prov=prov,
+            source=rel))
+    write_claims_file(out / "claims.json", results)
+    return results
 
 
 def write_md(path: Path, rows, meta):
@@ -211,8 +243,16 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--parts", default="train,evaluate", help="train, evaluate or both (claims of a part not "
                     "run keep their earlier verdict in claims.json)")
+    ap.add_argument("--rejudge", metavar="PART=FILE,...", help="time nothing: judge the parts again on stored runs, "
+                    "e.g. evaluate=results/perf/throughput-evaluate.json")
     args = ap.parse_args(argv)
     import os
+
+    if args.rejudge:
+        claims = rejudge(dict(x.split("=", 1) for x in args.rejudge.split(",")), Path(args.out))
+        for c in claims:
+            print(c.id, {True: "holds", False: "FAILS"}.get(c.holds, "no verdict"), c.values["ratios"])
+        return claims
 
     args.parts = {p.strip() for p in args.parts.split(",") if p.strip()}
 
@@ -254,9 +294,9 @@ def main(argv=None):
     name = "throughput" if args.parts == {"train", "evaluate"} else f"throughput-{'-'.join(sorted(args.parts))}"
     write_json(out / f"{name}.json", {**meta, "rows": rows})
     write_md(out / f"{name}.md", rows, meta)
-    claims = write_claims(out, rows, meta, args.parts)
-    for c in claims["claims"]:
-        print(c["id"], "holds" if c["holds"] else "FAILS", c["ratios"])
+    claims = write_claims(out, rows, meta, args.parts, t_start, name)
+    for c in claims:
+        print(c.id, {True: "holds", False: "FAILS"}.get(c.holds, "no verdict"), c.values["ratios"])
     return claims
 
 

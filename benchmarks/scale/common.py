@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from pathlib import Path
@@ -40,16 +39,3 @@ def host() -> dict:
 
     return {"cpus": os.cpu_count(), "load_avg_1min": os.getloadavg()[0], "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(), "torch": torch.__version__}
-
-
-def update_claims(out_dir: Path, source: str, claims: list[dict]) -> Path:
-    """results/scale/claims.json is written by two scripts: replace only this script's claims."""
-    path = out_dir / "claims.json"
-    data = json.loads(path.read_text()) if path.is_file() else {"claims": []}
-    legacy = {"scale_throughput": "scale.throughput", "scale_costmodel": "scale.costmodel"}  # script-era names
-    data["claims"] = [c for c in data.get("claims", []) if legacy.get(c.get("source"), c.get("source")) != source] + \
-        [{**c, "source": source} for c in claims]
-    order = {"scale.throughput": 0, "scale.costmodel": 1}
-    data["claims"].sort(key=lambda c: order.get(c.get("source"), 9))
-    path.write_text(json.dumps(data, indent=2))
-    return path

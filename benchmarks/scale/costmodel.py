@@ -12,7 +12,8 @@ extrapolation uses the Dask overhead per candidate and the 1 -> 2 worker efficie
 `benchmarks.scale.throughput` (run it first), assuming efficiency stays at that level as workers are added.
 
 Run: .venv/bin/python -m benchmarks.scale.costmodel  (about 5-8 min on 2 shared cores)
-Writes results/scale/cost_model.{json,md,png} and its claims into results/scale/claims.json.
+Writes results/scale/cost_model.{json,md,png}; its registered verdict goes to results/scale/claims.json
+(benchmarks.scale.verdicts).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from scipy.optimize import nnls
 
-from benchmarks.scale.common import ROOT, distinct_encodings, host, update_claims
+from benchmarks.scale.common import ROOT, distinct_encodings, host
 from natkit.core.problem import SerialRunner
 from natkit.data import load_task
 from natkit.measure import measure
@@ -152,13 +153,10 @@ def main(argv=None):
     (out / "cost_model.json").write_text(json.dumps(stamp(result), indent=2))
     plot(rows, pred, scenarios, out / "cost_model.png")
     write_md(out / "cost_model.md", result)
-    claims = [{
-        "claim": "Seconds per candidate follow a linear model in validation-set size and subnet MACs",
-        "setting": f"{len(encs)} width-space VGGs x val sizes {sizes} on Fashion-MNIST, leave-one-out",
-        "ours": f"mean abs error {100 * mape:.0f}% (R2 {r2:.2f})",
-        "baseline": f"constant (mean) model {100 * mape_const:.0f}%",
-        "holds": bool(mape < mape_const and r2 > 0.8), "plot": "results/scale/cost_model.png"}]
-    update_claims(out, "scale.costmodel", claims)
+    if out.resolve() == (ROOT / "results" / "scale").resolve():
+        from benchmarks.scale import verdicts  # the registered scale.* verdicts, judged on the files just written
+
+        verdicts.update()
     print(json.dumps(result["model"], indent=1))
     return result
 

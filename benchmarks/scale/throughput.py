@@ -13,7 +13,8 @@ interruption, ``--resume`` continues with the next round under the same settings
 
 Run: python -m benchmarks.scale.throughput [--resume]   (about 5-10 min on 2 idle cores; ratios are
 only meaningful on an idle machine: other jobs on the cores cap the 2-worker speed-up)
-Writes results/scale/throughput.{json,md,png} and its claims into results/scale/claims.json.
+Writes results/scale/throughput.{json,md,png}; the registered scale.* verdicts go to results/scale/claims.json
+(benchmarks.scale.verdicts).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ import statistics
 import time
 from pathlib import Path
 
-from benchmarks.perf.common import read_claims_toml, stamp, write_json
-from benchmarks.scale.common import ROOT, NullEvaluator, distinct_encodings, host, update_claims
+from benchmarks.perf.common import stamp, write_json
+from benchmarks.scale.common import ROOT, NullEvaluator, distinct_encodings, host
 from natkit.core.parallel import dask_runner, set_torch_threads, worker_threads
 from natkit.core.problem import SerialRunner
 from natkit.data import load_task
@@ -174,51 +175,11 @@ def report(out, args, state, task, cfg, encs, null_encs, threads, startup, null_
     plot_throughput(rows, overhead_ms, out / "throughput.png", n, load)
     write_md(out / "throughput.md", result)
 
-    registered = {c["id"]: c for c in read_claims_toml({"scale-2-workers", "scale-in-worker"})}
-    two, one = rows[NAMES[2]], rows[NAMES[1]]
-    med = result["per_candidate_s"]["median"]
-    idle_note = (f"load average {', '.join(f'{x:.1f}' for x in st['load_avg'])} on {os.cpu_count()} cores"
-                 + (": NOT idle, the lead must rerun this on an idle machine" if max(load0[0], load) > 0.5 else ""))
-    common = {"commit": st["commit"], "dirty": st["dirty"], "command": st["command"], "load_avg": st["load_avg"],
-              "load_avg_start": load0, "rounds": len(rounds)}
-    claims = [
-        {"id": "scale-2-workers", "claim": registered["scale-2-workers"]["statement"],
-         "setting": f"{n} width-space VGGs, Fashion-MNIST ({cfg.max_batches} train batches, {len(task.val)} val "
-                    f"images), threads per runner {threads}; {idle_note}",
-         "statistic": registered["scale-2-workers"]["statistic"], "value": ratio,
-         "threshold": registered["scale-2-workers"]["rule"]["threshold"],
-         "ours": f"{two['candidates_per_min']:.1f} cand/min with 2 workers ({ratio:.2f}x; per round: "
-                 f"{', '.join(f'{x:.2f}' for x in speedups)})",
-         "baseline": f"{one['candidates_per_min']:.1f} cand/min with 1 worker; in-process "
-                     f"{rows[NAMES[0]]['candidates_per_min']:.1f}",
-         "holds": bool(ratio >= registered["scale-2-workers"]["rule"]["threshold"]), **common,
-         "plot": "results/scale/throughput.png"},
-        {"id": "scale-in-worker", "claim": registered["scale-in-worker"]["statement"],
-         "setting": f"same {n} candidates, timed inside the evaluator, 1 worker ({threads[NAMES[1]]} threads) vs this "
-                    f"process ({threads[NAMES[0]]} threads); {idle_note}",
-         "statistic": registered["scale-in-worker"]["statistic"], "value": slowdown,
-         "threshold": registered["scale-in-worker"]["rule"]["threshold"],
-         "ours": f"{one['median_eval_s_in_worker']:.2f} s in the worker ({slowdown:.2f}x; per round: "
-                 f"{', '.join(f'{x:.2f}' for x in slowdowns)})",
-         "baseline": f"{med:.2f} s in-process",
-         "holds": bool(slowdown <= registered["scale-in-worker"]["rule"]["threshold"]), **common,
-         "plot": "results/scale/throughput.png"},
-        {"id": "scale-overhead", "claim": "Going through Dask costs little per candidate",
-         "setting": f"{len(null_encs)} no-op candidates, 1 worker; against the median real evaluation ({med:.2f} s)",
-         "ours": f"{overhead_ms:.1f} ms/candidate ({100 * overhead_ms / 1000 / med:.1f}% of an evaluation)",
-         "baseline": f"in-process {null_ms[NAMES[0]]:.3f} ms/candidate",
-         "holds": bool(overhead_ms / 1000 < 0.05 * med), **common, "plot": "results/scale/throughput.png"},
-        {"id": "scale-shared-once",
-         "claim": "Shared state (evaluator with task data) is sent to each worker once, not per candidate",
-         "setting": f"{n} candidates on 2 workers",
-         "ours": f"{transfer['sent_once_per_worker_bytes'] / 1e6:.1f} MB once (shared {two.get('shares')}x) + "
-                 f"{transfer['per_task_bytes'] / 1e3:.0f} kB/task (encoding + result with the trained model)",
-         "baseline": f"{transfer['if_sent_per_candidate_bytes'] / 1e6:.1f} MB if shipped with every candidate",
-         "holds": bool(two.get("shares") == 1 and all(x["status"] == "ok" for x in rounds[-1]["results"][NAMES[2]])),
-         "identical_results": {k: v["identical_results"] for k, v in rows.items()}, **common,
-         "plot": "results/scale/throughput.png"},
-    ]
-    update_claims(out, "scale.throughput", claims)
+    if out.resolve() == (ROOT / "results" / "scale").resolve():
+        # the registered verdicts (benchmarks/claims.toml, scale.*), judged on the files just written
+        from benchmarks.scale import verdicts
+
+        verdicts.update()
     print(json.dumps({"speedup_2_vs_1_workers": ratio, "in_worker_slowdown": slowdown,
                       "load_avg": st["load_avg"]}, indent=1))
     return result

@@ -1,55 +1,83 @@
-"""Decide registered claims (``benchmarks/claims.toml``) from the tabular results by their own rules."""
+"""The registered tabular claims (``benchmarks/claims.toml``, ``tabular.*``) judged on a scored result.
+
+Each entry names the subject engine, its baselines, budgets, objective pairs and seed count; the quantity
+its rule reads is computed here from the per-cell medians of the HV ratio:
+
+- ``gap_min``: the smallest (subject median - baseline median) over every baseline, budget and pair;
+- ``hv_ratio_min``: the smallest subject median over every budget and pair.
+
+A cell without all registered seeds leaves the quantity missing, so the claim gets no verdict (None).
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import tomllib
 from pathlib import Path
 
+from natkit.report.claims import ClaimResult, judge, load_registry, write_claims
 
-def entry_hash(claim: dict) -> str:
-    """sha256 of the registry entry as canonical JSON (sorted keys, no whitespace)."""
-    return hashlib.sha256(json.dumps(claim, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def decide_claims(result: dict, registry: Path, prefix: str) -> list[dict]:
-    with open(registry, "rb") as f:
-        claims = [c for c in tomllib.load(f).get("claim", []) if c["id"].startswith(prefix)]
-    return [decide(c, result) for c in claims]
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = "results/tabular/results.json"
 
 
-def decide(claim: dict, result: dict) -> dict:
-    rule = claim["rule"]
-    if rule["statistic"] != "median_hv_ratio":
-        raise ValueError(f"claim {claim['id']}: unsupported statistic {rule['statistic']!r}")
-    subject, checks, missing = rule["subject"], [], []
-    n_seeds = claim["seeds"]["count"]
-    for pair in claim["objectives"]:
+def quantities(entry: dict, result: dict) -> tuple[dict, list[str], list[str]]:
+    """(values for the rule, the decisive cell in words, the compared cells in words, the cells missing seeds)."""
+    subject, n_seeds = entry["subject"], entry["seeds"]["count"]
+    gaps, mins, what, missing = [], [], [], []  # gaps and mins: (number, cell in words)
+
+    def median(engines, name, b):
+        cell = engines.get(name, {}).get(str(b))
+        if cell is None or cell["hv_ratio"]["n"] != n_seeds:
+            missing.append(f"{name}@{b} {pair}")
+            return None
+        return cell["hv_ratio"]["median"]
+
+    for pair in entry["objectives"]:
         engines = result[pair]["engines"]
-        for b in claim["budgets"]:
-            cell = engines.get(subject, {}).get(str(b))
-            if cell is None or cell["hv_ratio"]["n"] != n_seeds:
-                missing.append(f"{subject}@{b} {pair}")
+        for b in entry["budgets"]:
+            mine = median(engines, subject, b)
+            if mine is None:
                 continue
-            mine = cell["hv_ratio"]["median"]
-            if rule["compare"] == "greater_than_every_baseline":
-                for base in claim["baselines"]:
-                    other = engines.get(base["name"], {}).get(str(b))
-                    if other is None or other["hv_ratio"]["n"] != n_seeds:
-                        missing.append(f"{base['name']}@{b} {pair}")
-                        continue
-                    theirs = other["hv_ratio"]["median"]
-                    checks.append((mine - theirs > rule["margin"], f"{pair} @{b}: {subject} {mine:.4f} vs "
-                                                                    f"{base['name']} {theirs:.4f}"))
-            elif rule["compare"] == "at_least":
-                checks.append((mine >= rule["threshold"], f"{pair} @{b}: {subject} {mine:.4f} vs {rule['threshold']}"))
-            else:
-                raise ValueError(f"claim {claim['id']}: unsupported comparison {rule['compare']!r}")
-    # missing runs leave a claim undecided (None), not failed
-    holds = None if missing or not checks else all(ok for ok, _ in checks)
-    failed = [txt for ok, txt in checks if not ok]
-    detail = (f"missing {', '.join(missing)}" if missing else
-              f"{len(checks)} comparisons, all pass" if holds else f"{len(failed)}/{len(checks)} fail: {'; '.join(failed)}")
-    return {"id": claim["id"], "registry_hash": entry_hash(claim), "holds": holds, "detail": detail,
-            "comparisons": [{"pass": ok, "what": txt} for ok, txt in checks]}
+            mins.append((mine, f"{pair} @{b}"))
+            if not entry["baselines"]:
+                what.append(f"{pair} @{b}: {subject} {mine:.4f}")
+            for base in entry["baselines"]:
+                theirs = median(engines, base["name"], b)
+                if theirs is not None:
+                    gaps.append((mine - theirs, f"{pair} @{b} vs {base['name']}"))
+                    what.append(f"{pair} @{b}: {subject} {mine:.4f} vs {base['name']} {theirs:.4f}")
+    values = {"hv_ratio_min": None if missing or not mins else min(mins)[0], "comparisons": what}
+    words = f"lowest {subject} median HV ratio {min(mins)[0]:.4f} ({min(mins)[1]})" if mins else ""
+    if entry["baselines"]:
+        values["gap_min"] = None if missing or not gaps else min(gaps)[0]
+        if gaps:
+            words = f"smallest lead {min(gaps)[0]:+.4f} median HV ratio ({min(gaps)[1]})"
+    return values, words, what, missing
+
+
+def decide_claims(result: dict, provenance: dict, source: str = SOURCE,
+                  registry: dict | None = None) -> list[ClaimResult]:
+    reg = registry if registry is not None else load_registry()
+    out = []
+    for cid, entry in reg.items():
+        if entry["method"] != "tabular":
+            continue
+        values, words, what, missing = quantities(entry, result)
+        effect = (f"missing {', '.join(missing)}" if missing else f"{words}, over {len(what)} cells of "
+                  f"{entry['seeds']['count']} seeds each")
+        out.append(judge(cid, values, registry=reg, effect=effect, n=entry["seeds"]["count"], source=source,
+                         ours=entry["subject"], baseline=", ".join(b["name"] for b in entry["baselines"]),
+                         plot="results/tabular/hv_igd.png", provenance=provenance))
+    return out
+
+
+def rejudge(results_dir: Path = ROOT / "results" / "tabular") -> Path:
+    """Judge the stored results.json again (no search runs) into claims.json."""
+    from benchmarks.verdicts import run_provenance
+
+    data = json.loads((results_dir / "results.json").read_text())
+    claims = decide_claims(data["results"], run_provenance(data["stamp"], SOURCE))
+    path = results_dir / "claims.json"
+    if path.is_file():
+        path.unlink()
+    return write_claims(path, claims)

@@ -23,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.tabular.claims import decide_claims
+from benchmarks.tabular.claims import SOURCE, decide_claims
+from benchmarks.verdicts import run_provenance
+from natkit.report.claims import write_claims
 from benchmarks.tabular.engines import ENGINES, run_engine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,8 +146,8 @@ def markdown(result, stamp, claims, budgets, engines) -> str:
               "suggest and tell), with table lookups, archive writes and scoring excluded. Measured on a shared "
               "2-core host under other load: compare ratios, not absolute times.", "", "## Registered claims", ""]
     for c in claims:
-        verdict = "UNDECIDED" if c["holds"] is None else "HOLDS" if c["holds"] else "FAILS"
-        lines.append(f"- **{c['id']}**: {verdict} — {c['detail']}")
+        verdict = "UNDECIDED" if c.holds is None else "HOLDS" if c.holds else "FAILS"
+        lines.append(f"- **{c.tag}** (`{c.rule}`): {verdict} — {c.effect}")
     return "\n".join(lines) + "\n"
 
 
@@ -240,16 +242,18 @@ def main(argv=None) -> int:
                 path, wall = f.result()
                 print(f"[{i}/{len(todo)}] {Path(path).relative_to(out)} {wall:.1f} s", flush=True)
     result = score(out, seeds, budgets, engines)
-    claims = decide_claims(result, ROOT / "benchmarks" / "claims.toml", prefix="tabular-")
     st = stamp(argv, time.time() - t0, seeds)
+    claims = decide_claims(result, run_provenance(st, SOURCE))
     (out / "results.json").write_text(json.dumps({"stamp": st, "table": TABLE, "budgets": budgets,
                                                   "engines": engines, "results": result}, indent=1))
     (out / "results.md").write_text(markdown(result, st, claims, budgets, engines))
     plot(result, out / "hv_igd.png", budgets, engines)
-    (out / "claims.json").write_text(json.dumps([{**c, "commit": st["commit"], "dirty": st["dirty"],
-                                                  "command": st["command"]} for c in claims], indent=1))
+    path = out / "claims.json"
+    if path.is_file():  # verdicts of this run only: a claim this run cannot decide says so (holds None)
+        path.unlink()
+    write_claims(path, claims)
     for c in claims:
-        print(f"{c['id']}: {'undecided' if c['holds'] is None else 'holds' if c['holds'] else 'FAILS'} ({c['detail']})")
+        print(f"{c.tag}: {'undecided' if c.holds is None else 'holds' if c.holds else 'FAILS'} ({c.effect})")
     print(out / "results.md")
     return 0
 
