@@ -163,8 +163,8 @@ def test_latency_table_budget_runs_a_search_end_to_end(tmp_path):
     table = load_table(str(tmp_path / "dev.json"))
     (tmp_path / "b.toml").write_text('[budget]\nlatency_ms = 1000.0\n\n[hardware]\ntable = "dev.json"\n')
     out = tmp_path / "run"
-    assert main(["search", "width", "--task", "digits", "--quick", "--generations", "2", "--pop-size", "4",
-                 "--option", "max_batches=2", "--option", "epochs=1", "-q", "--out", str(out),
+    assert main(["search", "width", "--task", "digits", "--quick", "--generations", "1", "--pop-size", "4",
+                 "--option", "epochs=3", "--option", "max_batches=9", "-q", "--out", str(out),
                  "--objectives", "error,latency_ms", "--budget", str(tmp_path / "b.toml")]) == 0
     run = json.loads((out / "run.json").read_text())
     assert run["hardware"]["runtime"] == "table" and run["hardware"]["table"] == str((tmp_path / "dev.json").resolve())

@@ -13,13 +13,18 @@ from natkit.methods.nat import method as nat
 from test_nat_loop import TINY_TOML
 
 torch.set_num_threads(1)
+# test_nat_loop's tiny supernet, pretrained and warmed up a little longer: with 0.5 + 0.2 epochs every
+# candidate stays at chance level and the run exits 3; 2 + 1 epochs take some of them clear of it
+RESUME_TOML = TINY_TOML.replace("warmup_epochs = 0.5\nepochs = 0.5", "warmup_epochs = 0.5\nepochs = 2").replace(
+    "warmup_epochs = 0.2", "warmup_epochs = 1")
+assert RESUME_TOML.count("epochs = 2") == 1 and "warmup_epochs = 1\n" in RESUME_TOML
 
 
 @pytest.fixture()
 def tiny(tmp_path, monkeypatch):
     monkeypatch.setenv("NATKIT_CACHE", str(tmp_path / "cache"))
     space = tmp_path / "nat_tiny.toml"
-    space.write_text(TINY_TOML)
+    space.write_text(RESUME_TOML)
 
     def search(name, *extra):
         return cli.main(["search", "nat", "--task", "digits", "--samples-per-class", "15", "--source", "digits",

@@ -14,7 +14,7 @@ for _name, _module, _doc in (
     ("lda", "natkit.methods.lda.method", "task-dependent Deep LDA pruning"),
     ("width", "natkit.methods.width.method", "reference: NSGA-II over VGG per-layer widths, trained from scratch"),
     ("random", "natkit.methods.random.method", "reference: random sampling of the width space, same budget"),
-    ("nsga", "natkit.tabular.nsga", "reference: plain NSGA-II/III over a table task's genes (table tasks only)"),
+    ("nsga", "natkit.methods.nsga.method", "reference: plain NSGA-II/III over a table task's genes (table tasks only)"),
 ):
     methods.add_lazy(_name, _module, doc=_doc)
 

@@ -12,8 +12,9 @@ Options (``--option KEY=VALUE``; ``natkit search lda --list-options`` prints the
 - ``pop_size`` (int, default 20, quick 4): population size of the eta/M' search
 - ``space`` (str | none, default None): a TOML FILE whose [space] table (family lda) sets these options
 - ``model`` (str, default 'vgg_small'): source network
+- ``weights`` (str | none, default None): the user's source-weights file (safetensors / state dict) used as the source network instead of natkit's pretraining (same as ``--weights``)
 - ``resolution`` (int, default 28): input resolution
-- ``source_epochs`` (float, default 2.0, quick 1.0): source pretraining epochs (cached)
+- ``source_epochs`` (float, default 2.0, quick 3.0): source pretraining epochs (cached)
 - ``source_samples_per_class`` (int | none, default 2000, quick 200): source images per class
 - ``transfer_epochs`` (float, default 8.0, quick 4.0): fine-tuning of the transferred network on the target
 - ``finetune_epochs`` (float, default 6.0, quick 1.0): fine-tuning after each pruning

@@ -407,6 +407,7 @@ class NATLoop:
         left = [c.id for rows in self.pending.values() for c in rows]
         if left:  # only if a resumed run took another path than the interrupted one (e.g. latency noise)
             ctx.archive.mark_stale(left, "archived by an interrupted iteration that the resumed run did not repeat")
+            self.pending = {}  # stale now: nothing later may read them back
         return self.log
 
     def _initial(self, initial, checkpoint):
@@ -509,6 +510,9 @@ def run(ctx) -> None:
     from natkit.methods.nat.front import settle_front
 
     ctx.stats["front_settled"] = settle_front(loop)
+    # the settled state is the last checkpoint: a resume of the finished run must not take the settling's
+    # re-evaluations (archived after the last iteration's checkpoint) for an interrupted iteration's rows
+    checkpoint.save(loop, int(nat["iterations"]))
     if int(nat["finetune_epochs"]) > 0:
         finetune_front(ctx, loop, int(nat["finetune_epochs"]))
     ctx.stats.update(real_evaluations=loop.n_real, subnets_evaluated=loop.n_new, iterations=log)

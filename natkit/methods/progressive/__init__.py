@@ -4,13 +4,15 @@ For a trained chain CNN (the VGG family) and one elimination share per conv laye
 are scored by a relevance criterion (or chosen by a person: ``relevance=human`` with a ``decisions`` file),
 eliminated physically (Torch-Pruning) with the next layer's inputs, and only layers 1..l+1 are retrained
 before the next layer. NSGA-II/III (pymoo) searches the per-layer shares; every intermediate state is
-archived. Its space is built from the network: ``--space`` and ``--weights`` are rejected.
+archived. Its space is built from the network, so ``--space`` is rejected; ``--weights`` (option
+``weights``) replaces natkit's source pretraining by the user's network.
 
 Options (``--option KEY=VALUE``; ``natkit search progressive --list-options`` prints them):
 
 - ``generations`` (int, default 10, quick 2): NSGA generations
 - ``pop_size`` (int, default 20, quick 4): population size
 - ``model`` (str, default 'vgg_small'): the chain CNN pretrained on the source task
+- ``weights`` (str | none, default None): the user's source-weights file (safetensors / state dict) used as the source network instead of natkit's pretraining (same as ``--weights``)
 - ``resolution`` (int, default 28): input size for the 28-32 px VGG (digits are upsampled from 8 px)
 - ``source_epochs`` (float, default 2.0, quick 1.0): source pretraining epochs (cached)
 - ``source_max_batches`` (int | none, default None, quick 200): cap on batches per source epoch

@@ -1,4 +1,4 @@
-"""Reference search ``nsga``: plain NSGA-II/III (pymoo) over a table task's genes, no surrogate.
+"""``nsga`` on a table task: the registry's entry point (``run``, ``Options``, ``TABLE_ONLY``).
 
 On a table task the CLI runs it through ``natkit.tabular.table_runner``; on a trained task the
 reference NSGA-II is ``width``, so this entry refuses anything but a table.
