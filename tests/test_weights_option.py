@@ -79,8 +79,8 @@ def test_lda_search_runs_from_the_weights_file(tmp_path):
     out, cache = tmp_path / "run", tmp_path / "cache"
     cmd = [sys.executable, "-m", "natkit.cli", "search", "lda", "--task", "digits", "--quick", "--out", str(out),
            "--threads", "1", "-q", "--weights", str(path), "--samples-per-class", "20", "--option", "model=vgg_tiny",
-           "--option", "resolution=16", "--option", "transfer_epochs=1", "--option", "finetune_epochs=1",
-           "--option", "trace_images=64", "--option", "max_batches=3", "--option", "schedule_rounds=1"]
+           "--option", "resolution=16", "--option", "transfer_epochs=3", "--option", "finetune_epochs=1",
+           "--option", "trace_images=64", "--option", "lr=0.1", "--option", "schedule_rounds=1"]
     done = subprocess.run(cmd, env={**os.environ, "NATKIT_CACHE": str(cache)}, capture_output=True, text=True,
                           timeout=900)
     assert done.returncode == 0, done.stderr[-1500:]

@@ -47,8 +47,8 @@ batch_size = 64
 max_batches = {max_batches}
 """
 LDA_OPTIONS = ["--samples-per-class", "20", "--option", "model=vgg_tiny", "--option", "resolution=16",
-               "--option", "transfer_epochs=1", "--option", "finetune_epochs=1", "--option", "trace_images=64",
-               "--option", "max_batches=6", "--option", "schedule_rounds=2", "--option", "source_epochs=1",
+               "--option", "transfer_epochs=3", "--option", "finetune_epochs=1", "--option", "trace_images=64",
+               "--option", "lr=0.1", "--option", "schedule_rounds=2", "--option", "source_epochs=1",
                "--option", "source_samples_per_class=30"]
 
 
