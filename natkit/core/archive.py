@@ -215,6 +215,21 @@ class _Heartbeat:
         self._thread.join(timeout=5)
 
 
+# Archives this process holds open through SQLite, by (device, inode). Reading such a file with a plain
+# open()/close() would drop every POSIX lock the process holds on it (locks are per process, and close()
+# releases them all), after which another process may checkpoint and delete the WAL under our connections
+# ("disk I/O error"). A file already open here was identified when it was first opened, so it is not sniffed.
+_OPEN_HERE: dict = {}
+
+
+def _inode(path: Path):
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
 class Archive:
     def __init__(self, path, *, readonly: bool = False, claim_timeout: float = CLAIM_TIMEOUT):
         self.path = Path(path)
@@ -224,8 +239,10 @@ class Archive:
         self._warned: set = set()
         self._beat: _Heartbeat | None = None
         self._observers: list = []  # fn(run_id, status, metrics) after each add (e.g. a progress line)
+        self._held = None
         if readonly:
             self._open_readonly()
+            self._hold()
             return
         _check_writable(self.path)
         try:
@@ -252,6 +269,20 @@ class Archive:
             raise NatkitError(f"cannot open archive {self.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise NatkitError(f"cannot open archive {self.path}: {exc}") from None
+        self._hold()
+
+    def _hold(self) -> None:
+        key = _inode(self.path)
+        if key is not None:
+            _OPEN_HERE[key] = _OPEN_HERE.get(key, 0) + 1
+            self._held = key
+
+    def _release_hold(self) -> None:
+        key, self._held = getattr(self, "_held", None), None
+        if key is not None and key in _OPEN_HERE:
+            _OPEN_HERE[key] -= 1
+            if _OPEN_HERE[key] <= 0:
+                del _OPEN_HERE[key]
 
     # opening ------------------------------------------------------------------------------------
     def _open_readonly(self):
@@ -286,6 +317,8 @@ class Archive:
         """Identify the file from its bytes before SQLite opens it (which could leave -wal/-shm files beside
         another application's database): False for an empty file, True for a natkit archive; anything
         else raises."""
+        if _inode(self.path) in _OPEN_HERE:  # a natkit archive this process already has open (see _OPEN_HERE)
+            return True
         journal = Path(str(self.path) + "-journal")
         hot = journal.is_file() and journal.stat().st_size > 0  # a writer died mid-transaction
         for attempt in range(10):  # another natkit process may be writing a new archive's first page now
@@ -379,6 +412,7 @@ class Archive:
             self._beat.stop()
             self._beat = None
         self._db.close()
+        self._release_hold()
 
     def _write(self, sql, args):
         return self._tx(lambda db: db.execute(sql, args).lastrowid)
