@@ -87,3 +87,17 @@ def test_all_chance_run_exits_3_with_one_line(tmp_path, capsys):
     assert "warning: candidate" in err
     archive = Archive(tmp_path / "r" / "archive.sqlite")
     assert archive.front(["error", "macs"]) == [] and archive.candidates(status="ok")
+
+
+def test_all_at_chance_counts_the_part_of_a_shared_search_another_process_measured(tmp_path):
+    from natkit.core.archive import Archive
+    from natkit.core.chance import FLAG, all_at_chance
+
+    a = Archive(tmp_path / "a.sqlite")
+    mine, other = a.start_run("width", "digits", {}, 0), a.start_run("width", "digits", {}, 0)
+    a.add(mine, "width", generation=0, encoding=[1], metrics={"error": 0.9}, eval_key="k", extra={FLAG: True})
+    assert all_at_chance(a, mine)  # everything this search saw is at chance
+    a.add(other, "width", generation=0, encoding=[2], metrics={"error": 0.1}, eval_key="k")
+    assert not all_at_chance(a, mine)  # the other process's part of the same search learned something
+    a.add(other, "width", generation=0, encoding=[3], metrics={"error": 0.1}, eval_key="unrelated")
+    assert not all_at_chance(a, other)

@@ -122,9 +122,15 @@ def sweep(archive, run_id: int, level: ChanceLevel, log=None) -> list[int]:
 
 
 def all_at_chance(archive, run_id: int) -> bool:
-    """True when the run measured candidates and every current (ok / infeasible) one is at chance."""
+    """True when the run measured candidates and every current (ok / infeasible) one is at chance, and so
+    is every row of the same evaluations that other runs or processes on the archive measured (a process
+    sharing an archive evaluates only its part of the search; the part another one evaluated counts too)."""
     live = archive.candidates(run_id=run_id, status=("ok", "infeasible"))
-    return bool(live) and all(is_chance(c) for c in live)
+    if not live or not all(is_chance(c) for c in live):
+        return False
+    keys = {c.eval_key for c in live if c.eval_key}
+    shared = [c for c in archive.candidates(status=("ok", "infeasible")) if c.eval_key in keys]
+    return all(is_chance(c) for c in shared)
 
 
 def chance_summary(archive, run_id: int, level: ChanceLevel, log=None) -> dict:
