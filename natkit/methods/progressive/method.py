@@ -3,7 +3,7 @@
 The process, for a trained chain CNN (the VGG family) and one elimination share per conv layer:
 
     for each conv layer l in forward order:
-        score l's kernels with a relevance criterion (natkit/prune/relevance.py) or take a person's choice
+        score l's kernels with a relevance criterion (natkit/methods/progressive/relevance.py) or take a person's choice
         eliminate the selected kernels physically, with the next layer's matching input channels
             (natkit/prune/surgery.py, Torch-Pruning underneath)
         retrain only layers 1..l+1 for E epochs; every later layer is frozen
