@@ -9,7 +9,7 @@ Contract (what every caller may rely on):
 - every row has one ``Status`` (below); methods never call ``add`` themselves: every row enters through
   ``natkit.core.writer.write_row``, which does the look-up, the budget check and model saving;
 - ``add`` never stores a second finished row for one (eval_key, encoding): it returns the first one's id;
-- ``claim`` marks a candidate as being evaluated by this process (owner + heartbeat, Optuna's RUNNING
+- ``claim`` (``natkit.core.claiming``) marks a candidate as being evaluated by this process (owner + heartbeat, Optuna's RUNNING
   trial): another process on the archive waits for that result instead of computing it again; a claim
   whose owner died (same host, pid gone) or stopped its heartbeat for ``claim_timeout`` s is taken over;
 - natkit writes only to archives it created: each carries ``PRAGMA application_id`` = APPLICATION_ID
@@ -31,26 +31,21 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import socket
 import sqlite3
 import sys
-import threading
 import time
-import uuid
 from urllib.parse import quote
-from dataclasses import asdict, dataclass
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
+from natkit.core.claiming import CLAIM_TIMEOUT, ClaimsMixin, _Heartbeat, _owner
+from natkit.core.records import (OBJECTIVES, Candidate, Run, Status, _cand, _flat, _num, _COLS,  # noqa: F401
+                                 encode_key, json_plain, nondominated, package_versions)
 from natkit.errors import NatkitError
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x4E41544B  # "NATK" in the SQLite header: this file was created by natkit
-CLAIM_TIMEOUT = 60.0  # seconds without a heartbeat after which another process takes a claim over
-OBJECTIVES = ("error", "params", "macs", "latency_ms")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -74,76 +69,6 @@ _CLAIMS = """CREATE TABLE IF NOT EXISTS claims (
 _NATKIT_TABLES = {"meta", "runs", "candidates"}
 
 
-
-class Status(str, Enum):
-    """A row's status; see the module docstring for what each value means."""
-
-    OK = "ok"
-    INFEASIBLE = "infeasible"
-    FAILED = "failed"
-    STALE = "stale"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@dataclass(frozen=True)
-class Candidate:
-    id: int
-    run_id: int
-    method: str
-    generation: int
-    encoding: object
-    arch: object
-    error: float | None
-    params: float | None
-    macs: float | None
-    latency_ms: float | None
-    test_error: float | None
-    status: str  # a Status value
-    message: str
-    extra: dict
-    seconds: float | None
-    created: float
-    eval_key: str = ""
-
-    def metric(self, name: str):
-        if name in OBJECTIVES or name == "test_error":
-            return getattr(self, name)
-        return self.extra.get(name)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Run:
-    id: int
-    method: str
-    task: str
-    config: dict
-    seed: int
-    versions: dict
-    status: str
-    started: float
-    finished: float | None
-
-
-def encode_key(encoding) -> str:
-    return json.dumps(encoding, sort_keys=True, separators=(",", ":"), default=json_plain)
-
-
-def json_plain(o):
-    """``json.dumps`` default for numpy scalars and arrays (anything else as its string)."""
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
-
-
 def _retry_locked(fn, attempts: int):
     """``fn()``, called again after a growing pause while SQLite answers "database is locked"."""
     for attempt in range(attempts):
@@ -159,25 +84,6 @@ class ArchiveReadOnly(NatkitError):
     """The archive can be read but not written (file mode, folder or filesystem)."""
 
 
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _owner_dead(owner: str) -> bool:
-    """True when ``owner`` is a process on this host that no longer exists (e.g. SIGKILLed)."""
-    host, _, rest = owner.partition(":")
-    pid = rest.split(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # exists, owned by someone else
-        return False
-    return False
-
-
 def _check_writable(path: Path) -> None:
     from natkit.core.paths import file_writable
 
@@ -187,32 +93,6 @@ def _check_writable(path: Path) -> None:
     if why:
         raise ArchiveReadOnly(f"archive {path} cannot be written: {why} (front, plot and report can still "
                               f"read it; give search a writable --archive)")
-
-
-class _Heartbeat:
-    """Refreshes this process's claims every ``interval`` s from a thread with its own connection, so a
-    long evaluation is not mistaken for an abandoned one."""
-
-    def __init__(self, path: Path, owner: str, interval: float):
-        self.path, self.owner, self.interval = path, owner, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="natkit-claim-heartbeat", daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
-        try:
-            while not self._stop.wait(self.interval):
-                try:
-                    db.execute("UPDATE claims SET heartbeat=? WHERE owner=?", (time.time(), self.owner))
-                except sqlite3.OperationalError:  # busy for longer than the timeout: next beat
-                    pass
-        finally:
-            db.close()
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 # Archives this process holds open through SQLite, by (device, inode). Reading such a file with a plain
@@ -230,7 +110,7 @@ def _inode(path: Path):
     return (st.st_dev, st.st_ino)
 
 
-class Archive:
+class Archive(ClaimsMixin):
     def __init__(self, path, *, readonly: bool = False, claim_timeout: float = CLAIM_TIMEOUT):
         self.path = Path(path)
         self.readonly = readonly
@@ -520,67 +400,6 @@ class Archive:
         """Call ``fn(run_id, status, metrics)`` after every candidate this object adds."""
         self._observers.append(fn)
 
-    # claims: who is evaluating what ----------------------------------------------------------------
-    def claim(self, eval_key: str, encoding) -> tuple[str, object]:
-        """Before evaluating: ``("done", Candidate)`` when a finished result exists, ``("mine", None)``
-        when this process may evaluate it (claim recorded), ``("other", owner)`` when a live process is
-        evaluating it now."""
-        enc = encode_key(encoding)
-
-        def take(db):
-            hit = db.execute(f"SELECT {_COLS} FROM candidates WHERE eval_key=? AND encoding=? AND status IN "
-                             "('ok','infeasible') ORDER BY id LIMIT 1", (eval_key, enc)).fetchone()
-            if hit:
-                return "done", hit
-            row = db.execute("SELECT owner, heartbeat FROM claims WHERE eval_key=? AND encoding=?",
-                             (eval_key, enc)).fetchone()
-            now = time.time()
-            if row and row[0] != self.owner and now - row[1] < self.claim_timeout and not _owner_dead(row[0]):
-                return "other", row[0]
-            db.execute("INSERT OR REPLACE INTO claims VALUES (?,?,?,?)", (eval_key, enc, self.owner, now))
-            return "mine", None
-
-        state, val = self._tx(take)
-        if state == "done":
-            cand = self._parse(val)
-            if cand is None:  # a damaged row does not count as a result
-                return self.claim_anyway(eval_key, enc)
-            return state, cand
-        if state == "mine" and self._beat is None:
-            self._beat = _Heartbeat(self.path, self.owner, max(0.5, self.claim_timeout / 6))
-        return state, val
-
-    def claim_anyway(self, eval_key: str, enc: str):
-        self._tx(lambda db: db.execute("INSERT OR REPLACE INTO claims VALUES (?,?,?,?)",
-                                       (eval_key, enc, self.owner, time.time())))
-        return "mine", None
-
-    def failed_since(self, eval_key: str, encoding, since: float) -> Candidate | None:
-        """A ``failed`` row of (eval_key, encoding) archived at or after ``since`` (by the process whose
-        claim a waiter watched)."""
-        row = self._db.execute(f"SELECT {_COLS} FROM candidates WHERE eval_key=? AND encoding=? AND "
-                               "status='failed' AND created>=? ORDER BY id DESC LIMIT 1",
-                               (eval_key, encode_key(encoding), since)).fetchone()
-        return self._parse(row) if row else None
-
-    def release(self, eval_key: str, encoding) -> None:
-        self._tx(lambda db: db.execute("DELETE FROM claims WHERE eval_key=? AND encoding=? AND owner=?",
-                                       (eval_key, encode_key(encoding), self.owner)))
-
-    def release_claims(self) -> None:
-        """Drop every claim of this process (an evaluation it will not finish)."""
-        if not self.readonly:
-            try:
-                self._tx(lambda db: db.execute("DELETE FROM claims WHERE owner=?", (self.owner,)))
-            except (sqlite3.Error, NatkitError):
-                pass  # a stale claim expires on its own
-
-    def claims(self) -> list[tuple]:
-        try:
-            return self._db.execute("SELECT eval_key, encoding, owner, heartbeat FROM claims").fetchall()
-        except sqlite3.OperationalError:  # a pre-claims archive opened read-only
-            return []
-
     def mark_stale(self, cand_ids, reason: str = "superseded by a later evaluation") -> None:
         """Status ``stale``: kept for the record, off every front (e.g. NAT rows whose supernet weights
         have since been adapted and re-evaluated)."""
@@ -669,68 +488,3 @@ class Archive:
         for r in rows:
             w.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()})
         return buf.getvalue()
-
-
-_COLS = ("id, run_id, method, generation, encoding, arch, error, params, macs, latency_ms, test_error, status, "
-         "message, extra, seconds, created, eval_key")
-
-
-def _cand(r) -> Candidate:
-    """Raises ValueError/TypeError on a damaged row (bad JSON, text where a number belongs)."""
-    nums = [_stored_num(v, col) for v, col in zip(r[6:11], OBJECTIVES + ("test_error",))]
-    extra = json.loads(r[13] or "{}")
-    if not isinstance(extra, dict):
-        raise ValueError(f"extra is {type(extra).__name__}, not an object")
-    if r[11] not in ("ok", "failed", "infeasible", "stale"):
-        raise ValueError(f"unknown status {r[11]!r}")
-    return Candidate(int(r[0]), r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5]) if r[5] else None,
-                     *nums, r[11], r[12] or "", extra, r[14], r[15], r[16] or "")
-
-
-def _stored_num(v, col):
-    if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)):
-        return v
-    raise ValueError(f"{col} holds {v!r}, not a number")
-
-
-def _flat(c: Candidate) -> dict:
-    d = {k: getattr(c, k) for k in ("id", "run_id", "method", "generation", "status", "error", "params", "macs",
-                                     "latency_ms", "test_error")}
-    d.update({k: v for k, v in c.extra.items() if k not in d})
-    d["encoding"], d["arch"], d["message"] = c.encoding, c.arch, c.message
-    return d
-
-
-def _num(v):
-    if v is None:
-        return None
-    v = float(v)
-    return v if np.isfinite(v) else None
-
-
-def nondominated(F: np.ndarray) -> list[int]:
-    """Indices of the non-dominated rows of ``F`` (minimisation), via pymoo; duplicates kept once."""
-    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
-
-    if len(F) == 0:
-        return []
-    _, first = np.unique(F, axis=0, return_index=True)
-    first = np.sort(first)
-    idx = NonDominatedSorting().do(F[first], only_non_dominated_front=True)
-    return sorted(int(first[i]) for i in idx)
-
-
-def package_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for p in ("natkit", "torch", "torchvision", "pymoo", "torch-pruning", "thop", "numpy", "scikit-learn", "onnx",
-              "onnxruntime"):
-        try:
-            out[p] = version(p)
-        except PackageNotFoundError:
-            pass
-    import platform
-
-    out["python"] = platform.python_version()
-    return out

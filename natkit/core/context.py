@@ -5,7 +5,6 @@ and finishing a run are ordinary functions (``natkit.methods.common``)."""
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -70,5 +70,5 @@ def file_writable(path) -> str | None:
         if why:
             return f"{p} {why}"
     anc = _existing_ancestor(p.parent)
-    why = _not_writable(anc) if anc.is_dir() else f"is a file, not a folder"
+    why = _not_writable(anc) if anc.is_dir() else "is a file, not a folder"
     return f"{anc} {why}" if why else None
