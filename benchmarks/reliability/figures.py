@@ -2,7 +2,7 @@
 processes on one archive, written to results/reliability/ (md + json).
 
 Claims (stated before running; each is checked and reported pass/fail, a failure is a result):
-1. hostile: every case of tests/test_hostile.py passes (exit 2, one line, no traceback, no unsafe-load hint,
+1. hostile: every case of tests/test_hostile*.py passes (exit 2, one line, no traceback, no unsafe-load hint,
    every archive and foreign file byte-identical).
 2. sigkill: for `width`, `lda` and `nat` (a tiny supernet), a search SIGKILLed at random moments (4 kills) and resumed holds 0 repeated
    (eval_key, encoding) finished rows, loses no archived row, and ends with the same front as an uninterrupted
@@ -252,12 +252,13 @@ SINGLE = {"test_a_copied_run_folder_reads_its_own_archive": "archives",
 
 
 def hostile_table(work: Path) -> dict:
-    """Run tests/test_hostile.py and count its cases by category (the part of each id before '/')."""
+    """Run tests/test_hostile.py and tests/test_hostile_files.py and count its cases by category (the part of each id before '/')."""
     import xml.etree.ElementTree as ET
 
     xml = work / "hostile.xml"
     t0 = time.time()
-    subprocess.run([PY, "-m", "pytest", str(ROOT / "tests" / "test_hostile.py"), "-q", "-p", "no:cacheprovider",
+    subprocess.run([PY, "-m", "pytest", str(ROOT / "tests" / "test_hostile.py"), str(ROOT / "tests" / "test_hostile_files.py"),
+                    "-q", "-p", "no:cacheprovider",
                     f"--junitxml={xml}"], env=env(), cwd=ROOT, capture_output=True, text=True, timeout=1800)
     cats: dict = {}
     for case in ET.parse(xml).getroot().iter("testcase"):
@@ -297,7 +298,7 @@ def markdown(res: dict) -> str:
            f"wall {res['wall_s']} s.", ""]
     h = res.get("hostile")
     if h:
-        out += ["## Hostile input (tests/test_hostile.py)", "",
+        out += ["## Hostile input (tests/test_hostile.py, tests/test_hostile_files.py)", "",
                 f"{h['passed']} of {h['cases']} cases pass ({h['seconds']} s).", "",
                 "| category | cases | pass |", "|---|---:|---:|"]
         out += [f"| {k} | {v['cases']} | {v['passed']} |" for k, v in sorted(h["categories"].items())]
