@@ -49,21 +49,7 @@ def plot_front(archive, path, *, x="macs", y="error", methods=None, title=None, 
         F = P[nondominated(P)]
         F = F[np.argsort(F[:, 0])]
         ax.step(F[:, 0], F[:, 1], where="post", color="black", lw=2, alpha=0.6, label="combined front")
-    if x in ("macs", "params"):
-        ax.set_xscale("log")
-    ax.set_xlabel(LABELS.get(x, x))
-    ax.set_ylabel(LABELS.get(y, y))
-    ax.set_title(title or f"Pareto front: {y} vs {x}")
-    ax.grid(alpha=0.3)
-    if by_method:
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no ok candidates", transform=ax.transAxes, ha="center")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, x, y, title or f"Pareto front: {y} vs {x}", bool(by_method))
 
 
 def _plot_projected(plt, archive, cands, path, x, y, methods, objectives, title) -> Path:
@@ -77,13 +63,18 @@ def _plot_projected(plt, archive, cands, path, x, y, methods, objectives, title)
         if front:
             F = np.array([[c.metric(x), c.metric(y)] for c in front], dtype=float)
             ax.scatter(F[:, 0], F[:, 1], s=30, color=color, edgecolor="black", label=f"{m} front ({len(front)})")
+    return _finish(plt, fig, ax, path, x, y, title or f"{y} vs {x}; fronts over {', '.join(objectives)}", bool(names))
+
+
+def _finish(plt, fig, ax, path, x, y, title: str, any_points: bool) -> Path:
+    """Axes (log scale for counts), labels, legend or an empty-plot note; save and close."""
     if x in ("macs", "params"):
         ax.set_xscale("log")
     ax.set_xlabel(LABELS.get(x, x))
     ax.set_ylabel(LABELS.get(y, y))
-    ax.set_title(title or f"{y} vs {x}; fronts over {', '.join(objectives)}")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
-    if names:
+    if any_points:
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "no ok candidates", transform=ax.transAxes, ha="center")
