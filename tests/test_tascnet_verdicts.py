@@ -26,7 +26,8 @@ def _seed_file(seed: int, ours: float, width: float, l1_gap: float = 0.004) -> d
 
 def _store(root, files):
     for seed, data in files.items():
-        path = root / ("results/tascnet/transfer.json" if seed == 0 else f"results/tascnet/seeds/seed{seed}/transfer.json")
+        rel = "results/tascnet/transfer.json" if seed == 0 else f"results/tascnet/seeds/seed{seed}/transfer.json"
+        path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data))
 

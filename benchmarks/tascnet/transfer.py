@@ -433,7 +433,8 @@ def write_md(path, claims, report):
             lines.append(f"| {c['id']} | {c['stage']} | {100 * c['val_acc']:.2f} | {t} | {c['params']:,.0f} | {c['macs']:,.0f} |")
         w = r.get("width_same_time")
         if w:
-            lines += ["", f"Width search given TASCNet's wall time ({w['time_limit']:g} s): ran {w['search_seconds']:g} s, "
+            lines += ["", f"Width search given TASCNet's wall time ({w['time_limit']:g} s): ran "
+                      f"{w['search_seconds']:g} s, "
                       f"{w['generations_done']} generations x {w['pop_size']}, {w['real_evaluations']} evaluations, "
                       f"stopped by {w['stopped_by']}. Member (lowest val error with MACs <= TASCNet member's + 1%): "
                       + ("none" if not w["member"] else
@@ -442,7 +443,8 @@ def write_md(path, claims, report):
                          f"{w['member']['macs']:,.0f} MACs") + "."]
         if r["stage2_vs_l1"]:
             lines += ["", "Stage 2 vs L1 magnitude (same start network, same fine-tuning epochs, MACs matched within "
-                      "1%):", "", "| ours MACs | ours test acc | L1 MACs | MAC gap | L1 test acc |", "|---|---|---|---|---|"]
+                      "1%):", "", "| ours MACs | ours test acc | L1 MACs | MAC gap | L1 test acc |",
+                      "|---|---|---|---|---|"]
             for row in r["stage2_vs_l1"]:
                 if "unmatched" in row:
                     lines.append(f"| {row['ours_macs']:,.0f} | | not matched: {row['unmatched']} | | |")
