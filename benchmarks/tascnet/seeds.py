@@ -52,13 +52,15 @@ def summarise(runs: dict[int, dict]) -> tuple[dict, list[dict], list[str]]:
             r = runs[s]["nets"][net]
             base = r["conventional"][0]
             p = r["picked"]
-            pairs = r.get("stage2_vs_l1") or []
+            pairs = [q for q in r.get("stage2_vs_l1") or [] if "l1_test_acc" in q]
+            wm = (r.get("width_same_time") or {}).get("member") or {}
             rows.append({"seed": s, "base_test": base["test_acc"], "all_test": r["conventional"][1]["test_acc"],
                          "ours_test": p["test_acc"], "params_red": 1 - p["params"] / base["params"],
                          "macs_red": 1 - p["macs"] / base["macs"],
                          "holds": bool(p["test_acc"] >= base["test_acc"] and p["params"] <= 0.5 * base["params"]
                                        and p["macs"] <= 0.5 * base["macs"]),
-                         "s2_minus_l1": [q["ours_test_acc"] - q["l1_test_acc"] for q in pairs]})
+                         "s2_minus_l1": [q["ours_test_acc"] - q["l1_test_acc"] for q in pairs],
+                         "width_test": wm.get("test_acc")})
         d_transfer = [r["ours_test"] - r["base_test"] for r in rows]
         d_l1 = [x for r in rows for x in r["s2_minus_l1"]]
         summary[net] = {"rows": rows, "mean_transfer_diff": float(np.mean(d_transfer)),
@@ -88,10 +90,12 @@ def summarise(runs: dict[int, dict]) -> tuple[dict, list[dict], list[str]]:
                 "holds": bool(np.mean(d_l1) >= 0),
                 "plot": f"results/tascnet/stage2_vs_l1_{net}.png", "benchmark": TAG})
         md += [f"## {net}", "", "| seed | conventional (deeper) test acc | all layers | TASCNet picked test acc | "
-               "params | MACs | holds | stage 2 - L1 (points) |", "|---|---|---|---|---|---|---|---|"]
+               "params | MACs | holds | width, same wall time, test acc | stage 2 - L1 (points) |",
+               "|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             md.append(f"| {r['seed']} | {100 * r['base_test']:.2f} | {100 * r['all_test']:.2f} | {100 * r['ours_test']:.2f} | "
                       f"-{100 * r['params_red']:.0f}% | -{100 * r['macs_red']:.0f}% | {'yes' if r['holds'] else 'no'} | "
+                      f"{'' if r['width_test'] is None else format(100 * r['width_test'], '.2f')} | "
                       + ", ".join(f"{100 * x:+.2f}" for x in r["s2_minus_l1"]) + " |")
         md += ["", f"Mean TASCNet minus conventional transfer: {100 * np.mean(d_transfer):+.2f} points; "
                + (f"mean stage 2 minus L1: {100 * np.mean(d_l1):+.2f} points." if d_l1 else ""), ""]

@@ -19,16 +19,26 @@ the tolerance). Then, in the same process and from the same cached source model:
    Claim: TASCNet's final front holds a network with equal or better test accuracy and at least
    50 % fewer parameters and MACs. The member is picked on validation only: the smallest-MACs
    front member whose val accuracy is at least the baseline's (else the most accurate member).
-2. Stage 2 vs Torch-Pruning's L1-magnitude channel pruning (``natkit.prune.surgery.magnitude_prune``)
-   applied to the same stage-2 starting network (the chosen stage-1 network after its recorded
-   fine-tune) down to each stage-2 front member's MACs (members the method returns or kept on the
-   way; iterations it rejected for leaving the tolerance are not compared), then fine-tuned for as
-   many epochs as that member received in stage 2. Accuracy side by side on the test split.
+2. ``natkit search width`` on the same target, seed, device (cpu) and threads (1), through
+   ``natkit.api.run_search``, with ``time_limit`` = TASCNet's measured search wall time (the source
+   network is pretrained or loaded before TASCNet's search starts, so its time is the search's alone),
+   into its own archive (``archive_width_<net>.sqlite``). pymoo stops it at the first generation boundary
+   after the limit (8 candidates per generation): width may overrun by up to one generation, in its favour,
+   and the overrun is recorded. Comparison (registered ``tascnet.vs_width_same_wall_time``): TASCNet's
+   member above against width's archived network with the lowest val error among those with MACs at
+   most the member's + 1%; test accuracy side by side.
+3. Stage 2 vs Torch-Pruning's L1-magnitude channel pruning (``natkit.baselines.l1.l1_to_macs``: global
+   L1 ranking, the step nearest the target, MACs matched within 1% or no comparison) applied to the same
+   stage-2 starting network (the chosen stage-1 network after its recorded fine-tune) down to each
+   stage-2 front member's MACs (members the method returns or kept on the way; iterations it rejected
+   for leaving the tolerance are not compared), then fine-tuned for as many epochs as that member
+   received in stage 2. Accuracy side by side on the test split.
 
 Writes results/tascnet/{claims.json, transfer.json, transfer.md, transfer_<net>.png,
-stage2_vs_l1_<net>.png}. Default size: ~10-14 minutes in all on one contended core (pretraining,
-when not cached, adds ~1 minute for vgg_small and ~2.5 for resnet_small); ``--quick`` is a smoke
-test whose numbers mean nothing.
+stage2_vs_l1_<net>.png, archive_<net>.sqlite, archive_width_<net>.sqlite}. One seed took 6.3-8.2 minutes
+before the width step (results/tascnet/[seeds/seed*/]transfer.json, total_seconds); the width step adds
+about TASCNet's search time again (~1.5-2 min for vgg_small, ~3-4.5 for resnet_small). ``--quick`` is a
+smoke test whose numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -46,12 +56,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 
+from natkit.api import make_context, run_search
 from natkit.core.archive import Archive
 from natkit.data import load_task
 from natkit.methods.common import source_task
 from natkit.methods.tascnet import layers as L
 from natkit.methods.tascnet import method as T
-from natkit.methods.context import RunContext
 from natkit.nets.io import load_model
 from natkit.baselines.l1 import l1_to_macs
 from natkit.report.provenance import stamp
@@ -68,30 +78,80 @@ QUICK = dict(k="1", epochs="1", s2_epochs="1", s2_iterations="1", s2_final_epoch
              s2_pop="2", s2_generations="1", max_batches="4")
 
 
+# the width search given TASCNet's wall time: generations high enough that the time limit is what stops it;
+# a small population, because pymoo checks the time between generations (the overrun is at most one generation)
+WIDTH = dict(generations=10_000, pop_size=8)
+WIDTH_QUICK = dict(generations=50, pop_size=3)
+MAC_MATCH = 0.01  # width's member: MACs at most the TASCNet member's + 1%
+
+
+def warm_source(net, args) -> float:
+    """Pretrain (or load) the seed's source network before the timed search, so TASCNet's wall time, which
+    width then gets, does not include a one-off pretraining that is cached for the baselines too."""
+    t0 = time.time()
+    source = load_task("fashion-mnist", seed=args.seed, samples_per_class=args.source_per_class)
+    pretrained(net, source, epochs=float(args.source_epochs), resolution=28, seed=args.seed, in_channels=1)
+    return time.time() - t0
+
+
 def run_tascnet(net, cfg, out, args):
+    """One ``natkit search tascnet`` run through ``natkit.api.run_search`` (one thread); returns a context on
+    its archive and run for the comparisons below, and the search's wall time."""
     run_dir = out / "runs" / net
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    task = load_task("digits", seed=args.seed)
-    archive = Archive(run_dir / "archive.sqlite")
     options = {"model": net, "resolution": "28", "pretrain_samples": str(args.source_per_class),
                "pretrain_epochs": str(args.source_epochs), "head_epochs": "2", "choose": args.choose,
                **{k: v for k, v in cfg.items() if k not in ("generations", "pop", "s2_pop")},
                "s2_pop_size": cfg["s2_pop"]}
-    run_id = archive.start_run("tascnet", task.spec, options, args.seed)
-    ctx = RunContext(method="tascnet", task=task, archive=archive, run_id=run_id, out_dir=run_dir,
-                     seed=args.seed, generations=cfg["generations"], pop_size=cfg["pop"],
-                     objectives=["error", "params", "macs"], options=options, keep_models="all",
-                     source_spec="fashion-mnist")
-    t0 = time.time()
-    T.run(ctx)
-    archive.finish_run(run_id, "done")
-    return ctx, time.time() - t0
+    res = run_search("tascnet", out=run_dir, task="digits", options=options, seed=args.seed,
+                     objectives="error,params,macs", generations=cfg["generations"], pop_size=cfg["pop"],
+                     keep_models="all", source="fashion-mnist", threads=1, device="cpu")
+    ctx = make_context("tascnet", task=load_task("digits", seed=args.seed), out_dir=run_dir,
+                       archive=Archive(res.archive_path), run_id=res.run_id, options=res.options, seed=args.seed,
+                       objectives=list(res.objectives), keep_models="all", source_spec="fashion-mnist",
+                       device="cpu", verbose=False)
+    ctx.stats.update(res.stats)
+    return ctx, res.seconds
+
+
+def run_width(net, seconds, out, args):
+    """``natkit search width`` on the same target, seed, device and threads, with ``time_limit`` = TASCNet's
+    measured search wall time, into its own archive; returns (summary, context on its run)."""
+    run_dir = out / "runs" / f"width_{net}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    cfg = dict(WIDTH_QUICK if args.quick else WIDTH)
+    options = {"time_limit": f"{seconds:.3f}"}
+    res = run_search("width", out=run_dir, task="digits", options=options, quick=args.quick, seed=args.seed,
+                     objectives="error,macs",
+                     generations=cfg["generations"], pop_size=cfg["pop_size"], keep_models="front", threads=1,
+                     device="cpu")
+    ctx = make_context("width", task=load_task("digits", seed=args.seed), out_dir=run_dir,
+                       archive=Archive(res.archive_path), run_id=res.run_id, options=res.options, seed=args.seed,
+                       objectives=list(res.objectives), device="cpu", verbose=False)
+    st = res.stats
+    summary = {"time_limit": round(seconds, 1), "search_seconds": round(res.seconds, 1),
+               "overrun": round(res.seconds / seconds - 1, 3), "generations_done": st.get("generations_done"),
+               "generation_cap": cfg["generations"], "pop_size": cfg["pop_size"], "stopped_by": st.get("stopped_by"),
+               "real_evaluations": st.get("real_evaluations"), "options": res.options.to_dict()}
+    return summary, ctx
+
+
+def width_member(wctx, tascnet_macs):
+    """Validation selection at matched or lower MACs: among width's archived ``ok`` evaluations with MACs at
+    most the TASCNet member's + 1% and not at chance level (as on every front), the lowest val error (then
+    fewer MACs). It lies on width's (error, MACs) front, whose test error the run reported. None when width
+    has no such network."""
+    cands = [c for c in wctx.archive.candidates(run_id=wctx.run_id, status="ok")
+             if c.macs is not None and c.macs <= (1 + MAC_MATCH) * tascnet_macs and not c.extra.get("chance")]
+    if not cands:
+        return None
+    return min(cands, key=lambda c: (c.error, c.macs))
 
 
 def setting_of(ctx, net):
-    o = T.Options.from_ctx(ctx)
+    o = ctx.options
     return T.Setting(ctx.task, 28, 1, ctx.device, o.lr, o.finetune_lr, o.batch_size, o.max_batches), o
 
 
@@ -158,6 +218,10 @@ def stage2_vs_l1(ctx, s, o, limit=2):
     return start, rows
 
 
+def rel(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def pick_member(front, baseline_val_acc):
     ok = [c for c in front if 1 - c.error >= baseline_val_acc]
     if ok:
@@ -165,7 +229,7 @@ def pick_member(front, baseline_val_acc):
     return min(front, key=lambda c: (c.error, c.macs)), "no member reached the baseline's val acc: most accurate"
 
 
-def plot_transfer(ctx, net, conv_rows, member, path):
+def plot_transfer(ctx, net, conv_rows, member, path, width=None):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -183,6 +247,10 @@ def plot_transfer(ctx, net, conv_rows, member, path):
     for r, marker in zip(conv_rows, ("*", "P")):
         ax.scatter([r["macs"] / 1e6], [100 * r["test_acc"]], marker=marker, s=140, c="tab:red",
                    label=f"conventional, {r['scope']} layers (test)")
+    if width:
+        wf = [c for c in width["front"] if c["test_acc"] is not None]
+        ax.plot([c["macs"] / 1e6 for c in wf], [100 * c["test_acc"] for c in wf], "s--", c="tab:green", ms=4,
+                label="width search, same wall time, front (test)")
     ax.scatter([member.macs / 1e6], [100 * (1 - member.test_error)], marker="o", s=120, facecolors="none",
                edgecolors="k", label="picked member (test)")
     ax.set_xlabel("MACs (millions, one 28x28 image)")
@@ -236,6 +304,7 @@ def main(argv=None) -> int:
     for net in [n.strip() for n in args.nets.split(",") if n.strip()]:
         cfg = dict(QUICK) if args.quick else dict(FULL[net])
         print(f"=== {net}: TASCNet search ===", flush=True)
+        warm = warm_source(net, args)
         ctx, seconds = run_tascnet(net, cfg, out, args)
         s, o = setting_of(ctx, net)
         epochs = float(o.epochs) + o.s2_epochs * (1 + o.s2_iterations) + float(o.s2_final_epochs)
@@ -249,7 +318,6 @@ def main(argv=None) -> int:
         m_red = 1 - member.macs / base_row["macs"]
         holds = bool(m_test >= base_row["test_acc"] and p_red >= 0.5 and m_red >= 0.5)
         png = out / f"transfer_{net}.png"
-        plot_transfer(ctx, net, conv_rows, member, png)
         setting = (f"choose={args.choose}; fashion-mnist ({args.source_per_class}/class, {args.source_epochs} ep) -> digits, {net} at "
                    f"28 px, k={o.k}, E={o.epochs:g}, stage 1 NSGA-II {cfg['pop']}x{cfg['generations']}, stage 2 "
                    f"NSGA-II {o.s2_pop_size}x{o.s2_generations}, {o.s2_iterations} iterations x {o.s2_epochs} ep "
@@ -265,8 +333,40 @@ def main(argv=None) -> int:
             "baseline": f"conventional transfer: test acc {100 * base_row['test_acc']:.2f}%, "
                         f"{base_row['params']:,} params, {base_row['macs']:,} MACs (all layers fine-tuned: "
                         f"{100 * conv_rows[1]['test_acc']:.2f}%)",
-            "holds": holds, "plot": str(png.relative_to(ROOT)) if png.is_relative_to(ROOT) else str(png)})
+            "holds": holds, "plot": rel(png)})
         print(claims[-1], flush=True)
+
+        print(f"=== {net}: width search given TASCNet's wall time ({seconds:.0f} s) ===", flush=True)
+        width, wctx = run_width(net, seconds, out, args)
+        w = width_member(wctx, member.macs)
+        width["member"] = None if w is None else {
+            "id": w.id, "val_acc": 1 - w.error, "test_acc": None if w.test_error is None else 1 - w.test_error,
+            "params": w.params, "macs": w.macs, "rule": f"lowest val error with MACs <= TASCNet member's + "
+                                                        f"{MAC_MATCH:.0%}"}
+        width["tascnet_member_macs"] = member.macs
+        width["front"] = [{"id": c.id, "val_acc": 1 - c.error,
+                           "test_acc": None if c.test_error is None else 1 - c.test_error, "macs": c.macs,
+                           "params": c.params} for c in sorted(wctx.archive.front(wctx.objectives, run_id=wctx.run_id),
+                                                               key=lambda c: c.macs)]
+        print(f"width: {width['real_evaluations']} evaluations in {width['search_seconds']:.0f} s "
+              f"({width['generations_done']} generations, stopped by {width['stopped_by']}); member "
+              f"{width['member']}", flush=True)
+        wctx.archive.close()
+        shutil.copy(wctx.archive.path, out / f"archive_width_{net}.sqlite")
+        plot_transfer(ctx, net, conv_rows, member, png, width)
+        if width["member"] and width["member"]["test_acc"] is not None:
+            wm = width["member"]
+            claims.append({
+                "claim": "TASCNet's val-selected member is at least as accurate as the most val-accurate network a "
+                         "width search finds in the same wall time at matched or lower MACs",
+                "setting": f"{net}: width (NSGA-II {width['pop_size']} per generation, {width['real_evaluations']} "
+                           f"candidates trained from scratch) with time_limit = TASCNet's {seconds:.0f} s, ran "
+                           f"{width['search_seconds']:.0f} s; width member: lowest val error with MACs <= "
+                           f"{(1 + MAC_MATCH) * member.macs:,.0f}",
+                "ours": f"candidate {member.id}: test acc {100 * m_test:.2f}%, {member.macs:,.0f} MACs",
+                "baseline": f"width candidate {wm['id']}: test acc {100 * wm['test_acc']:.2f}%, {wm['macs']:,.0f} MACs",
+                "holds": bool(m_test >= wm["test_acc"]), "plot": rel(png)})
+            print(claims[-1], flush=True)
 
         print(f"=== {net}: stage 2 vs L1 magnitude ===", flush=True)
         start, all_rows = stage2_vs_l1(ctx, s, o)
@@ -286,7 +386,8 @@ def main(argv=None) -> int:
                 "plot": str(png2.relative_to(ROOT)) if png2.is_relative_to(ROOT) else str(png2)})
             print(claims[-1], flush=True)
         report["nets"][net] = {
-            "config": cfg, "search_seconds": round(seconds, 1), "stats": ctx.stats, "conventional": conv_rows,
+            "config": cfg, "search_seconds": round(seconds, 1), "source_warm_seconds": round(warm, 1),
+            "stats": ctx.stats, "conventional": conv_rows, "width_same_time": width,
             "picked": {"id": member.id, "stage": member.extra.get("stage"), "rule": rule, "val_acc": 1 - member.error,
                        "test_acc": m_test, "params": member.params, "macs": member.macs},
             "front": [{"id": c.id, "stage": c.extra.get("stage"), "val_acc": 1 - c.error,
@@ -297,6 +398,7 @@ def main(argv=None) -> int:
         ctx.archive.close()  # checkpoints the WAL into the file before it is copied
         shutil.copy(ctx.archive.path, out / f"archive_{net}.sqlite")
         shutil.rmtree(out / "runs" / net, ignore_errors=True)
+        shutil.rmtree(out / "runs" / f"width_{net}", ignore_errors=True)
     report["setting"] = {"threads": torch.get_num_threads(), "quick": args.quick, "seed": args.seed,
                          "total_seconds": round(time.time() - t_all, 1)}
     shutil.rmtree(out / "runs", ignore_errors=True)
@@ -329,12 +431,26 @@ def write_md(path, claims, report):
         for c in r["front"]:
             t = "" if c["test_acc"] is None else f"{100 * c['test_acc']:.2f}"
             lines.append(f"| {c['id']} | {c['stage']} | {100 * c['val_acc']:.2f} | {t} | {c['params']:,.0f} | {c['macs']:,.0f} |")
+        w = r.get("width_same_time")
+        if w:
+            lines += ["", f"Width search given TASCNet's wall time ({w['time_limit']:g} s): ran "
+                      f"{w['search_seconds']:g} s, "
+                      f"{w['generations_done']} generations x {w['pop_size']}, {w['real_evaluations']} evaluations, "
+                      f"stopped by {w['stopped_by']}. Member (lowest val error with MACs <= TASCNet member's + 1%): "
+                      + ("none" if not w["member"] else
+                         f"candidate {w['member']['id']}, val acc {100 * w['member']['val_acc']:.2f}, test acc "
+                         f"{'' if w['member']['test_acc'] is None else format(100 * w['member']['test_acc'], '.2f')}, "
+                         f"{w['member']['macs']:,.0f} MACs") + "."]
         if r["stage2_vs_l1"]:
-            lines += ["", "Stage 2 vs L1 magnitude (same start network, same fine-tuning epochs):", "",
-                      "| ours MACs | ours test acc | L1 MACs | L1 test acc |", "|---|---|---|---|"]
-            for row in [x for x in r["stage2_vs_l1"] if "unmatched" not in x]:
+            lines += ["", "Stage 2 vs L1 magnitude (same start network, same fine-tuning epochs, MACs matched within "
+                      "1%):", "", "| ours MACs | ours test acc | L1 MACs | MAC gap | L1 test acc |",
+                      "|---|---|---|---|---|"]
+            for row in r["stage2_vs_l1"]:
+                if "unmatched" in row:
+                    lines.append(f"| {row['ours_macs']:,.0f} | | not matched: {row['unmatched']} | | |")
+                    continue
                 lines.append(f"| {row['ours_macs']:,.0f} | {100 * row['ours_test_acc']:.2f} | {row['l1_macs']:,} "
-                             f"| {100 * row['l1_test_acc']:.2f} |")
+                             f"| {100 * row['macs_gap']:+.2f}% | {100 * row['l1_test_acc']:.2f} |")
     path.write_text("\n".join(lines) + "\n")
 
 

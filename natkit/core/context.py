@@ -97,11 +97,14 @@ class RunContext:
     def algorithm(self, sampling=None, pop_size: int | None = None):
         return nsga(len(self.objectives), pop_size or self.options.pop_size, sampling=sampling, seed=self.seed)
 
-    def minimize(self, problem, bounds, algorithm=None, generations=None):
+    def minimize(self, problem, bounds, algorithm=None, generations=None, time_limit: float = 0.0):
+        """pymoo's search over ``problem``; ``time_limit`` > 0: also stop at the first generation boundary
+        after that many seconds (``natkit.core.search.termination``)."""
         algorithm = algorithm or self.algorithm()
         generations = generations or self.options.generations
         self.progress.expect(getattr(algorithm, "pop_size", self.options.pop_size) * generations)
-        return run_pymoo(problem, algorithm, generations=generations, seed=self.seed, bounds=bounds)
+        return run_pymoo(problem, algorithm, generations=generations, seed=self.seed, bounds=bounds,
+                         time_limit=time_limit)
 
     def log_generation(self, problem, bounds) -> float:
         return log_generation(problem, bounds)

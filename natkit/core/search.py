@@ -75,7 +75,21 @@ def log_generation(problem, bounds) -> float:
     return hv
 
 
-def run_pymoo(problem, algorithm, *, generations: int, seed: int, bounds):
-    """``pymoo.minimize`` with a seed and a generation budget; returns pymoo's result."""
-    return minimize(problem, algorithm, ("n_gen", int(generations)), seed=int(seed),
+def termination(generations: int, time_limit: float = 0.0):
+    """pymoo's generation termination, or (``time_limit`` > 0 seconds) that or pymoo's time-based one,
+    whichever comes first. pymoo checks between generations: a generation under way when the time runs
+    out is finished and archived, so a run may overrun the limit by up to one generation."""
+    from pymoo.core.termination import TerminateIfAny
+    from pymoo.termination import get_termination
+
+    by_generations = get_termination("n_gen", int(generations))
+    if not time_limit:
+        return by_generations
+    return TerminateIfAny(by_generations, get_termination("time", float(time_limit)))
+
+
+def run_pymoo(problem, algorithm, *, generations: int, seed: int, bounds, time_limit: float = 0.0):
+    """``pymoo.minimize`` with a seed and a generation budget (and optionally a wall-time limit in seconds,
+    see :func:`termination`); returns pymoo's result."""
+    return minimize(problem, algorithm, termination(generations, time_limit), seed=int(seed),
                     callback=ArchiveCallback(problem, bounds), verbose=False, copy_algorithm=False)

@@ -17,4 +17,8 @@ Options (``--option KEY=VALUE``; ``natkit search width --list-options`` prints t
 - ``weight_decay`` (float, default 0.0005): weight decay
 - ``optimizer`` (str, default 'sgd'): optimizer (sgd|adam|adamw)
 - ``label_smoothing`` (float, default 0.0): label smoothing
+- ``time_limit`` (float, default 0.0): wall-time limit of the search in seconds (0: none); the search stops at
+  the first generation boundary after it (pymoo's time-based termination), or after ``generations``,
+  whichever comes first. The generation under way is finished and archived, so the overrun is at most one
+  generation; a resumed run counts its earlier attempts' archived evaluation seconds against the limit.
 """
