@@ -143,14 +143,13 @@ def main(argv=None):
 
 
 KEPT = {  # what natkit does with each finding (stated, not inferred: the numbers above decide it)
-    "supernet sandwich steps: channels_last": "kept: NAT's train_supernet runs the supernet in channels_last",
-    "standalone nets with depthwise convolutions, channels_last": "measured faster for the NAT subnet (train "
-    "and eval) but not yet applied to natkit.train.train (NAT's optional standalone fine-tuning is its only user "
-    "today); VGG/ResNet/DenseNet were not measured in this run",
+    "channels_last": "kept: natkit.train's train and evaluate run every network's convolutions in channels_last "
+    "(and NAT's supernet training already did); measured faster for all four networks in training and for three "
+    "of four in evaluation (resnet_small's evaluation within noise); part of every eval key (natkit.core.numerics)",
     "inference_mode": "not kept: within noise of no_grad",
-    "larger eval batches": "not kept: batch 1024 measured slower than natkit's default 256",
-    "torch.compile (CPU)": "not measured to the end: its first compilation did not finish within the session "
-    "on the shared machine (run with --compile-networks vgg_small on an idle machine)",
+    "larger eval batches": "not kept: batch 1024 measured slower than natkit's default 256 for three of four networks",
+    "torch.compile (CPU)": "not kept: faster once compiled (eval about 1.8x, train about 1.2x), but its first call costs "
+    "tens of seconds to minutes per model and input shape, and a search evaluates a new model with every candidate",
 }
 
 

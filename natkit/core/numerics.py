@@ -3,8 +3,8 @@
 Torch's CPU kernels split reductions by thread, so one seed trained under 1 and under 2 threads gives
 different weights (we measured different fronts). Every evaluation therefore runs under a fixed torch
 thread count -- ``--threads`` or 1, the same in this process and on Dask workers -- and that count, the
-process's own thread count (pretraining, supernet adaptation), the device and torch's deterministic flag
-are part of every eval key, so an archive never mixes results computed under different settings.
+process's own thread count (pretraining, supernet adaptation), the device, torch's deterministic flag and
+the convolution memory layout (``CONV_LAYOUT``) are part of every eval key, so an archive never mixes results computed under different settings.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 _EVAL_THREADS = 1
+# the memory layout of convolutions in natkit.train's loops (a different layout runs other kernels: other
+# floating-point results); part of every eval key like the thread count
+CONV_LAYOUT = "channels_last"
 
 
 def set_eval_threads(n: int | None) -> None:
@@ -28,7 +31,8 @@ def numerics(device: str | None = None) -> dict:
     import torch
 
     return {"eval_threads": _EVAL_THREADS, "threads": torch.get_num_threads(),
-            "device": str(device or "cpu"), "deterministic": bool(torch.are_deterministic_algorithms_enabled())}
+            "device": str(device or "cpu"), "deterministic": bool(torch.are_deterministic_algorithms_enabled()),
+            "layout": CONV_LAYOUT}
 
 
 @contextmanager
