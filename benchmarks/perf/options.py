@@ -26,10 +26,10 @@ from benchmarks.perf.throughput import build_network, plain_evaluate, plain_trai
 def supernet_pair():
     """Three sandwich steps (largest, smallest, 2 random subnets) of NAT's supernet, NCHW vs channels_last."""
     from natkit.data import load_task
-    from natkit.methods import nat_supernet as S
-    from natkit.methods.nat.method import load_nat_space
+    from natkit.methods.nat import supernet as S
+    from natkit.methods.nat.options import load_nat_space
     from natkit.methods.nat.space import NATSpace
-    from natkit.nets.ofa_mbv3 import OFAMobileNetV3
+    from natkit.methods.nat.ofa_mbv3 import OFAMobileNetV3
 
     config = load_nat_space("nat_small")[0]
     src = load_task("fashion-mnist", seed=0, samples_per_class=500)
