@@ -126,10 +126,8 @@ def test_projection_groups_kernels_with_alike_profiles():
         H.kernel_projection(profiles, "umap")
 
 
-def test_run_human_archives_each_new_state_and_records_decisions(task, tmp_path):
-    from natkit.api import make_context
-
-    ctx = make_context("progressive", task=task, out_dir=tmp_path, verbose=False)
+def test_run_human_archives_each_new_state_and_records_decisions(task, tmp_path, make_ctx):
+    ctx = make_ctx("progressive", task)
     archive, run_id = ctx.archive, ctx.run_id
     f = tmp_path / "d.json"
     f.write_text(json.dumps({"eliminate": {"conv1": [0], "conv3": [1, 2]}}))

@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from natkit.core.archive import Archive
 from natkit.data.table import load_table, load_table_task
-from natkit.methods.context import RunContext
 from natkit.tabular import search
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,39 +50,36 @@ latency_pi = "latency_pi"
     return folder / "sweep.toml"
 
 
-def run_lib(tmp_path, spec, engine, budget, seed=0, objectives=("error", "params"), name="r"):
+def run_lib(make_ctx, tmp_path, spec, engine, budget, seed=0, objectives=("error", "params"), name="r"):
     task = load_table_task(spec)
-    out = tmp_path / name
-    archive = Archive(out / "archive.sqlite")
-    run_id = archive.start_run(engine, task.spec, {}, seed)
-    ctx = RunContext(method=engine, task=task, archive=archive, run_id=run_id, out_dir=out, seed=seed, pop_size=8,
-                     objectives=list(objectives), options={"evaluations": budget}, verbose=False)
+    ctx = make_ctx(engine, task, out_dir=tmp_path / name, seed=seed, objectives=list(objectives),
+                   options={"evaluations": budget, "pop_size": 8})
     table_run, _ = search(ctx, engine)
     rows = [task.table.row(e) for e, _, _ in table_run.seen.values()]
-    return rows, table_run, archive
+    return rows, table_run, ctx.archive
 
 
 @pytest.mark.parametrize("engine", ["nat", "nsga", "random"])
-def test_budget_is_exact_and_a_shorter_run_is_a_prefix(tmp_path, engine):
+def test_budget_is_exact_and_a_shorter_run_is_a_prefix(tmp_path, engine, make_ctx):
     spec = f"table:{sweep_table(tmp_path)}"
-    short, run_s, _ = run_lib(tmp_path, spec, engine, 23, name="short")
-    long, run_l, archive = run_lib(tmp_path, spec, engine, 41, name="long")
+    short, run_s, _ = run_lib(make_ctx, tmp_path, spec, engine, 23, name="short")
+    long, run_l, archive = run_lib(make_ctx, tmp_path, spec, engine, 41, name="long")
     assert len(short) == len(set(short)) == 23 and run_s.problem.n_real == 23
     assert len(long) == len(set(long)) == 41 and run_l.problem.n_real == 41
     assert len(archive.candidates()) == 41  # every query archived once
     assert long[:23] == short  # the budget only decides where to stop
-    again, _, _ = run_lib(tmp_path, spec, engine, 23, name="again")
+    again, _, _ = run_lib(make_ctx, tmp_path, spec, engine, 23, name="again")
     assert again == short  # same seed, same queries
-    other, _, _ = run_lib(tmp_path, spec, engine, 23, seed=1, name="other")
+    other, _, _ = run_lib(make_ctx, tmp_path, spec, engine, 23, seed=1, name="other")
     assert other != short
 
 
-def test_nat_beats_random_on_nas_bench_macro_at_60_evaluations(tmp_path):
+def test_nat_beats_random_on_nas_bench_macro_at_60_evaluations(tmp_path, make_ctx):
     """Not the benchmark (20 seeds there): a sanity check that the surrogate loop finds more of the exact
     front than random sampling with the same budget, on two seeds."""
     for seed in (0, 1):
-        _, nat, _ = run_lib(tmp_path, "table:nas-bench-macro", "nat", 60, seed=seed, name=f"n{seed}")
-        _, rnd, _ = run_lib(tmp_path, "table:nas-bench-macro", "random", 60, seed=seed, name=f"r{seed}")
+        _, nat, _ = run_lib(make_ctx, tmp_path, "table:nas-bench-macro", "nat", 60, seed=seed, name=f"n{seed}")
+        _, rnd, _ = run_lib(make_ctx, tmp_path, "table:nas-bench-macro", "random", 60, seed=seed, name=f"r{seed}")
         assert nat.log[-1]["hv_ratio"] > rnd.log[-1]["hv_ratio"]
         assert nat.log[-1]["exact_found"] > rnd.log[-1]["exact_found"]
 

@@ -48,19 +48,15 @@ def test_every_method_either_takes_weights_or_says_why_not(tmp_path, capsys):
         assert not (tmp_path / m).exists()
 
 
-def test_progressive_starts_from_the_weights_file(tmp_path, monkeypatch):
-    from natkit.core.archive import Archive
+def test_progressive_starts_from_the_weights_file(tmp_path, monkeypatch, make_ctx):
     from natkit.data import load_task
-    from natkit.methods.context import RunContext
     from natkit.methods.progressive import method as P
 
     path, src = _weights(tmp_path)
     _no_pretraining(monkeypatch)
     task = load_task("digits", seed=0, samples_per_class=10)
-    ctx = RunContext(method="progressive", task=task, archive=Archive(tmp_path / "a.sqlite"), run_id=1,
-                     out_dir=tmp_path, verbose=False,
-                     options={"weights": str(path), "model": "vgg_tiny", "resolution": 16, "finetune_epochs": 1,
-                              "finetune_max_batches": 1})
+    ctx = make_ctx("progressive", task, options={"weights": str(path), "model": "vgg_tiny", "resolution": 16,
+                                                 "finetune_epochs": 1, "finetune_max_batches": 1})
     s = P.settings_from(ctx)
     model = P.trained_base(ctx, s, log=False)
     assert model.natkit_source["path"] == str(path)

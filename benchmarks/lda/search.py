@@ -13,7 +13,7 @@ eta start/step and fine-tuning epochs as ``benchmarks.lda.compression``:
 
 Question answered: why was the search weaker than the schedule, and does the progressive evaluation
 close the gap? Compared: the lowest val error among candidates with >= 90 % of parameters removed
-(what the search sees), and test error of the front members (``RunContext.finalize``).
+(what the search sees), and test error of the front members (``natkit.methods.common.finalize``).
 Writes results/lda/search.{json,md,png}. Default ~10-15 minutes on one contended core.
 """
 
@@ -29,31 +29,28 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 
+from natkit.api import run_search
 from natkit.core.archive import Archive
-from natkit.data import load_task
-from natkit.methods.lda import method as lda
-from natkit.methods.context import RunContext
 from natkit.report.provenance import stamp
 
+TASK = "digits"
 OBJECTIVES = ["error", "params", "robust_error"]
 
 
-def run_mode(mode, args, task, log):
+def run_mode(mode, args, log):
     options = {"schedule": mode == "progressive", "search_mode": mode, "eta_levels": args.eta_levels,
                "eta_start": args.eta_start, "eta_step": args.eta_step, "finetune_epochs": args.finetune_epochs,
                "transfer_epochs": args.transfer_epochs, "schedule_rounds": args.rounds}
     t0 = time.time()
-    with tempfile.TemporaryDirectory() as tmp:
-        arch = Archive(Path(tmp) / "archive.sqlite")
-        run_id = arch.start_run("lda", task.spec, {"options": options}, args.seed)
-        ctx = RunContext(method="lda", task=task, archive=arch, run_id=run_id, out_dir=Path(tmp), seed=args.seed,
-                         generations=args.generations, pop_size=args.pop_size, objectives=OBJECTIVES,
-                         options=options, quick=args.quick, source_spec="fashion-mnist", keep_models="front",
-                         verbose=False)
-        lda.run(ctx)
-        cands = [c.to_dict() for c in arch.candidates(run_id=run_id)]
-        front = [c.to_dict() for c in arch.front(OBJECTIVES, run_id=run_id)]
-        gens = arch.generations(run_id)
+    with tempfile.TemporaryDirectory() as tmp:  # a whole lda run in a throw-away run folder
+        res = run_search("lda", task=TASK, out=tmp, seed=args.seed, generations=args.generations,
+                         pop_size=args.pop_size, objectives=OBJECTIVES, options=options, quick=args.quick,
+                         source="fashion-mnist", device="cpu", keep_models="front", verbose=False)
+        arch = Archive(res.archive_path)
+        cands = [c.to_dict() for c in arch.candidates(run_id=res.run_id)]
+        front = [c.to_dict() for c in arch.front(OBJECTIVES, run_id=res.run_id)]
+        gens = arch.generations(res.run_id)
+        arch.close()
     log(f"{mode}: {len(cands)} candidates in {time.time() - t0:.0f} s")
     return {"mode": mode, "options": options, "candidates": cands, "front": front, "generations": gens,
             "seconds": round(time.time() - t0, 1)}
@@ -84,12 +81,11 @@ def main(argv=None):
     t0 = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    task = load_task("digits", seed=args.seed)
 
     def log(msg):
         print(f"[{time.time() - t0:6.0f}s] {msg}", flush=True)
 
-    runs = [run_mode(m, args, task, log) for m in args.modes.split(",") if m]
+    runs = [run_mode(m, args, log) for m in args.modes.split(",") if m]
     base = next(c for c in runs[0]["candidates"] if c["extra"].get("stage") == "unpruned")
     p0 = base["params"]
     summary = []

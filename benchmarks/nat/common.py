@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
+from natkit.api import make_context
 from natkit.core.archive import Archive
 from natkit.data import load_task
-from natkit.methods.context import RunContext
 from natkit.methods.nat.method import load_nat_space
 from natkit.methods.nat.space import NATSpace
 from natkit.methods.nat.supernet import GeneDistribution, new_head, pretrain_supernet, train_supernet
@@ -81,8 +81,8 @@ def make_ctx(task, seed, out_dir=None, objectives=("error", "macs"), **options):
     out.mkdir(parents=True, exist_ok=True)
     archive = Archive(out / "archive.sqlite")
     run_id = archive.start_run("nat", task.spec, {"benchmark": True}, seed)
-    return RunContext(method="nat", task=task, archive=archive, run_id=run_id, out_dir=out, seed=seed,
-                      objectives=list(objectives), options=dict(options), keep_models="none", verbose=False)
+    return make_context("nat", task=task, archive=archive, run_id=run_id, out_dir=out, seed=seed,
+                        objectives=list(objectives), options=dict(options), keep_models="none", verbose=False)
 
 
 def write_result(name: str, data: dict, markdown: str, started: float | None = None, **extra) -> None:

@@ -65,7 +65,6 @@ from natkit.baselines import retrain as BR
 from natkit.data import load_task
 from natkit.measure import measure
 from natkit.methods.progressive import method as P
-from natkit.methods.context import RunContext
 from natkit.methods.progressive.relevance import list_criteria
 from natkit.train import TrainConfig, evaluate
 from natkit.report.provenance import stamp

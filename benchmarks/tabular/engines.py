@@ -2,9 +2,9 @@
 order, and its own machinery's wall time after each query.
 
 natkit's engines (nat, nsga2, random) run through the library exactly as ``natkit search`` runs them
-(RunContext, ArchiveProblem, a SQLite archive in a temporary folder); Optuna's samplers through
-Optuna's own ask/tell API on the same table with the same query protocol (one training run per
-architecture, chosen by the seed).
+(a context from ``natkit.api.make_context``, ArchiveProblem, a SQLite archive in a temporary folder);
+Optuna's samplers through Optuna's own ask/tell API on the same table with the same query protocol (one
+training run per architecture, chosen by the seed).
 
 Budget accounting: every engine makes exactly ``budget`` calls to the table. natkit's engines never
 repeat an architecture (the archive answers repeats), so their calls are ``budget`` distinct
@@ -36,18 +36,18 @@ def run_engine(engine: str, table_spec: str, objectives: list[str], seed: int, b
 
 
 def _natkit(engine, table_spec, objectives, seed, budget) -> dict:
+    from natkit.api import make_context
     from natkit.core.archive import Archive
     from natkit.data.table import load_table_task
-    from natkit.methods.context import RunContext
     from natkit.tabular import search
 
     task = load_table_task(table_spec)
     with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:
         archive = Archive(Path(tmp) / "archive.sqlite")  # the CLI's archive path; tmpfs-speed on /tmp
         run_id = archive.start_run(engine, task.spec, {"objectives": ",".join(objectives), "budget": budget}, seed)
-        ctx = RunContext(method=engine, task=task, archive=archive, run_id=run_id, out_dir=Path(tmp), seed=seed,
-                         pop_size=POP_SIZE, objectives=list(objectives), options={"evaluations": budget},
-                         verbose=False)
+        ctx = make_context(engine, task=task, archive=archive, run_id=run_id, out_dir=Path(tmp), seed=seed,
+                           objectives=list(objectives), options={"evaluations": budget, "pop_size": POP_SIZE},
+                           verbose=False)
         table_run, _ = search(ctx, engine)
         rows = [task.table.row(enc) for enc, _, _ in table_run.seen.values()]
         archive.close()
