@@ -49,6 +49,10 @@ class Task:
         """Normalise with the train split's statistics, resize, adapt 1<->3 channels."""
         # one new tensor, divided in place (x itself is the caller's, never modified)
         x = (x - self.mean.to(x.device).view(1, -1, 1, 1)).div_(self.std.to(x.device).view(1, -1, 1, 1))
+        return self.transform_normalised(x, resolution, channels)
+
+    def transform_normalised(self, x: torch.Tensor, resolution: int | None = None, channels: int | None = None):
+        """``transform`` for images already normalised: resize, adapt 1<->3 channels."""
         if resolution and resolution != x.shape[-1]:
             x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
         if channels and channels != x.shape[1]:
@@ -60,11 +64,37 @@ class Task:
                 raise ValueError(f"cannot adapt {x.shape[1]} channels to {channels}")
         return x
 
+    def __getstate__(self):  # the normalised-split cache stays in this process (not sent to Dask workers)
+        state = dict(self.__dict__)
+        state.pop("_normalised", None)
+        return state
+
+    def _normalised_split(self, split: str, device) -> tuple:
+        """A split normalised once, on ``device``: in-order evaluation slices views of it instead of
+        normalising every batch again (measured: 6% of natkit's evaluate on resnet_small at batch 64,
+        results/perf). Keyed by the split's tensor, so a replaced split is normalised afresh."""
+        data = self.split(split)
+        key = (split, str(device), id(data.x), data.x.data_ptr(), tuple(data.x.shape))
+        cache = self.__dict__.setdefault("_normalised", {})
+        if key not in cache:
+            for k in [k for k in cache if k[0] == split and k[1] == str(device)]:
+                del cache[k]  # an older version of this split
+            cache[key] = (self.transform(data.x.to(device)), data.y.to(device))
+        return cache[key]
+
     def batches(self, split: str, batch_size: int, *, resolution=None, channels=None, shuffle=False,
                 seed: int = 0, limit: int | None = None, device="cpu"):
         """Yield normalised ``(x, y)`` batches; ``limit`` caps the number of images (first ones, or a
-        seeded random subset when shuffling)."""
+        seeded random subset when shuffling). In-order batches of the val and test splits are views of
+        the split normalised once (``_normalised_split``); resizing and channel adaptation stay per batch."""
         data = self.split(split)
+        if not shuffle and split in ("val", "test"):
+            xs, ys = self._normalised_split(split, device)
+            n_used = len(ys) if limit is None else min(len(ys), int(limit))
+            for i in range(0, n_used, batch_size):
+                j = min(i + batch_size, n_used)
+                yield self.transform_normalised(xs[i:j], resolution, channels), ys[i:j]
+            return
         n = len(data)
         if shuffle:
             g = torch.Generator().manual_seed(int(seed))

@@ -142,17 +142,18 @@ def evaluate(model: nn.Module, task, split: str = "val", *, device="cpu", resolu
     """Top-1 ``error`` and mean cross-entropy ``loss`` on a split."""
     was_training = model.training
     model.to(device).eval()
-    correct, total, loss = 0, 0, 0.0
+    # sums stay on the device: one synchronisation at the end instead of two per batch
+    correct, loss, total = torch.zeros((), dtype=torch.long, device=device), torch.zeros((), device=device), 0
     for x, y in task.batches(split, batch_size, resolution=resolution, channels=channels, limit=limit,
                              device=device):
         logits = model(x)
-        loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
+        loss += F.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
         total += len(y)
     model.train(was_training)
     if total == 0:
         raise ValueError(f"split {split!r} is empty")
-    return {"error": 1.0 - correct / total, "loss": loss / total}
+    return {"error": 1.0 - int(correct) / total, "loss": float(loss) / total}
 
 
 class _NoBar:
