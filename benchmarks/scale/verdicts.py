@@ -27,6 +27,15 @@ def derive() -> list:
                                baseline=f"{one['candidates_per_min']:.1f} cand/min with 1 worker; in-process "
                                         f"{inproc['candidates_per_min']:.1f}",
                                note=idle, plot=PLOT.format("throughput")))
+        pw = d.get("speedup_2_workers_vs_1_thread_worker")
+        if pw is not None:
+            one1 = runs["dask, 1 worker, 1 thread"]
+            out.append(verdict("scale.throughput.two_workers_per_worker", {"speedup": pw}, source=src, data=d, n=None,
+                               effect=f"{pw:.2f}x (median of interleaved rounds "
+                                      f"{', '.join(f'{x:.2f}' for x in d['speedup_2_workers_vs_1_thread_worker_per_round'])})",
+                               ours=f"{two['candidates_per_min']:.1f} cand/min with 2 workers",
+                               baseline=f"{one1['candidates_per_min']:.1f} cand/min with 1 worker, 1 thread",
+                               note=idle, plot=PLOT.format("throughput")))
         ms = d["dask_overhead_ms_per_candidate"]["no-op evaluator"]
         out.append(verdict("scale.throughput.overhead", {"share": ms / 1000 / med}, source=src, data=d, n=None,
                            effect=f"{ms:.1f} ms per candidate = {100 * ms / 1000 / med:.1f}% of a median evaluation "
