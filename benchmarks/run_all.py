@@ -68,6 +68,7 @@ RUNS = [
      ["results/lda/compression.*", "results/lda/robustness.*", "results/lda/seeds/*"]),
     ("benchmarks.scale.throughput", [], ["results/scale/throughput.*", "results/scale/claims.json"]),
     ("benchmarks.scale.costmodel", [], ["results/scale/cost_model.*", "results/scale/claims.json"]),
+    ("benchmarks.scale.cpucheck", [], ["results/scale/cpu_check.*"]),
     ("benchmarks.perf.throughput", [], ["results/perf/throughput.*", "results/perf/throughput-*",
                                         "results/perf/claims.json",
                                         "results/perf/before-eval-fix/*"]),
