@@ -1,7 +1,6 @@
 """Building a run's context: the method's options parsed by its declared ``Options`` (``method_options``)
 and ``make_context`` for code that drives a method's parts without the CLI (whole runs go through
-``natkit.run_search``). ``RunContext(method=..., options={...}, generations=..., pop_size=..., ...)`` is
-kept for scripts written before ``run_search``."""
+``natkit.run_search``)."""
 
 from __future__ import annotations
 
@@ -61,16 +60,3 @@ def make_context(method: str, *, task, out_dir, archive=None, run_id: int | None
         run_id = archive.start_run(method, task.spec, {"options": opts.to_dict()}, kw.get("seed", 0))
     return RunContext(method=method, task=task, archive=archive, run_id=run_id, out_dir=out_dir, options=opts,
                       **kw)
-
-
-def RunContext(*, method: str, options=None, generations: int | None = None, pop_size: int | None = None,  # noqa: N802
-               **kw):
-    from natkit.core.options import Options
-
-    if not isinstance(options, Options):
-        options = dict(options or {})
-        if generations is not None:
-            options.setdefault("generations", generations)
-        if pop_size is not None:
-            options.setdefault("pop_size", pop_size)
-    return make_context(method, options=options, **kw)
