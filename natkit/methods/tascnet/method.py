@@ -123,10 +123,11 @@ def run(ctx) -> None:
                 latency=ctx.wants_latency)
     head = transfer_head(base, s, epochs=o.head_epochs, seed=ctx.seed)
     head.natkit_source = getattr(base, "natkit_source", {})
-    head_metrics = {"error": s.error(head), **s.measure(head)}
-    _record(ctx, ctx.eval_key({"stage": 1, "k": 0, **s.describe(), "seed": ctx.seed}), [1, 0],
-            unfreeze(copy.deepcopy(head)), generation=0, metrics=head_metrics,
-            extra={"stage": 1, "k": 0, "note": "new head only"})
+    head.cpu()  # where measuring leaves it, whether or not this process measures it (below)
+    head_metrics = _record(ctx, ctx.eval_key({"stage": 1, "k": 0, **s.describe(), "seed": ctx.seed}), [1, 0],
+                           unfreeze(copy.deepcopy(head)), generation=0,
+                           metrics=lambda: {"error": s.error(head), **s.measure(head)},
+                           extra={"stage": 1, "k": 0, "note": "new head only"}).measured()
     ctx.log(f"head-only transfer: val error {head_metrics['error']:.4f}")
 
     n_layers = len(meaningful_layers(head, s.example)) - 1
@@ -167,11 +168,13 @@ def run(ctx) -> None:
                            "params": c.params, "macs": c.macs} for c in front]
 
 
-def _record(ctx, eval_key: str, encoding, model, *, generation: int, metrics: dict, extra: dict) -> int:
+def _record(ctx, eval_key: str, encoding, model, *, generation: int, metrics, extra: dict):
     """Archive a row the pymoo problem does not own (head-only transfer, stage 2's unpruned start and
-    its iterations) through the run's writer: a resumed run reads it back, the budget applies."""
+    its iterations) through the run's writer: a resumed run reads it back, the budget applies.
+    ``metrics`` as a callable is measured only under this process's claim, when no process has archived
+    the row yet. Returns the writer's ``Row``."""
     return ctx.writer.side_row(encoding, eval_key=eval_key, metrics=metrics, model=model, extra=extra,
-                               generation=generation).id
+                               generation=generation)
 
 
 def nsga2(pop_size: int, sampling=None):
@@ -250,11 +253,13 @@ def _stage2(ctx, o, s, model, parent, bounds) -> None:
     min_channels = o.min_filters if o.min_filters is not None else max(2, int(round(64 * widest / 512)))
     parent_acc = 1.0 - parent.error
     trajs = finetune_recording(model, s, o.s2_epochs, seed=ctx.seed)
-    start_metrics = {"error": s.error(model), **s.measure(model)}
-    start = Stage2Start(model, trajs, max(parent_acc, 1.0 - start_metrics["error"]), start_metrics)
     settings0 = {"stage": 2, "parent": parent.id, "s2_epochs": o.s2_epochs, **s.describe(), "seed": ctx.seed}
-    _record(ctx, ctx.eval_key(settings0), {"stage": 2, "iteration": 0}, model, generation=0, metrics=start_metrics,
-            extra={"stage": 2, "iterations": 0, "parent": parent.id, "note": "fine-tuned, unpruned"})
+    model.cpu()  # where measuring leaves it, whether or not this process measures it (below)
+    start_metrics = _record(ctx, ctx.eval_key(settings0), {"stage": 2, "iteration": 0}, model, generation=0,
+                            metrics=lambda: {"error": s.error(model), **s.measure(model)},
+                            extra={"stage": 2, "iterations": 0, "parent": parent.id,
+                                   "note": "fine-tuned, unpruned"}).measured()
+    start = Stage2Start(model, trajs, max(parent_acc, 1.0 - start_metrics["error"]), start_metrics)
     names = [g.name for g in conv_channel_groups(model, s.example, min_channels=min_channels)]
     if not names:
         ctx.log(f"stage 2: no conv layer has more than {min_channels} filters; nothing to compress")
