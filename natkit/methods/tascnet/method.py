@@ -124,22 +124,24 @@ def run(ctx) -> None:
     head = transfer_head(base, s, epochs=o.head_epochs, seed=ctx.seed)
     head.natkit_source = getattr(base, "natkit_source", {})
     head.cpu()  # where measuring leaves it, whether or not this process measures it (below)
-    head_metrics = _record(ctx, ctx.eval_key({"stage": 1, "k": 0, **s.describe(), "seed": ctx.seed}), [1, 0],
-                           unfreeze(copy.deepcopy(head)), generation=0,
-                           metrics=lambda: {"error": s.error(head), **s.measure(head)},
-                           extra={"stage": 1, "k": 0, "note": "new head only"}).measured()
+    head_row = _record(ctx, ctx.eval_key({"stage": 1, "k": 0, **s.describe(), "seed": ctx.seed}), [1, 0],
+                       unfreeze(copy.deepcopy(head)), generation=0,
+                       metrics=lambda: {"error": s.error(head), **s.measure(head)},
+                       extra={"stage": 1, "k": 0, "note": "new head only"})
+    head_metrics = head_row.measured()
     ctx.log(f"head-only transfer: val error {head_metrics['error']:.4f}")
 
     n_layers = len(meaningful_layers(head, s.example)) - 1
     ks = [min(int(o.k), n_layers)] if o.k != "auto" else list(range(1, min(o.k_max, n_layers) + 1))
     bounds = ctx.bounds(_maxima(head, s, max(ks), o))
-    evaluators, best_prev = {}, 1.0 - head_metrics["error"]
+    evaluators, problems, best_prev = {}, [], 1.0 - head_metrics["error"]
     for k in ks:
         slots = layer_slots(head, s.example, k, kernels=KERNEL_DOMAINS[o.kernels])
         space = Stage1Space(slots, k)
         ev = Stage1Evaluator(head, space, s, epochs=o.epochs, seed=ctx.seed, base_arch=base.natkit_arch)
         evaluators[k] = ev
         problem = ctx.problem(space, ev)
+        problems.append(problem)
         ctx.minimize(problem, bounds, algorithm=nsga2(o.pop_size))
         accs = [1.0 - m["error"] for _, m, st in problem.history if st == "ok"]
         best_k = max(accs, default=0.0)
@@ -150,8 +152,7 @@ def run(ctx) -> None:
             break  # AutoTune: stop growing k once the best accuracy no longer improves
         best_prev = max(best_prev, best_k)
 
-    stage1 = [c for c in ctx.archive.candidates(method=ctx.method, run_id=ctx.run_id, status="ok")
-              if c.extra.get("stage") == 1]
+    stage1 = _stage1_rows(ctx.archive, head_row.id, problems)
     if not stage1 and ctx.budget.n_constr:
         raise NatkitError(f"no candidate met the budget ({ctx.budget.describe()}) in stage 1, so there is nothing "
                           f"to compress; every evaluation is archived as infeasible in {ctx.archive.path}")
@@ -166,6 +167,15 @@ def run(ctx) -> None:
                             "finalize": round(time.perf_counter() - t2, 1)}
     ctx.stats["front"] = [{"id": c.id, "stage": c.extra.get("stage"), "error": c.error, "test_error": c.test_error,
                            "params": c.params, "macs": c.macs} for c in front]
+
+
+def _stage1_rows(archive, head_id: int, problems) -> list:
+    """The successful stage-1 rows of this run: the head-only transfer and every candidate its problems
+    evaluated or read back, whichever run stored them (on a shared archive another process may have
+    evaluated some under its own run id), in archive order."""
+    found = [archive.get(head_id)] + [archive.lookup(p.eval_key, enc) for p in problems for enc, _, _ in p.history]
+    rows = {c.id: c for c in found if c is not None and c.status == "ok"}
+    return [rows[i] for i in sorted(rows)]
 
 
 def _record(ctx, eval_key: str, encoding, model, *, generation: int, metrics, extra: dict):
