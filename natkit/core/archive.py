@@ -364,6 +364,15 @@ class Archive(ClaimsMixin):
         """Insert one row (storage only: callers go through ``natkit.core.writer``) and drop this process's
         claim on it, in one transaction. A finished (ok/infeasible) row for the same non-empty ``eval_key``
         and ``encoding`` is never stored twice: the first one's id is returned instead."""
+        return self.insert(run_id, method, generation=generation, encoding=encoding, arch=arch, metrics=metrics,
+                           status=status, message=message, eval_key=eval_key, test_error=test_error, extra=extra,
+                           seconds=seconds)[0]
+
+    def insert(self, run_id: int, method: str, *, generation: int, encoding, arch=None,
+               metrics: dict | None = None, status: str = "ok", message: str = "", eval_key: str = "",
+               test_error=None, extra=None, seconds=None) -> tuple[int, bool]:
+        """``add``, also saying whether the row is new (False: a finished row for the same ``eval_key`` and
+        ``encoding`` was there already, e.g. written by another process meanwhile, and its id is returned)."""
         try:
             status = Status(status).value
         except ValueError:
@@ -385,16 +394,16 @@ class Archive(ClaimsMixin):
                     hit = db.execute("SELECT id FROM candidates WHERE eval_key=? AND encoding=? AND status IN "
                                      "('ok','infeasible') ORDER BY id LIMIT 1", (eval_key, enc)).fetchone()
                     if hit:
-                        return hit[0]
+                        return hit[0], False
             return db.execute(
                 "INSERT INTO candidates (run_id, method, generation, eval_key, encoding, arch, error, params, macs, "
                 "latency_ms, test_error, status, message, extra, seconds, created) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row).lastrowid
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row).lastrowid, True
 
-        cid = self._tx(write)
+        cid, new = self._tx(write)
         for fn in self._observers:
             fn(run_id, status, metrics)
-        return cid
+        return cid, new
 
     def observe(self, fn) -> None:
         """Call ``fn(run_id, status, metrics)`` after every candidate this object adds."""

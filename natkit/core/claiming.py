@@ -112,6 +112,30 @@ class ClaimsMixin:
                                (eval_key, encode_key(encoding), since)).fetchone()
         return self._parse(row) if row else None
 
+    def poll_claim(self, eval_key: str, encoding, since: float) -> tuple[str, object]:
+        """One look at a candidate this process is waiting for (claimed by another process when the wait
+        began at ``since``): ``("done", Candidate)``, ``("failed", Candidate)`` when the other process's
+        evaluation failed meanwhile (so would ours: the claim taken here is dropped again), ``("mine", None)``
+        when its owner released it without a result, died or stopped its heartbeat (take-over), else
+        ``("other", owner)``."""
+        state, val = self.claim(eval_key, encoding)
+        if state == "mine":
+            failed = self.failed_since(eval_key, encoding, since)
+            if failed is not None:
+                self.release(eval_key, encoding)
+                return "failed", failed
+        return state, val
+
+    def acquire(self, eval_key: str, encoding, poll: float = 0.2) -> tuple[str, object]:
+        """``claim``, waiting (polling every ``poll`` s) while a live process holds the claim: returns
+        ``("done", Candidate)``, ``("failed", Candidate)`` or ``("mine", None)`` as ``poll_claim`` says."""
+        state, val = self.claim(eval_key, encoding)
+        since = time.time() - 1.0
+        while state == "other":
+            time.sleep(poll)
+            state, val = self.poll_claim(eval_key, encoding, since)
+        return state, val
+
     def release(self, eval_key: str, encoding) -> None:
         self._tx(lambda db: db.execute("DELETE FROM claims WHERE eval_key=? AND encoding=? AND owner=?",
                                        (eval_key, encode_key(encoding), self.owner)))

@@ -144,17 +144,14 @@ class ArchiveProblem(Problem):
         while waiting:
             still = []
             for i in waiting:
-                state, val = self.archive.claim(self.eval_key, encodings[i])
+                state, val = self.archive.poll_claim(self.eval_key, encodings[i], since)
                 if state == "done":
                     out[i] = (metrics_of(val), val.status)
                     self.n_read_back += 1
+                elif state == "failed":  # the other process's evaluation failed: so would ours
+                    out[i] = ({}, "failed")
                 elif state == "mine":
-                    failed = self.archive.failed_since(self.eval_key, encodings[i], since)
-                    if failed is not None:  # the other process's evaluation failed: so would ours
-                        self.archive.release(self.eval_key, encodings[i])
-                        out[i] = ({}, "failed")
-                    else:
-                        takeover.append(i)
+                    takeover.append(i)
                 else:
                     still.append(i)
             waiting = still

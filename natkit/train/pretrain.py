@@ -73,9 +73,13 @@ def pretrained(model_name: str, task, *, epochs: float = 2, resolution: int | No
         train(model, task, cfg, device=device, resolution=resolution, channels=in_channels, seed=seed)
         val = evaluate(model, task, "val", device=device, resolution=resolution, channels=in_channels)
         meta = {"config": key, "val_error": val["error"]}
-        tmp = path.with_suffix(".tmp")
+        # atomic, through files of this process's own: concurrent processes (two searches pretraining the
+        # same source at once) never read half a file or rename each other's
+        tmp = path.parent / f"{path.name}.{os.getpid()}.tmp"
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-        os.replace(tmp, path)  # atomic: concurrent processes never read half a file
-        meta_path.write_text(json.dumps(meta, indent=2))
+        os.replace(tmp, path)
+        tmp = meta_path.parent / f"{meta_path.name}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(meta, indent=2))
+        os.replace(tmp, meta_path)
     model.natkit_source = {**meta, "path": str(path)}
     return model.to(device)

@@ -389,20 +389,21 @@ def run(ctx) -> None:
     pruner = Pruner(ctx.task, cfg, seed=ctx.seed, device=ctx.device)
     robust = "robust_error" in ctx.objectives
     latency = ctx.wants_latency
-    base_metrics = pruner.metrics(base, robust, latency)
-    ctx.stats.update(lda_config=cfg.to_dict(), base=info, base_metrics=base_metrics)
+    ctx.stats.update(lda_config=cfg.to_dict(), base=info)
 
     ref_key = ctx.eval_key({"cfg": cfg.to_dict(), "stage": "unpruned", "seed": ctx.seed})
-    ctx.writer.side_row(["unpruned"], eval_key=ref_key, metrics=base_metrics, model=base,
-                        extra={"stage": "unpruned"})
+    # measured under this process's claim, and only if no process has archived it yet
+    ref = ctx.writer.side_row(["unpruned"], eval_key=ref_key, metrics=lambda: pruner.metrics(base, robust, latency),
+                              model=base, extra={"stage": "unpruned"})
+    ctx.stats["base_metrics"] = ref.measured()
 
     if cfg.schedule and cfg.schedule_rounds > 0:
         sched_key = ctx.eval_key({"cfg": cfg.to_dict(), "stage": "schedule", "seed": ctx.seed})
 
         def archive_round(r: Round):
-            metrics = dict(r.metrics)
-            if robust or latency:
-                metrics = pruner.metrics(r.model, robust, latency)
+            def metrics():  # called under this process's claim, only if the row is not archived yet
+                return pruner.metrics(r.model, robust, latency) if robust or latency else dict(r.metrics)
+
             ctx.writer.side_row(["schedule", r.index], eval_key=sched_key, metrics=metrics, model=r.model,
                                 generation=r.index, extra={"stage": "schedule", "eta": r.eta, "m_prime": r.m_prime,
                                                            "removed": r.removed, "accepted": r.accepted})

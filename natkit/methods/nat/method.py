@@ -443,18 +443,25 @@ def finetune_front(ctx, loop: NATLoop, epochs: int):
     key = loop.eval_key(finetune_epochs=epochs)
     done = {encode_key(c.encoding) for c in ctx.archive.candidates(run_id=ctx.run_id)
             if c.extra.get("stage") == "finetuned" and c.eval_key == key}  # before an interruption
-    for i in nondominated(F):
-        x = recs[i]["x"]
-        if encode_key(x) in done:
-            continue
+    from natkit.core.evaluator import EvalResult
+
+    def finetuned(x) -> EvalResult:
+        t0 = time.perf_counter()
         model = finetune_subnet(loop.ev.model(x), ctx.task, epochs, seed=ctx.seed,
                                 batch_size=int(loop.nat["batch_size"]), device=ctx.device)
         res = model.natkit_input["resolution"]
         err = evaluate(model, ctx.task, "val", device=ctx.device, resolution=res, channels=loop.net.in_channels)
         metrics = {"error": err["error"], "params": count_params(model),
                    "macs": count_macs(model, res, loop.net.in_channels)}
-        loop.writer.side_row(x, eval_key=key, metrics=metrics, model=model, extra={"stage": "finetuned"},
-                             generation=len(loop.log))
+        return EvalResult(metrics, getattr(model, "natkit_arch", None), "ok", "", {"stage": "finetuned"},
+                          time.perf_counter() - t0, model)
+
+    for i in nondominated(F):
+        x = recs[i]["x"]
+        if encode_key(x) in done:
+            continue
+        # fine-tuned under this process's claim, and only if no process has archived it yet
+        loop.writer.write(x, lambda x=x: finetuned(x), eval_key=key, generation=len(loop.log))
 
 
 def finetune_subnet(model, task, epochs: float, *, seed: int, batch_size: int, device="cpu",

@@ -349,10 +349,11 @@ def run_human(ctx, base: nn.Module, rt, s: dict) -> None:
     def archive_state(pos, step, m, stage):
         encoding[pos] = list(step.eliminated)
         m.natkit_arch = pruned_arch(m)
-        metrics = measure_state(m, ctx.task, rt, ctx.objectives)
         extra = {"stage": stage, "relevance": "human", "decisions": decider.records, "widths": conv_widths(m)}
-        cid = ctx.writer.side_row(copy.deepcopy(encoding), eval_key=key, metrics=metrics, model=m, extra=extra,
-                                  generation=pos).id
+        # measured under this process's claim, and only if no process has archived the state yet
+        row = ctx.writer.side_row(copy.deepcopy(encoding), eval_key=key, model=m, extra=extra, generation=pos,
+                                  metrics=lambda: measure_state(m, ctx.task, rt, ctx.objectives))
+        cid, metrics = row.id, row.measured()
         ctx.log(f"{stage}: conv{pos + 1} -{len(step.eliminated)} kernels, val error {metrics['error']:.4f}, "
                 f"MACs {metrics['macs']:,}")
         return cid

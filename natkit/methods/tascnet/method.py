@@ -123,22 +123,25 @@ def run(ctx) -> None:
                 latency=ctx.wants_latency)
     head = transfer_head(base, s, epochs=o.head_epochs, seed=ctx.seed)
     head.natkit_source = getattr(base, "natkit_source", {})
-    head_metrics = {"error": s.error(head), **s.measure(head)}
-    _record(ctx, ctx.eval_key({"stage": 1, "k": 0, **s.describe(), "seed": ctx.seed}), [1, 0],
-            unfreeze(copy.deepcopy(head)), generation=0, metrics=head_metrics,
-            extra={"stage": 1, "k": 0, "note": "new head only"})
+    head.cpu()  # where measuring leaves it, whether or not this process measures it (below)
+    head_row = _record(ctx, ctx.eval_key({"stage": 1, "k": 0, **s.describe(), "seed": ctx.seed}), [1, 0],
+                       unfreeze(copy.deepcopy(head)), generation=0,
+                       metrics=lambda: {"error": s.error(head), **s.measure(head)},
+                       extra={"stage": 1, "k": 0, "note": "new head only"})
+    head_metrics = head_row.measured()
     ctx.log(f"head-only transfer: val error {head_metrics['error']:.4f}")
 
     n_layers = len(meaningful_layers(head, s.example)) - 1
     ks = [min(int(o.k), n_layers)] if o.k != "auto" else list(range(1, min(o.k_max, n_layers) + 1))
     bounds = ctx.bounds(_maxima(head, s, max(ks), o))
-    evaluators, best_prev = {}, 1.0 - head_metrics["error"]
+    evaluators, problems, best_prev = {}, [], 1.0 - head_metrics["error"]
     for k in ks:
         slots = layer_slots(head, s.example, k, kernels=KERNEL_DOMAINS[o.kernels])
         space = Stage1Space(slots, k)
         ev = Stage1Evaluator(head, space, s, epochs=o.epochs, seed=ctx.seed, base_arch=base.natkit_arch)
         evaluators[k] = ev
         problem = ctx.problem(space, ev)
+        problems.append(problem)
         ctx.minimize(problem, bounds, algorithm=nsga2(o.pop_size))
         accs = [1.0 - m["error"] for _, m, st in problem.history if st == "ok"]
         best_k = max(accs, default=0.0)
@@ -149,8 +152,7 @@ def run(ctx) -> None:
             break  # AutoTune: stop growing k once the best accuracy no longer improves
         best_prev = max(best_prev, best_k)
 
-    stage1 = [c for c in ctx.archive.candidates(method=ctx.method, run_id=ctx.run_id, status="ok")
-              if c.extra.get("stage") == 1]
+    stage1 = _stage1_rows(ctx.archive, head_row.id, problems)
     if not stage1 and ctx.budget.n_constr:
         raise NatkitError(f"no candidate met the budget ({ctx.budget.describe()}) in stage 1, so there is nothing "
                           f"to compress; every evaluation is archived as infeasible in {ctx.archive.path}")
@@ -167,11 +169,22 @@ def run(ctx) -> None:
                            "params": c.params, "macs": c.macs} for c in front]
 
 
-def _record(ctx, eval_key: str, encoding, model, *, generation: int, metrics: dict, extra: dict) -> int:
+def _stage1_rows(archive, head_id: int, problems) -> list:
+    """The successful stage-1 rows of this run: the head-only transfer and every candidate its problems
+    evaluated or read back, whichever run stored them (on a shared archive another process may have
+    evaluated some under its own run id), in archive order."""
+    found = [archive.get(head_id)] + [archive.lookup(p.eval_key, enc) for p in problems for enc, _, _ in p.history]
+    rows = {c.id: c for c in found if c is not None and c.status == "ok"}
+    return [rows[i] for i in sorted(rows)]
+
+
+def _record(ctx, eval_key: str, encoding, model, *, generation: int, metrics, extra: dict):
     """Archive a row the pymoo problem does not own (head-only transfer, stage 2's unpruned start and
-    its iterations) through the run's writer: a resumed run reads it back, the budget applies."""
+    its iterations) through the run's writer: a resumed run reads it back, the budget applies.
+    ``metrics`` as a callable is measured only under this process's claim, when no process has archived
+    the row yet. Returns the writer's ``Row``."""
     return ctx.writer.side_row(encoding, eval_key=eval_key, metrics=metrics, model=model, extra=extra,
-                               generation=generation).id
+                               generation=generation)
 
 
 def nsga2(pop_size: int, sampling=None):
@@ -250,11 +263,13 @@ def _stage2(ctx, o, s, model, parent, bounds) -> None:
     min_channels = o.min_filters if o.min_filters is not None else max(2, int(round(64 * widest / 512)))
     parent_acc = 1.0 - parent.error
     trajs = finetune_recording(model, s, o.s2_epochs, seed=ctx.seed)
-    start_metrics = {"error": s.error(model), **s.measure(model)}
-    start = Stage2Start(model, trajs, max(parent_acc, 1.0 - start_metrics["error"]), start_metrics)
     settings0 = {"stage": 2, "parent": parent.id, "s2_epochs": o.s2_epochs, **s.describe(), "seed": ctx.seed}
-    _record(ctx, ctx.eval_key(settings0), {"stage": 2, "iteration": 0}, model, generation=0, metrics=start_metrics,
-            extra={"stage": 2, "iterations": 0, "parent": parent.id, "note": "fine-tuned, unpruned"})
+    model.cpu()  # where measuring leaves it, whether or not this process measures it (below)
+    start_metrics = _record(ctx, ctx.eval_key(settings0), {"stage": 2, "iteration": 0}, model, generation=0,
+                            metrics=lambda: {"error": s.error(model), **s.measure(model)},
+                            extra={"stage": 2, "iterations": 0, "parent": parent.id,
+                                   "note": "fine-tuned, unpruned"}).measured()
+    start = Stage2Start(model, trajs, max(parent_acc, 1.0 - start_metrics["error"]), start_metrics)
     names = [g.name for g in conv_channel_groups(model, s.example, min_channels=min_channels)]
     if not names:
         ctx.log(f"stage 2: no conv layer has more than {min_channels} filters; nothing to compress")
