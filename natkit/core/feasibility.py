@@ -42,10 +42,12 @@ def unreachable(budget, minima: dict) -> dict:
             if k in budget.limits and minima.get(k) is not None and float(minima[k]) > budget.limits[k]}
 
 
-def require_reachable(budget, minima: dict, what: str) -> None:
+def require_reachable(budget, minima: dict, what: str, how: str = "closed-form count") -> None:
+    """Raise ``InfeasibleBudgetError`` when a params/MACs limit is below ``minima``; ``how`` says how the
+    minima were counted."""
     bad = unreachable(budget, minima)
     if bad:
         smallest = ", ".join(f"{k} {int(minima[k]):,}" for k in CLOSED_FORM if minima.get(k) is not None)
         limits = ", ".join(f"{k} <= {lim:g}" for k, (lim, _) in bad.items())
         raise InfeasibleBudgetError(f"budget {limits} cannot be met: the smallest candidate of {what} has "
-                                    f"{smallest} (closed-form count, checked before any training)")
+                                    f"{smallest} ({how}, checked before any training)")

@@ -24,6 +24,8 @@ from collections import Counter
 
 import torch
 
+HOW = "counted on that network built untrained"
+
 from natkit.methods.lda import tracing as TR
 
 
@@ -79,4 +81,5 @@ def require_reachable_budget(ctx) -> None:
         smallest = smallest_counts(cfg, ctx.task.num_classes, ctx.task.in_channels)
     if smallest is not None:
         require_reachable(ctx.budget, smallest, f"lda ({cfg.model} with every layer at its floor, "
-                                                f"min_width {cfg.min_width:g}, at {cfg.resolution}px)")
+                                                f"min_width {cfg.min_width:g}, at {cfg.resolution}px)",
+                          how=HOW)

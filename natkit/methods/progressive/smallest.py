@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+HOW = "counted on that network built untrained"
+
 
 def smallest_widths(widths: list[int], s: dict, decisions: dict | None = None) -> list[int]:
     """The narrowest width of each conv layer the run with settings ``s`` can produce."""
@@ -65,7 +67,8 @@ def require_reachable_budget(ctx, s: dict, decisions: dict | None = None) -> Non
     if smallest is None:
         return
     if s["relevance"] == "human":
-        how = "the decision file's eliminations" if decisions is not None else "one kernel left per conv layer"
+        cut = "the decision file's eliminations" if decisions is not None else "one kernel left per conv layer"
     else:
-        how = f"every conv layer at share {min(1.0, s['max_level'] * s['share_step']):g}"
-    require_reachable(ctx.budget, smallest, f"progressive ({s['model']}, {how}, at {s['resolution']}px)")
+        cut = f"every conv layer at share {min(1.0, s['max_level'] * s['share_step']):g}"
+    require_reachable(ctx.budget, smallest, f"progressive ({s['model']}, {cut}, at {s['resolution']}px)",
+                      how=HOW)

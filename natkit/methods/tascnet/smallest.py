@@ -80,4 +80,5 @@ def require_reachable_budget(ctx, load_source) -> None:
         smallest = smallest_counts(o, ctx.task.num_classes, resolution, channels)
     require_reachable(ctx.budget, smallest,
                       f"tascnet ({o.model}, stage 1 at its narrowest widths and smallest kernels, k {o.k}, "
-                      f"at {resolution}px; stage 2 compresses only a stage-1 network within the budget)")
+                      f"at {resolution}px; stage 2 compresses only a stage-1 network within the budget)",
+                      how="counted on those networks built untrained")
