@@ -27,10 +27,10 @@ def smallest_widths(widths: list[int], s: dict, decisions: dict | None = None) -
         if decisions is None:
             return [1] * len(widths)
         return [w - len(decisions.get(pos, ())) for pos, w in enumerate(widths)]
-    from natkit.methods.progressive.method import ShareSpace
+    from natkit.methods.progressive.relevance import n_to_eliminate
 
-    space = ShareSpace(widths, step=s["share_step"], max_level=s["max_level"])  # validates the levels too
-    return space.decode([space.max_level] * len(widths))["widths"]
+    top = round(int(s["max_level"]) * float(s["share_step"]), 6)  # the top level's share, as ShareSpace has it
+    return [w - n_to_eliminate(w, top) for w in widths]
 
 
 def smallest_counts(s: dict, num_classes: int, in_channels: int, decisions: dict | None = None) -> dict | None:
