@@ -10,6 +10,12 @@ number of correct images ``k`` is at most the ``1 - ALPHA`` quantile of that dis
 its accuracy does not beat chance at significance ``ALPHA`` (1%). On 32 validation images of two
 balanced classes that flags errors of 28.1% and above; on 2,000 images of ten classes, 88.4% and above.
 
+The level is that of the images a candidate's error is measured on: a method that measures on the first
+``val_limit`` validation images (``nat``, ``ke``) says so through ``Options.val_images()``, and the run's
+context (``RunContext.chance``) builds the level from those images only. A margin taken from the full
+split would be too narrow for the fewer images: on 50 balanced two-class images an error of 40% is
+within noise of chance (it needs 34% or less), while on 2,000 it is not (47.4% or more is).
+
 Flagged rows keep their status; their archive ``extra`` gets ``chance: true``. Fronts, plots and
 summaries leave them out, the run's log names them, and a run whose every candidate is at chance
 exits with code 3 (``EXIT_ALL_CHANCE``).
@@ -65,12 +71,16 @@ class ChanceLevel:
 _LEVELS: dict = {}
 
 
-def chance_level(task) -> ChanceLevel:
-    """The chance level of ``task``'s val split (cached per task object)."""
-    key = id(task)
+def chance_level(task, limit: int | None = None) -> ChanceLevel:
+    """The chance level of ``task``'s val split, or of its first ``limit`` images: the ones a method that
+    caps validation images measures (``Task.batches`` reads them in order). Its margin is for that many
+    images and its chance error for their class priors. Cached per task object and limit."""
+    n = len(task.val.y)
+    limit = None if limit is None or int(limit) <= 0 or int(limit) >= n else int(limit)
+    key = (id(task), limit)
     hit = _LEVELS.get(key)
     if hit is None or hit[0] is not task:
-        hit = (task, ChanceLevel.from_labels(task.val.y.numpy(), task.num_classes))
+        hit = (task, ChanceLevel.from_labels(task.val.y[:limit].numpy(), task.num_classes))
         _LEVELS[key] = hit
     return hit[1]
 

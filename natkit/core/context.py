@@ -70,10 +70,13 @@ class RunContext:
 
     @property
     def chance(self):
-        """The chance level of the target's val split (natkit/core/chance.py)."""
+        """The chance level of the val images the method measures on (all of the target's val split, or the
+        first ``options.val_images()``; natkit/core/chance.py)."""
         from natkit.core.chance import chance_level
 
-        return chance_level(self.task) if hasattr(self.task, "val") else None  # a table task has no val split
+        if not hasattr(self.task, "val"):  # a table task has no val split
+            return None
+        return chance_level(self.task, getattr(self.options, "val_images", lambda: None)())
 
     def save_model(self, cand_id: int, model) -> None:
         self.writer.save_model(cand_id, model)

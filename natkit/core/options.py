@@ -55,6 +55,12 @@ class Options:
     def check(self) -> None:
         """Cross-field checks of a method (``ConfigError`` on a bad combination); override."""
 
+    def val_images(self) -> int | None:
+        """How many validation images (the first ones of the split) a candidate's error is measured on;
+        None: all. A method that caps them overrides this, and the run's chance level
+        (``natkit.core.chance``) is computed on exactly those images."""
+        return None
+
     def to_dict(self) -> dict:
         """Plain values; integral floats as ints, so keys built from options do not depend on ``2`` vs ``2.0``."""
         return {k: plain_number(v) for k, v in dataclasses.asdict(self).items()}

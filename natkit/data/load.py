@@ -135,6 +135,28 @@ def _read_idx(path: Path) -> np.ndarray:
         raise DataError(f"corrupt IDX file {path}: {exc}") from None
 
 
+def image_shape(spec: str, *, root=None) -> tuple[int, int] | None:
+    """(channels, size) of a task's images without loading them, where a file header tells
+    (Fashion-MNIST's IDX header); None otherwise (load the task to know)."""
+    if spec != "fashion-mnist":
+        return None
+    candidates = [DEBIAN_FASHION_MNIST]  # the order _fashion_mnist looks in
+    for r in (root, os.environ.get("NATKIT_DATA")):
+        if r:
+            candidates += [Path(r), Path(r) / "fashion-mnist"]
+    for directory in candidates:
+        files = _find_fmnist(directory)
+        if files:
+            path = files["train_x"]
+            try:
+                with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+                    magic, _, rows, cols = struct.unpack(">IIII", f.read(16))
+            except (OSError, EOFError, struct.error):
+                return None
+            return (1, int(cols)) if magic & 0xFF == 3 and rows == cols else None
+    return None
+
+
 def _find_fmnist(directory: Path):
     found = {}
     for key, stem in _FMNIST_FILES.items():

@@ -79,6 +79,8 @@ class Options(BaseOptions):
             raise ConfigError(f"KE split rates need 0 < rate_min <= rate_max <= 1 and rate_step > 0, "
                               f"got {self.rate_min}, {self.rate_max}, {self.rate_step}")
 
+    def val_images(self) -> int | None:
+        return self.val_limit  # dense and slim networks are measured on the first val_limit images
 
 
 # ------------------------------------------------------------------------------------------ space

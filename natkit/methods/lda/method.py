@@ -373,6 +373,9 @@ def run(ctx) -> None:
     from natkit.measure import measure
 
     cfg = ctx.options
+    from natkit.methods.lda.smallest import require_reachable_budget
+
+    require_reachable_budget(ctx)  # an unreachable params/MACs budget stops here, before any training
     torch.manual_seed(ctx.seed)
     source = src_model = None
     if cfg.weights:  # the user's source network instead of natkit's pretraining

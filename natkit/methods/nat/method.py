@@ -450,7 +450,9 @@ def finetune_front(ctx, loop: NATLoop, epochs: int):
         model = finetune_subnet(loop.ev.model(x), ctx.task, epochs, seed=ctx.seed,
                                 batch_size=int(loop.nat["batch_size"]), device=ctx.device)
         res = model.natkit_input["resolution"]
-        err = evaluate(model, ctx.task, "val", device=ctx.device, resolution=res, channels=loop.net.in_channels)
+        # the images every other row of the run was measured on (and its chance level was computed for)
+        err = evaluate(model, ctx.task, "val", device=ctx.device, resolution=res, channels=loop.net.in_channels,
+                       limit=loop.ev.val_limit)
         metrics = {"error": err["error"], "params": count_params(model),
                    "macs": count_macs(model, res, loop.net.in_channels)}
         return EvalResult(metrics, getattr(model, "natkit_arch", None), "ok", "", {"stage": "finetuned"},

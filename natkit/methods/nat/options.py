@@ -67,6 +67,9 @@ class Options(BaseOptions):
             if getattr(self, key) < 2:
                 raise ConfigError(f"option {key} must be at least 2, got {getattr(self, key)!r}")
 
+    def val_images(self) -> int | None:
+        return self.val_limit or None  # InPlaceEvaluator measures the first val_limit images
+
     def tables(self) -> tuple[dict, dict]:
         """(pretrain settings, nat settings) as the loop reads them."""
         d = self.to_dict()

@@ -270,13 +270,18 @@ def run(ctx) -> None:
     from natkit.train import TrainConfig
 
     s = settings_from(ctx)
+    decisions = None
     if s["relevance"] == "human" and s["decisions"]:
         # fail on a malformed decision file before any training: check it against the untrained network
         from natkit.methods.progressive.human import load_decisions
         from natkit.nets import create_model
 
         probe = create_model(s["model"], num_classes=ctx.task.num_classes, in_channels=ctx.task.in_channels)
-        load_decisions(s["decisions"], [(l.name, int(l.module.out_channels)) for l in weight_layers(probe) if l.is_conv])
+        decisions = load_decisions(s["decisions"], [(l.name, int(l.module.out_channels))
+                                                    for l in weight_layers(probe) if l.is_conv])
+    from natkit.methods.progressive.smallest import require_reachable_budget
+
+    require_reachable_budget(ctx, s, decisions)  # an unreachable params/MACs budget stops here, before training
     base = trained_base(ctx, s)
     rt = Retraining(scaled(TrainConfig(epochs=s["epochs"], lr=s["lr"], batch_size=s["batch_size"],
                                        max_batches=s["max_batches"]), len(ctx.task.train)),

@@ -108,9 +108,15 @@ def run(ctx) -> None:
 
     t0 = time.perf_counter()
     o = ctx.options
-    # quick: a smaller source validation split (pretraining reports its error on all of it)
-    source = source_task(ctx, samples_per_class=o.pretrain_samples,
-                         **({"val_fraction": o.source_val_fraction} if o.source_val_fraction else {}))
+
+    def load_source():  # quick: a smaller source validation split (pretraining reports its error on all of it)
+        return source_task(ctx, samples_per_class=o.pretrain_samples,
+                           **({"val_fraction": o.source_val_fraction} if o.source_val_fraction else {}))
+
+    from natkit.methods.tascnet.smallest import require_reachable_budget
+
+    require_reachable_budget(ctx, load_source)  # an unreachable params/MACs budget stops here, before training
+    source = load_source()
     resolution = o.resolution or max(source.image_size, 8)
     channels = source.in_channels
     ctx.log(f"source {source.spec} ({len(source.train)} train images) -> target {ctx.task.spec}, "
