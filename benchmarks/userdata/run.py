@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -52,6 +53,7 @@ def run_method(method: str, task_spec: str, out: Path, mode: str, seed: int, tim
     if reuse and done.is_file():  # a finished run of an earlier launch (its commit is in done.json)
         prev = json.loads(done.read_text())
         return {**prev, **inspect(run_dir, (run_dir / "log.txt").read_text()), "reused": True}
+    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: an earlier launch's rows must not share its archive
     cmd = [sys.executable, "-m", "natkit.cli", "search", method, "--task", task_spec, "--samples-per-class", "20",
            "--out", str(run_dir), "--seed", str(seed), "--threads", "1"] + (["--quick"] if mode == "quick" else [])
     t0 = time.time()

@@ -51,7 +51,9 @@ def finalize(ctx) -> list:
                            channels=inp.get("channels"))
             ctx.archive.set_test_error(c.id, res["error"])
     if ctx.keep_models == "front" and ctx.model_dir.is_dir():
-        keep = {str(c.id) for c in ctx.archive.front(ctx.objectives, method=ctx.method)}
+        # this run's front (what the run reports, with test errors) and the method's front over the whole
+        # archive (what `natkit front` shows when earlier runs share it): both must stay exportable
+        keep = {str(c.id) for c in front} | {str(c.id) for c in ctx.archive.front(ctx.objectives, method=ctx.method)}
         own = {str(c.id) for c in ctx.archive.candidates(run_id=ctx.run_id)}
         for d in ctx.model_dir.iterdir():
             if d.name in own and d.name not in keep:
