@@ -6,7 +6,7 @@ STAMP := $(VENV)/.natkit-installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: demo test test-fast bench report readme data venv clean
+.PHONY: demo test test-slow test-all bench report readme data venv clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,12 +32,16 @@ data:
 demo: venv data
 	$(BIN)/python -m benchmarks.quick --out results/quick
 
-# The whole suite, slow fault-tolerance checks included, spread over the machine's cores (pytest-xdist).
+# The suite without the checks marked `slow` (SIGKILL/resume rounds, Dask clusters, two-process runs), spread
+# over the machine's cores (pytest-xdist); `make test-slow` runs those; CI (.ci/run) runs both.
 test: venv data
-	$(BIN)/python -m pytest -n $(JOBS) --durations=15
+	$(BIN)/python -m pytest -n $(JOBS) -m "not slow" --durations=15
 
-test-fast: venv data
-	$(BIN)/python -m pytest -n $(JOBS) -m "not slow"
+test-slow: venv data
+	$(BIN)/python -m pytest -n $(JOBS) -m slow --durations=10
+
+test-all: venv data
+	$(BIN)/python -m pytest -n $(JOBS) --durations=15
 
 bench: venv data
 	$(BIN)/python -m benchmarks.run_all
