@@ -2,7 +2,8 @@
 
 Task: 4 Fashion-MNIST classes (T-shirt, Pullover, Sandal, Bag), images from the Fashion-MNIST test
 files (never seen by source pretraining), given to natkit as `npz:` with 20 training images per class
-(80 training, 64 val, 80 test images). Every method runs with `--quick`, seed 0, into its own run folder.
+(80 training, 64 val, 80 test images). Every method runs with `--quick` (and in default mode with
+`--modes quick,default`), seed 0, into its own fresh run folder.
 
 Claim (written before the run): on this task, with the data-scaled training budgets and the chance
 flag of this branch, (1) no method's reported front holds a candidate whose val error is within
@@ -12,8 +13,8 @@ count of front members at chance per method; decision rule: claim holds iff that
 (2) holds for every method that exits 0. A method that exits 3 (all candidates at chance) fails (1)
 for that method and is reported as such. Each method's validation-selected test error (the front
 member with the lowest val error) is compared with a logistic regression on raw pixels and a small
-CNN from scratch, both selected on val, on the same splits. One seed (compute: the machine is shared by
-several engineers; default mode is not run, see `--modes`).
+CNN from scratch, both selected on val, on the same splits. One seed (compute: 2 cores; a default-mode run
+that did not finish within its launch is not in the table).
 """
 
 from __future__ import annotations
