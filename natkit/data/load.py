@@ -138,23 +138,16 @@ def _read_idx(path: Path) -> np.ndarray:
 def image_shape(spec: str, *, root=None) -> tuple[int, int] | None:
     """(channels, size) of a task's images without loading them, where a file header tells
     (Fashion-MNIST's IDX header); None otherwise (load the task to know)."""
-    if spec != "fashion-mnist":
+    found = _locate_fmnist(root) if spec == "fashion-mnist" else None
+    if found is None:
         return None
-    candidates = [DEBIAN_FASHION_MNIST]  # the order _fashion_mnist looks in
-    for r in (root, os.environ.get("NATKIT_DATA")):
-        if r:
-            candidates += [Path(r), Path(r) / "fashion-mnist"]
-    for directory in candidates:
-        files = _find_fmnist(directory)
-        if files:
-            path = files["train_x"]
-            try:
-                with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-                    magic, _, rows, cols = struct.unpack(">IIII", f.read(16))
-            except (OSError, EOFError, struct.error):
-                return None
-            return (1, int(cols)) if magic & 0xFF == 3 and rows == cols else None
-    return None
+    path = found[1]["train_x"]
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            magic, _, rows, cols = struct.unpack(">IIII", f.read(16))
+    except (OSError, EOFError, struct.error):
+        return None
+    return (1, int(cols)) if magic & 0xFF == 3 and rows == cols else None
 
 
 def _find_fmnist(directory: Path):
@@ -167,7 +160,9 @@ def _find_fmnist(directory: Path):
     return found if len(found) == 4 else None
 
 
-def _fashion_mnist(root):
+def _locate_fmnist(root):
+    """(directory, files) of the first place holding Fashion-MNIST's four IDX files, or None: the Debian
+    package's folder, then ``root`` and ``$NATKIT_DATA`` (each itself or its ``fashion-mnist`` folder)."""
     candidates = [DEBIAN_FASHION_MNIST]
     for r in (root, os.environ.get("NATKIT_DATA")):
         if r:
@@ -175,8 +170,16 @@ def _fashion_mnist(root):
     for directory in candidates:
         files = _find_fmnist(directory)
         if files:
-            arrays = {k: _read_idx(p) for k, p in files.items()}
-            return _fmnist_arrays(arrays, f"Fashion-MNIST IDX files in {directory}")
+            return directory, files
+    return None
+
+
+def _fashion_mnist(root):
+    found = _locate_fmnist(root)
+    if found:
+        directory, files = found
+        arrays = {k: _read_idx(p) for k, p in files.items()}
+        return _fmnist_arrays(arrays, f"Fashion-MNIST IDX files in {directory}")
     if root:
         try:  # last resort where a network exists
             from torchvision.datasets import FashionMNIST
