@@ -75,6 +75,8 @@ RUNS = [
     ("benchmarks.hardware.latency", ["--repeats", "100", "--rounds", "60", "--per-round", "10"],
      ["results/hardware/latency.*", "results/hardware/claims.json",
                                          "results/hardware/deploy_example/*"]),
+    ("benchmarks.hardware.latency", ["--scale", "deploy"], ["results/hardware/latency_deploy.*"]),
+    ("benchmarks.hardware.lut_search", [], ["results/hardware/lut_search.*"]),
     ("benchmarks.hardware.int8", [], ["results/hardware/int8.*"]),
     ("benchmarks.tabular.run", [], ["results/tabular/*"]),
     ("benchmarks.userdata.run", [], ["results/userdata/*"]),

@@ -110,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--samples", type=int, default=40, help="random networks per space (default 40)")
     pr.add_argument("--channels", type=int, default=1, help="input channels of the task (default 1)")
     pr.add_argument("--classes", type=int, default=10, help="classes of the task (default 10)")
+    pr.add_argument("--resolution", type=int, default=None, help="input size in pixels of the width and pruned "
+                    "networks (default: the width space's own, 28 for pruned; NAT spaces use their resolutions)")
     pr.add_argument("--threads", type=int, default=1)
     pr.add_argument("--warmup", type=int, default=5)
     pr.add_argument("--repeats", type=int, default=20)

@@ -99,6 +99,18 @@ def test_profile_cli_rejects_bad_input(capsys):
     assert main(["profile"]) == 2
     assert main(["profile", "--out", "x.json", "--spaces", "transformers"]) == 2
     assert "transformers" in capsys.readouterr().err
+    assert main(["profile", "--out", "x.json", "--resolution", "4"]) == 2
+    assert "--resolution" in capsys.readouterr().err
+
+
+def test_profile_samples_width_and_pruned_networks_at_the_asked_resolution():
+    """A device table for a user's 3-channel 64-px task times units at 64 px, not the spaces' 28 px."""
+    width = list(sample_networks("width", 2, seed=0, channels=3, resolution=64))
+    pruned = list(sample_networks("pruned", 2, seed=0, channels=3, resolution=64))
+    assert {(r, c) for _, r, c in width + pruned} == {(64, 3)}
+    first = collect(width[:1])["units"][0][1]  # the stem convolution's unit
+    assert first["inputs"][0][1] == [1, 3, 64, 64]
+    assert {r for _, r, _ in sample_networks("width", 1, seed=0)} == {28}  # the space's own by default
 
 
 # ---- the OFA / nsganetv2 YAML look-up table ----------------------------------------------------------

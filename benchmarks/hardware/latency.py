@@ -1,4 +1,4 @@
-"""Device latency table vs measured onnxruntime latency (claim ``hardware.latency.table``).
+"""Device latency table vs measured onnxruntime latency (claims ``hardware.latency.table``, ``..._deploy``).
 
 This host plays the device: ``natkit profile``'s path (units and calibration networks of 40 random
 networks per space, seed 0, written into the standalone profiler and run in a fresh interpreter) makes
@@ -8,7 +8,12 @@ all candidates in a fresh random order and times each a few runs, so a change of
 load hits all candidates alike; a candidate's latency is the median of all its timed runs. The odd and
 even rounds give two independent measurements whose agreement (test-retest tau) is the noise ceiling.
 
-    nice -n 10 python -m benchmarks.hardware.latency      # about 10 minutes on 2 busy cores
+``--scale small`` (default) samples the spaces as natkit's benchmarks use them: 1-channel 28-px width and
+pruned networks and nat_small subnets, which run in 0.04-0.6 ms. ``--scale deploy`` samples them at a
+deployment size: 3-channel 112-px width and pruned networks and subnets of NAT's ImageNet space at its own
+192-256 px (milliseconds to tens of milliseconds); it writes ``latency_deploy.*`` and its own claim.
+
+    nice -n 10 python -m benchmarks.hardware.latency [--scale deploy]   # about 10 minutes on 2 busy cores
 """
 
 from __future__ import annotations
@@ -33,6 +38,13 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "results" / "hardware"
 CLAIM_ID = "hardware.latency.table"
 SPACES = ("width", "nat_small", "pruned")
+# what each --scale samples, the claim it is judged by and the stem of its files under results/hardware/
+SCALES = {
+    "small": {"spaces": SPACES, "channels": 1, "resolution": None, "classes": 10, "claim": CLAIM_ID,
+              "stem": "latency"},
+    "deploy": {"spaces": ("width", "nat_imagenet", "pruned"), "channels": 3, "resolution": 112, "classes": 10,
+               "claim": "hardware.latency.table_deploy", "stem": "latency_deploy"},
+}
 
 
 def git_state() -> dict:
@@ -54,11 +66,11 @@ def stamp(t0: float, load_start, state: dict, module: str) -> dict:
 
 
 def judge_latency(result: dict, source: str):
-    """The registered verdict of ``hardware.latency.table`` on a latency result (as latency.json stores it)."""
+    """The registered verdict of a latency result (as latency.json stores it) under its own claim id."""
     o = result["overall"]
     run = {k: result[k] for k in ("commit", "dirty", "command", "versions", "cpu", "cpu_count", "torch_threads",
                                   "wall_s", "loadavg_start", "loadavg_end") if k in result}
-    return judge(CLAIM_ID, {"tau": o["tau"], "med_err": o["med_err"], "tau_macs": o["tau_macs"],
+    return judge(result.get("claim_id", CLAIM_ID), {"tau": o["tau"], "med_err": o["med_err"], "tau_macs": o["tau_macs"],
                             "tau_uncalibrated": o["tau_uncalibrated"], "med_err_uncalibrated": o["med_err_uncalibrated"],
                             "tau_retest": o["tau_retest"]},
                  effect=f"Kendall tau {o['tau']:.3f}, median |error| {100 * o['med_err']:.1f}% over {o['n']} held-out "
@@ -66,29 +78,34 @@ def judge_latency(result: dict, source: str):
                  ours="latency table (calibrated)",
                  baseline=f"MACs tau {o['tau_macs']:.3f}; uncalibrated tau {o['tau_uncalibrated']:.3f}, "
                           f"median |error| {100 * o['med_err_uncalibrated']:.1f}%",
-                 plot="results/hardware/latency.png", provenance=run_provenance(run, source))
+                 plot=source.replace(".json", ".png"), provenance=run_provenance(run, source))
 
 
 def rejudge(results_dir: Path = RESULTS) -> Path:
-    """Judge the stored latency.json again (nothing measured) into claims.json."""
-    result = json.loads((results_dir / "latency.json").read_text())
+    """Judge the stored latency results again (nothing measured) into claims.json."""
+    claims = []
+    for scale in SCALES.values():
+        f = results_dir / f"{scale['stem']}.json"
+        if f.is_file():
+            claims.append(judge_latency(json.loads(f.read_text()), f"results/hardware/{f.name}"))
     path = results_dir / "claims.json"
     if path.is_file():
         path.unlink()
-    return write_claims(path, [judge_latency(result, "results/hardware/latency.json")])
+    return write_claims(path, claims)
 
 
-def build_table(n: int, seed: int, repeats: int, workdir: Path):
+def build_table(n: int, seed: int, repeats: int, workdir: Path, scale: dict = SCALES["small"]):
     from natkit.export.profile import run_script, space_payload, write_script
     from natkit.measure.tables import UnitTable
 
-    payload = space_payload(SPACES, n, seed=seed)
+    payload = space_payload(scale["spaces"], n, seed=seed, channels=scale["channels"], classes=scale["classes"],
+                            resolution=scale["resolution"])
     script = write_script(workdir / "profile.py", payload)
     data = run_script(script, workdir / "table.json", threads=1, repeats=repeats, quiet=True)
     return UnitTable(data), {json.dumps(net["spec"], sort_keys=True) for net in payload["networks"]}
 
 
-def held_out(n: int, seed: int, seen: set, workdir: Path):
+def held_out(n: int, seed: int, seen: set, workdir: Path, scale: dict = SCALES["small"]):
     """Held-out candidates exported once: (space, onnx path, units, macs, params)."""
     from natkit.export.onnx import export_onnx
     from natkit.measure import count_macs, count_params
@@ -98,8 +115,10 @@ def held_out(n: int, seed: int, seen: set, workdir: Path):
     import onnx
 
     out = []
-    for space in SPACES:
-        for j, (model, res, ch) in enumerate(sample_networks(space, n, seed=seed)):
+    for space in scale["spaces"]:
+        for j, (model, res, ch) in enumerate(sample_networks(space, n, seed=seed, channels=scale["channels"],
+                                                             classes=scale["classes"],
+                                                             resolution=scale["resolution"])):
             path = export_onnx(model, workdir / f"{space}-{j}.onnx", resolution=res, channels=ch)
             proto = onnx.load(str(path))
             if json.dumps(graph_spec(proto), sort_keys=True) in seen:
@@ -144,19 +163,24 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=30, help="timed runs per unit in the profiler")
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--per-round", type=int, default=5)
+    ap.add_argument("--scale", choices=sorted(SCALES), default="small",
+                    help="small: the spaces at 28 px (claim hardware.latency.table); deploy: 3-channel 112 px and "
+                    "NAT's ImageNet space (claim hardware.latency.table_deploy)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     from scipy.stats import kendalltau
 
+    scale = SCALES[args.scale]
+    spaces, stem = scale["spaces"], scale["stem"]
     torch.set_num_threads(1)
     t0, load_start, state = time.time(), os.getloadavg(), git_state()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="natkit-bench-hw-") as d:
         work = Path(d)
-        table, seen = build_table(args.table_samples, args.table_seed, args.repeats, work)
+        table, seen = build_table(args.table_samples, args.table_seed, args.repeats, work, scale)
         print(f"table: {len(table.units)} units, {table.fit}, overhead {table.overhead:.4f} ms", flush=True)
-        cands = held_out(args.candidates, args.seed, seen, work)
+        cands = held_out(args.candidates, args.seed, seen, work, scale)
         print(f"{len(cands)} held-out candidates", flush=True)
         measured, odd, even = measure_interleaved([c["path"] for c in cands], rounds=args.rounds,
                                                   per_round=args.per_round, warmup=5, seed=args.seed)
@@ -194,21 +218,25 @@ def main(argv=None):
 
     allm = np.ones(len(rows), bool)
     overall = summary(allm)
-    per_space = {s: summary(np.array([r["space"] == s for r in rows])) for s in SPACES}
+    per_space = {s: summary(np.array([r["space"] == s for r in rows])) for s in spaces}
     st = stamp(t0, load_start, state, "benchmarks.hardware.latency")
     table_info = {"units": len(table.units), "overhead_ms": table.overhead, "fit": table.fit,
                   "calibration": table.calibration, "profile_seconds": table.data.get("seconds"),
                   "profile_loadavg": [table.data.get("loadavg_start"), table.data.get("loadavg_end")]}
-    result = {"claim_id": CLAIM_ID, "overall": overall, "per_space": per_space, "table": table_info,
+    result = {"claim_id": scale["claim"], "overall": overall, "per_space": per_space, "table": table_info,
               "settings": vars(args), "rows": rows, **st}
-    (out / "latency.json").write_text(json.dumps(result, indent=1))
-    claim = judge_latency(result, "results/hardware/latency.json")
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    claim = judge_latency(result, f"results/hardware/{stem}.json")
     holds = claim.holds
     write_claims(out / "claims.json", [claim])
-    _plot(rows, out / "latency.png", overall)
+    _plot(rows, out / f"{stem}.png", overall, spaces)
     verdict = {True: "holds", False: "does not hold"}.get(holds, "no verdict")
     md = ["# Latency table vs measured onnxruntime latency", "",
-          f"Claim `{CLAIM_ID}` (`{claim.rule}`) -> **{verdict}**", "",
+          f"Claim `{scale['claim']}` (`{claim.rule}`) -> **{verdict}**", "",
+          f"Candidates: {', '.join(spaces)}; " + ("1-channel 28-px width and pruned networks" if scale["resolution"]
+                                                  is None else f"{scale['channels']}-channel {scale['resolution']}-px "
+                                                  "width and pruned networks") + ", NAT subnets at their space's "
+          "resolutions.", "",
           "| candidates | n | tau | median abs err | tau (uncalibrated) | err (uncalibrated) | tau of MACs | "
           "test-retest tau | measured ms |", "|---|---|---|---|---|---|---|---|---|"]
     for name, s in [("all", overall)] + list(per_space.items()):
@@ -218,18 +246,18 @@ def main(argv=None):
     md += ["", f"Table: {table_info['units']} units, overhead {table.overhead:.4f} ms, calibration fit {table.fit}.",
            f"Commit {st['commit']}{' (dirty)' if st['dirty'] else ''}; `{st['command']}`; {st['cpu']}; "
            f"load average {st['loadavg_start']} -> {st['loadavg_end']}; {st['wall_s']} s."]
-    (out / "latency.md").write_text("\n".join(md) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
 
-def _plot(rows, path, overall):
+def _plot(rows, path, overall, spaces=SPACES):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for s, color in zip(SPACES, ("tab:blue", "tab:orange", "tab:green")):
+    for s, color in zip(spaces, ("tab:blue", "tab:orange", "tab:green")):
         rs = [r for r in rows if r["space"] == s]
         axes[0].scatter([r["measured_ms"] for r in rs], [r["predicted_ms"] for r in rs], s=12, c=color, label=s)
         axes[1].scatter([r["measured_ms"] for r in rs], [r["macs"] for r in rs], s=12, c=color, label=s)

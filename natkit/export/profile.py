@@ -24,8 +24,10 @@ FAMILIES = ("vgg_small", "resnet_small", "densenet_small")
 
 
 def sample_networks(space: str, n: int, *, seed: int = 0, channels: int = 1, classes: int = 10,
-                    resolution: int = 28):
-    """``n`` networks of one of natkit's spaces, with random weights: ``(model, resolution, channels)``."""
+                    resolution: int | None = None):
+    """``n`` networks of one of natkit's spaces, with random weights: ``(model, resolution, channels)``.
+    ``resolution`` is the input size of the width and pruned networks (default: the width space's own, and
+    28 px for pruned); NAT subnets take the resolutions of their space."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     if space == "width":
@@ -35,7 +37,8 @@ def sample_networks(space: str, n: int, *, seed: int = 0, channels: int = 1, cla
         sp = load_width_space("vgg_widths")
         X = np.vstack([[sp.largest()], rng.integers(sp.xl, sp.xu + 1, (n - 1, sp.n_var))])[:n]
         for x in X:
-            yield create_model("vgg", num_classes=classes, in_channels=channels, **sp.decode(x)), sp.resolution, channels
+            yield (create_model("vgg", num_classes=classes, in_channels=channels, **sp.decode(x)),
+                   resolution or sp.resolution, channels)
     elif space.startswith("nat"):
         from natkit.methods.nat.method import load_nat_space
         from natkit.methods.nat.space import NATSpace
@@ -51,6 +54,7 @@ def sample_networks(space: str, n: int, *, seed: int = 0, channels: int = 1, cla
         from natkit.nets import create_model
         from natkit.prune.surgery import magnitude_prune
 
+        resolution = resolution or 28
         for i in range(n):
             name = FAMILIES[i % len(FAMILIES)]
             model = create_model(name, num_classes=classes, in_channels=channels).eval()
@@ -87,12 +91,12 @@ def collect(networks, *, payload: dict | None = None, label: str = "", calibrate
 
 
 def space_payload(spaces=SPACES, n: int = 40, *, seed: int = 0, channels: int = 1, classes: int = 10,
-                  calibrate_every: int = 1) -> dict:
+                  resolution: int | None = None, calibrate_every: int = 1) -> dict:
     """Units (and calibration networks) of ``n`` random networks of each space."""
     payload = None
     for s in spaces:
-        payload = collect(sample_networks(s, n, seed=seed, channels=channels, classes=classes), payload=payload,
-                          label=f"{s}-", calibrate_every=calibrate_every)
+        payload = collect(sample_networks(s, n, seed=seed, channels=channels, classes=classes, resolution=resolution),
+                          payload=payload, label=f"{s}-", calibrate_every=calibrate_every)
     return payload
 
 
@@ -131,7 +135,11 @@ def cmd_profile(args) -> int:
     for k in ("samples", "channels", "classes", "threads", "repeats"):
         if getattr(args, k) < 1:
             raise ConfigError(f"--{k} must be a positive integer, got {getattr(args, k)}")
-    payload = space_payload(spaces, args.samples, seed=args.seed, channels=args.channels, classes=args.classes)
+    res = getattr(args, "resolution", None)
+    if res is not None and not 8 <= res <= 1024:
+        raise ConfigError(f"--resolution must be an image size in pixels between 8 and 1024, got {res}")
+    payload = space_payload(spaces, args.samples, seed=args.seed, channels=args.channels, classes=args.classes,
+                            resolution=res)
     print(f"{len(payload['units'])} distinct units and {len(payload['networks'])} calibration networks from "
           f"{args.samples} random networks of each of {', '.join(spaces)}")
     if args.write_script:
