@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,11 +47,11 @@ SCALES = {
 
 
 def git_state() -> dict:
-    """Taken when the run starts: the code that ran, whatever is committed while it runs."""
-    def git(*a):
-        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    """Taken when the run starts: the code that ran, whatever is committed while it runs. ``dirty``: tracked
+    source files changed (results/ excluded, as in every other results file's provenance)."""
+    from natkit.report.provenance import code_state
 
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    return code_state(ROOT)
 
 
 def stamp(t0: float, load_start, state: dict, module: str) -> dict:
