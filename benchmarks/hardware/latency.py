@@ -69,9 +69,8 @@ def judge_latency(result: dict, source: str):
     o = result["overall"]
     run = {k: result[k] for k in ("commit", "dirty", "command", "versions", "cpu", "cpu_count", "torch_threads",
                                   "wall_s", "loadavg_start", "loadavg_end") if k in result}
-    return judge(result.get("claim_id", CLAIM_ID), {"tau": o["tau"], "med_err": o["med_err"], "tau_macs": o["tau_macs"],
-                            "tau_uncalibrated": o["tau_uncalibrated"], "med_err_uncalibrated": o["med_err_uncalibrated"],
-                            "tau_retest": o["tau_retest"]},
+    values = {k: o[k] for k in ("tau", "med_err", "tau_macs", "tau_uncalibrated", "med_err_uncalibrated", "tau_retest")}
+    return judge(result.get("claim_id", CLAIM_ID), values,
                  effect=f"Kendall tau {o['tau']:.3f}, median |error| {100 * o['med_err']:.1f}% over {o['n']} held-out "
                         f"candidates (test-retest tau {o['tau_retest']:.3f})", n=None, source=source,
                  ours="latency table (calibrated)",

@@ -10,7 +10,7 @@ For each task and seed:
   stricter control, the dense network trained from scratch for N*e epochs (``--dense-long``);
 - (b) baseline: the slim architecture (same family at width factor s) trained from scratch for the same
   total N*e epochs;
-- MACs and parameters of the dense and the slim network (thop).
+- MACs and parameters of the dense and the slim network (natkit.measure: conv + linear MACs).
 
 Writes, per configuration tag ``N{generations}_e{epochs}`` (plus ``_<model>`` for a net other than vgg_small),
 ``results/ke/small_data_<tag>.json`` (every number), ``small_data_<tag>.md``, ``generations_<tag>.png`` and
@@ -152,7 +152,7 @@ def summarise(runs, args, tag):
             "paired_gain_pp": f"{100 * ms(d_b)[0]:.2f} ± {100 * ms(d_b)[1]:.2f}"})
         claims.append({
             "claim": "the slim network cuts inference cost (paper: 73% relative reduction at s=0.5, ResNet-18)",
-            "setting": f"{t}, {args.model}, s={s}, thop MACs at {_resolution(rs[0])} px",
+            "setting": f"{t}, {args.model}, s={s}, conv + linear MACs at {_resolution(rs[0])} px",
             "ours": f"{100 * macs_red:.1f}% fewer MACs ({rs[0]['slim_cost']['macs']:,} vs "
                     f"{rs[0]['dense_cost']['macs']:,}), {100 * params_red:.1f}% fewer params",
             "baseline": f"dense: {rs[0]['dense_cost']['macs']:,} MACs", "holds": bool(macs_red >= 0.7),
