@@ -128,15 +128,32 @@ METHODS = {"progressive": run_progressive, "global_retrain": run_global_retrain,
            "tp_l1": run_tp_l1}
 
 
+def code_fingerprint() -> str:
+    """A hash of the code a run depends on (natkit's sources and this benchmark's), so that stored runs made
+    by other code are never reused."""
+    import hashlib
+
+    h = hashlib.sha256()
+    files = sorted((ROOT / "natkit").rglob("*.py")) + sorted((ROOT / "benchmarks" / "progressive").glob("*.py"))
+    for f in files:
+        h.update(str(f.relative_to(ROOT)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 class Runs:
     """Every run of the benchmark, keyed by (method, criterion, share, seed, E, lr, batch cap, BN statistics of
-    progressive's frozen layers), stored after each run. Delete runs.json when the code or the base network
-    changes."""
+    progressive's frozen layers), stored after each run. Only runs made by the same code (``code_fingerprint``)
+    are reused; runs.json keeps nothing else."""
 
     def __init__(self, path: Path, base, task, E: float, batch_size: int, max_batches, n_score: int):
         self.path, self.base, self.task = path, base, task
         self.E, self.batch_size, self.max_batches, self.n_score = E, batch_size, max_batches, n_score
-        self.rows = json.loads(path.read_text())["runs"] if path.is_file() else []
+        self.code = code_fingerprint()
+        stored = json.loads(path.read_text())["runs"] if path.is_file() else []
+        self.rows = [r for r in stored if r.get("code") == self.code]
+        if len(self.rows) < len(stored):
+            log(f"{len(stored) - len(self.rows)} stored runs were made by other code: not reused (they are dropped)")
 
     @staticmethod
     def key(r):
@@ -160,7 +177,7 @@ class Runs:
         model = METHODS[method](self.base, self.task, share, criterion, rt, score_batches, seed)
         r = metrics(model, self.task)
         r.update(method=method, criterion=criterion, share=share, seed=seed, E=self.E, lr=lr, max_batches=self.max_batches,
-                 bn_stats=bn_stats, seconds=round(time.perf_counter() - t0, 1))
+                 bn_stats=bn_stats, seconds=round(time.perf_counter() - t0, 1), code=self.code)
         log(f"{method:15s} {criterion:15s} share {share} seed {seed} lr {lr}: val {r['val_error']:.4f} "
             f"test {r['test_error']:.4f} macs {r['macs']:,} ({r['seconds']} s)")
         self.rows.append(r)
