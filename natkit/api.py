@@ -296,6 +296,7 @@ def run_search(method: str, *, out, task: str = "digits", options: dict | None =
 
     if ctx.chance is not None:
         ctx.stats["chance"] = chance_summary(arch, run_id, ctx.chance, ctx.log)
+    arch.checkpoint()  # the finished run's rows in archive.sqlite itself, not only in its -wal file
     record.update(stats=ctx.stats, elapsed_s=elapsed, finished=time.time())
     _write_atomic(run_file, json.dumps(record, indent=2, default=str))
     front = arch.front(objectives, run_id=run_id)

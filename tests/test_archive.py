@@ -89,3 +89,21 @@ def test_opening_retries_a_locked_database_and_names_other_failures(tmp_path, mo
     monkeypatch.setattr(Archive, "_open", broken)
     with pytest.raises(NatkitError, match="cannot open archive .*disk I/O error"):
         Archive(tmp_path / "b.sqlite")
+
+
+def test_a_finished_run_is_in_the_database_file_without_its_wal(tmp_path):
+    """A committed or copied archive.sqlite (its -wal file left behind, as .gitignore does) holds every row of
+    a finished run, although the writing process still has the archive open."""
+    import shutil
+
+    a = Archive(tmp_path / "a.sqlite")
+    run = a.start_run("width", "digits", {}, 0)
+    for i in range(50):
+        cid = a.add(run, "width", generation=0, encoding=[i], metrics={"error": 0.5, "macs": i, "params": 1})
+    a.set_test_error(cid, 0.25)
+    a.finish_run(run)
+    (tmp_path / "copy").mkdir()
+    shutil.copy(tmp_path / "a.sqlite", tmp_path / "copy" / "a.sqlite")  # the database file alone
+    db = sqlite3.connect(tmp_path / "copy" / "a.sqlite")
+    assert db.execute("SELECT count(*), count(test_error) FROM candidates").fetchone() == (50, 1)
+    assert db.execute("SELECT status FROM runs").fetchone() == ("done",)

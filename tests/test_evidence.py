@@ -121,3 +121,27 @@ def test_readme_tables_and_claims_md_are_generated_from_results():
     text = (ROOT / "README.md").read_text()
     assert readme_table.results_section_lines(text) <= 40
     assert '"±"' in text and "ddof=1" in text and "method minus" in text
+
+
+def test_committed_run_archives_hold_what_the_userdata_table_reports():
+    """Each userdata row's validation-selected member, with its val and test error, is in the run's committed
+    archive.sqlite (a fresh clone has no -wal files: an archive whose rows stayed in its log fails here)."""
+    from natkit.core.archive import Archive
+
+    data = json.loads((ROOT / "results" / "userdata" / "results.json").read_text())
+    checked = 0
+    for row in data["runs"]:
+        sel = row.get("selected")
+        if not sel:
+            continue
+        db = ROOT / "results" / "userdata" / "runs" / f"{row['method']}-{row['mode']}" / "archive.sqlite"
+        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", str(db.relative_to(ROOT))], cwd=ROOT,
+                                 capture_output=True).returncode == 0
+        assert tracked, f"{db} is not committed"
+        a = Archive(db, readonly=True)
+        c = a.get(sel["id"])
+        a.close()
+        assert c is not None and c.error == pytest.approx(sel["val_error"]), (row["method"], row["mode"])
+        assert c.test_error == pytest.approx(sel["test_error"]), (row["method"], row["mode"])
+        checked += 1
+    assert checked >= 10

@@ -93,6 +93,7 @@ def inspect(run_dir: Path, log: str) -> dict:
         if natkit(["export", str(run_dir), "--id", str(c.id), "--out", str(run_dir / "export" / str(c.id))]) == 0:
             exported += 1
     best = min(front, key=lambda c: c.error, default=None)
+    archive.close()
     return {"front_size": len(front), "measured": chance.get("measured"), "at_chance": chance.get("at_chance"),
             "chance_on_front": chance_front_members(front, level), "log_names_all_flagged": named,
             "front_with_test_error": sum(c.test_error is not None for c in front), "front_exported": exported,

@@ -291,8 +291,20 @@ class Archive(ClaimsMixin):
         if self._beat is not None:
             self._beat.stop()
             self._beat = None
+        self.checkpoint()
         self._db.close()
         self._release_hold()
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database file, so that ``archive.sqlite`` alone holds every
+        committed row (a copied or committed archive without its ``-wal`` file loses nothing). Passive: it
+        never waits for, or blocks, another process using the archive."""
+        if self.readonly or self.path is None:
+            return
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass  # a busy or closed database keeps its log; SQLite checkpoints it later
 
     def _write(self, sql, args):
         return self._tx(lambda db: db.execute(sql, args).lastrowid)
@@ -325,6 +337,7 @@ class Archive(ClaimsMixin):
 
     def finish_run(self, run_id: int, status: str = "done") -> None:
         self._write("UPDATE runs SET status=?, finished=? WHERE id=?", (status, time.time(), run_id))
+        self.checkpoint()
 
     def runs(self) -> list[Run]:
         rows = self._db.execute("SELECT id, method, task, config, seed, versions, status, started, finished "
