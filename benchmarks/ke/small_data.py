@@ -231,6 +231,15 @@ def markdown(summary, claims, args, elapsed) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _rendered_from(path, stored: dict) -> dict:
+    """Provenance keys of a re-rendered file: what it was rendered from, and the provenance of the run that
+    trained (kept through repeated renders)."""
+    prov = stored.get("provenance") or {}
+    return {"derived_from": path, "runs_predate_provenance": prov.get("runs_predate_provenance", not prov),
+            "run_provenance": prov.get("run_provenance") or ({k: v for k, v in prov.items() if k != "derived_from"}
+                                                              if prov and "derived_from" not in prov else None)}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(ROOT / "results" / "ke"))
@@ -274,8 +283,7 @@ def main(argv=None):
     (out / f"small_data_{tag}.json").write_text(json.dumps(stamp({
         "settings": {k: v for k, v in vars(args).items() if k != "render"}, "elapsed_s": elapsed,
         "threads": torch.get_num_threads(), "summary": summary, "runs": runs},
-        **({"derived_from": args.render, "runs_predate_provenance": (stored.get("provenance") or {}).get(
-            "runs_predate_provenance", "provenance" not in stored)} if args.render else {})),
+        **(_rendered_from(args.render, stored) if args.render else {})),
         indent=2))
     (out / f"small_data_{tag}.md").write_text(markdown(summary, claims, args, elapsed))
     if not args.pilot:
