@@ -13,10 +13,9 @@ from natkit.methods.nat import method as nat
 from test_nat_loop import TINY_TOML
 
 torch.set_num_threads(1)
-# test_nat_loop's tiny supernet, pretrained and warmed up a little longer: with 0.5 + 0.2 epochs every
-# candidate stays at chance level and the run exits 3; 2 + 1 epochs take some of them clear of it
-# every val image and 3 warm-up epochs: chance is judged on the images measured, and on val_limit = 60 this
-# tiny supernet's candidates all stayed within noise of chance (the run then exits 3)
+# test_nat_loop's tiny supernet, pretrained and warmed up longer (2 + 3 epochs instead of 0.5 + 0.2) and
+# measured on every val image: chance is judged on the images measured, and with the tiny settings or on
+# val_limit = 60 every candidate stays within noise of chance (the run then exits 3)
 RESUME_TOML = TINY_TOML.replace("warmup_epochs = 0.5\nepochs = 0.5", "warmup_epochs = 0.5\nepochs = 2").replace(
     "warmup_epochs = 0.2", "warmup_epochs = 3").replace("val_limit = 60\n", "")
 assert RESUME_TOML.count("epochs = 2") == 1 and "warmup_epochs = 3\n" in RESUME_TOML and "val_limit" not in RESUME_TOML

@@ -40,33 +40,10 @@ from pathlib import Path
 import numpy as np
 
 from natkit.core.claiming import CLAIM_TIMEOUT, ClaimsMixin, _Heartbeat, _owner
-from natkit.core.records import (OBJECTIVES, Candidate, Run, Status, _cand, _flat, _num, _COLS,  # noqa: F401
-                                 encode_key, json_plain, nondominated, package_versions)
+from natkit.core.records import (APPLICATION_ID, OBJECTIVES, SCHEMA_VERSION, Candidate, Run, Status,  # noqa: F401
+                                 _CLAIMS, _COLS, _NATKIT_TABLES, _SCHEMA, _cand, _flat, _num, encode_key,
+                                 json_plain, nondominated, package_versions)
 from natkit.errors import NatkitError
-
-SCHEMA_VERSION = 1
-APPLICATION_ID = 0x4E41544B  # "NATK" in the SQLite header: this file was created by natkit
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, method TEXT NOT NULL, task TEXT NOT NULL,
-    config TEXT NOT NULL, seed INTEGER, versions TEXT, status TEXT DEFAULT 'running',
-    started REAL, finished REAL);
-CREATE TABLE IF NOT EXISTS candidates (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER REFERENCES runs(id), method TEXT NOT NULL,
-    generation INTEGER, eval_key TEXT, encoding TEXT NOT NULL, arch TEXT,
-    error REAL, params REAL, macs REAL, latency_ms REAL, test_error REAL,
-    status TEXT NOT NULL, message TEXT, extra TEXT, seconds REAL, created REAL);
-CREATE INDEX IF NOT EXISTS cand_lookup ON candidates(eval_key, encoding);
-CREATE TABLE IF NOT EXISTS generations (
-    run_id INTEGER, generation INTEGER, n_evals INTEGER, hv REAL, front_size INTEGER, created REAL,
-    PRIMARY KEY (run_id, generation));
-"""
-_CLAIMS = """CREATE TABLE IF NOT EXISTS claims (
-    eval_key TEXT NOT NULL, encoding TEXT NOT NULL, owner TEXT NOT NULL, heartbeat REAL NOT NULL,
-    PRIMARY KEY (eval_key, encoding))"""
-_NATKIT_TABLES = {"meta", "runs", "candidates"}
 
 
 def _retry_locked(fn, attempts: int):

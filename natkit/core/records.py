@@ -1,5 +1,5 @@
 """Records of the archive: a row's ``Status``, the immutable ``Candidate`` and ``Run``, how encodings are
-keyed, conversions between rows and records, and the non-dominated filter (pymoo)."""
+keyed, the tables they live in, conversions between rows and records, and the non-dominated filter (pymoo)."""
 
 from __future__ import annotations
 
@@ -80,6 +80,31 @@ def json_plain(o):
         return o.tolist()
     return str(o)
 
+
+# the archive's tables (natkit.core.archive creates them)
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x4E41544B  # "NATK" in the SQLite header: this file was created by natkit
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, method TEXT NOT NULL, task TEXT NOT NULL,
+    config TEXT NOT NULL, seed INTEGER, versions TEXT, status TEXT DEFAULT 'running',
+    started REAL, finished REAL);
+CREATE TABLE IF NOT EXISTS candidates (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER REFERENCES runs(id), method TEXT NOT NULL,
+    generation INTEGER, eval_key TEXT, encoding TEXT NOT NULL, arch TEXT,
+    error REAL, params REAL, macs REAL, latency_ms REAL, test_error REAL,
+    status TEXT NOT NULL, message TEXT, extra TEXT, seconds REAL, created REAL);
+CREATE INDEX IF NOT EXISTS cand_lookup ON candidates(eval_key, encoding);
+CREATE TABLE IF NOT EXISTS generations (
+    run_id INTEGER, generation INTEGER, n_evals INTEGER, hv REAL, front_size INTEGER, created REAL,
+    PRIMARY KEY (run_id, generation));
+"""
+_CLAIMS = """CREATE TABLE IF NOT EXISTS claims (
+    eval_key TEXT NOT NULL, encoding TEXT NOT NULL, owner TEXT NOT NULL, heartbeat REAL NOT NULL,
+    PRIMARY KEY (eval_key, encoding))"""
+_NATKIT_TABLES = {"meta", "runs", "candidates"}
 
 _COLS = ("id, run_id, method, generation, encoding, arch, error, params, macs, latency_ms, test_error, status, "
          "message, extra, seconds, created, eval_key")
