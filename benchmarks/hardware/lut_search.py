@@ -52,23 +52,17 @@ def grey_to_rgb(x: np.ndarray) -> np.ndarray:
 
 
 def write_data(folder: Path, seed: int, source_per_class: int, target_per_class: int) -> dict:
-    from natkit.data.load import DEBIAN_FASHION_MNIST, _locate_fmnist, _read_idx
+    from benchmarks.userdata.data import fmnist_subset
 
-    found = _locate_fmnist(None)
-    if found is None:
-        raise SystemExit(f"Fashion-MNIST IDX files not found ({DEBIAN_FASHION_MNIST} or $NATKIT_DATA)")
-    files = found[1]
     rng = np.random.default_rng(seed)
     info = {}
     for name, split, classes, per in (("source", "train", SOURCE_CLASSES, source_per_class),
                                       ("target", "test", TARGET_CLASSES, target_per_class)):
-        x, y = _read_idx(files[f"{split}_x"]), _read_idx(files[f"{split}_y"])
-        keep = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), per, replace=False) for c in classes]))
-        labels = np.searchsorted(np.array(classes), y[keep]).astype(np.int64)
+        x, labels, _ = fmnist_subset(split, classes, per, rng)
         path = folder / f"{name}.npz"
-        np.savez_compressed(path, x=grey_to_rgb(x[keep]), y=labels)
+        np.savez_compressed(path, x=grey_to_rgb(x), y=labels)
         info[name] = {"path": str(path), "fashion_mnist_files": split, "classes": list(classes),
-                      "images": int(len(keep))}
+                      "images": int(len(labels))}
     return info
 
 

@@ -17,21 +17,24 @@ PER_CLASS_FILE = 100
 TRAIN_PER_CLASS = 20
 
 
-def write_npz(path: Path, seed: int = 0) -> dict:
-    from natkit.data.load import DEBIAN_FASHION_MNIST, _find_fmnist, _read_idx
+def fmnist_subset(split: str, classes, per_class: int, rng) -> tuple:
+    """``per_class`` images of each of ``classes`` from Fashion-MNIST's ``split`` IDX files ("train" or
+    "test"), labels renumbered 0..K-1 as natkit's npz loader requires: ``(images, labels, source path)``."""
+    from natkit.data.load import DEBIAN_FASHION_MNIST, _locate_fmnist, _read_idx
 
-    files = _find_fmnist(DEBIAN_FASHION_MNIST)
-    if files is None:
-        raise SystemExit(f"Fashion-MNIST IDX files not found in {DEBIAN_FASHION_MNIST}")
-    x, y = _read_idx(files["test_x"]), _read_idx(files["test_y"])
-    rng = np.random.default_rng(seed)
-    keep = []
-    for c in CLASSES:
-        idx = np.flatnonzero(y == c)
-        keep.append(rng.choice(idx, PER_CLASS_FILE, replace=False))
-    keep = np.sort(np.concatenate(keep))
-    labels = np.searchsorted(np.array(CLASSES), y[keep])  # 0..K-1, as natkit's npz loader requires
+    found = _locate_fmnist(None)
+    if found is None:
+        raise SystemExit(f"Fashion-MNIST IDX files not found ({DEBIAN_FASHION_MNIST} or $NATKIT_DATA)")
+    files = found[1]
+    x, y = _read_idx(files[f"{split}_x"]), _read_idx(files[f"{split}_y"])
+    keep = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in classes]))
+    labels = np.searchsorted(np.array(classes), y[keep]).astype(np.int64)
+    return x[keep], labels, files[f"{split}_x"]
+
+
+def write_npz(path: Path, seed: int = 0) -> dict:
+    x, y, source = fmnist_subset("test", CLASSES, PER_CLASS_FILE, np.random.default_rng(seed))
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, x=x[keep], y=labels.astype(np.int64))
-    return {"source": f"{files['test_x']} (Fashion-MNIST test images)", "classes": list(CLASSES),
-            "images_in_file": int(len(keep)), "train_per_class": TRAIN_PER_CLASS, "seed": seed}
+    np.savez_compressed(path, x=x, y=y)
+    return {"source": f"{source} (Fashion-MNIST test images)", "classes": list(CLASSES),
+            "images_in_file": int(len(y)), "train_per_class": TRAIN_PER_CLASS, "seed": seed}
