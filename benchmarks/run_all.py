@@ -79,7 +79,7 @@ RUNS = [
     ("benchmarks.hardware.lut_search", [], ["results/hardware/lut_search.*"]),
     ("benchmarks.hardware.int8", [], ["results/hardware/int8.*"]),
     ("benchmarks.tabular.run", [], ["results/tabular/*"]),
-    ("benchmarks.userdata.run", ["--modes", "quick,default", "--jobs", "1", "--timeout", "1800"], ["results/userdata/*"]),
+    ("benchmarks.userdata.run", ["--modes", "quick,default", "--jobs", "1", "--timeout", "5400"], ["results/userdata/*"]),
     ("benchmarks.verdicts", [], ["results/*/claims.json"]),
     ("benchmarks.readme_table", [], ["results/CLAIMS.md"]),
 ]

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -54,10 +53,12 @@ def _one(args) -> tuple[str, float]:
 
 
 def _commit() -> str:
-    def git(*a):
-        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    """The code's commit, "-dirty" when tracked sources differ from it (results/ excluded, as in every
+    provenance: other benchmarks writing results in the same tree do not make this run's code dirty)."""
+    from natkit.report.provenance import code_state
 
-    return git("rev-parse", "HEAD") + ("-dirty" if git("status", "--porcelain") else "")
+    state = code_state(ROOT)
+    return state["commit"] + ("-dirty" if state["dirty"] else "")
 
 
 def _warm_up() -> None:
@@ -189,9 +190,6 @@ def plot(result, path: Path, budgets, engines) -> None:
 def stamp(argv, wall_s, seeds) -> dict:
     from natkit.core.archive import package_versions
 
-    def git(*a):
-        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     versions = package_versions()
@@ -201,7 +199,9 @@ def stamp(argv, wall_s, seeds) -> dict:
         versions["optuna"] = optuna.__version__
     except ImportError:
         pass
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain")),
+    from natkit.report.provenance import code_state
+
+    return {**code_state(ROOT),
             "command": "python -m benchmarks.tabular.run " + " ".join(argv), "versions": versions, "cpu": cpu,
             "threads": os.cpu_count(), "wall_s": wall_s, "loadavg": [round(x, 2) for x in os.getloadavg()],
             "seeds": len(seeds)}
