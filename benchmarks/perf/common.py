@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,13 +14,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def git_commit() -> dict:
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=20).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
+    """Commit and dirty flag of the code (tracked files, results/ excluded: the one rule of every provenance,
+    so results written by other benchmarks in the same tree do not mark this run's code dirty)."""
+    from natkit.report.provenance import code_state
 
-    return {"commit": git("rev-parse", "HEAD") or "unknown", "dirty": bool(git("status", "--porcelain"))}
+    state = code_state(ROOT)
+    return {"commit": state["commit"] or "unknown", "dirty": state["dirty"]}
 
 
 def cpu_model() -> str:
