@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -181,7 +182,9 @@ class Runs:
         log(f"{method:15s} {criterion:15s} share {share} seed {seed} lr {lr}: val {r['val_error']:.4f} "
             f"test {r['test_error']:.4f} macs {r['macs']:,} ({r['seconds']} s)")
         self.rows.append(r)
-        self.path.write_text(json.dumps({"runs": self.rows}, indent=1))
+        tmp = self.path.with_suffix(".tmp")  # a run killed while saving must not truncate hours of stored runs
+        tmp.write_text(json.dumps({"runs": self.rows}, indent=1))
+        os.replace(tmp, self.path)
         return r
 
 
