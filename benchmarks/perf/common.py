@@ -13,15 +13,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def git_commit() -> dict:
-    """Commit and dirty flag of the code (tracked files, results/ excluded: the one rule of every provenance,
-    so results written by other benchmarks in the same tree do not mark this run's code dirty)."""
-    from natkit.report.provenance import code_state
-
-    state = code_state(ROOT)
-    return {"commit": state["commit"] or "unknown", "dirty": state["dirty"]}
-
-
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -37,13 +28,17 @@ def stamp(t_start: float | None = None) -> dict:
     import numpy
     import torch
 
+    from natkit.report.provenance import code_state
+
     versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
     for name in ("distributed", "pymoo"):
         try:
             versions[name] = __import__(name).__version__
         except ImportError:
             pass
-    out = {**git_commit(), "command": " ".join([os.path.basename(sys.executable), *sys.orig_argv[1:]]),
+    # commit and dirty flag by the rule of every provenance (results/ excluded: results written by other
+    # benchmarks in the same tree do not make this run's code dirty)
+    out = {**code_state(ROOT), "command": " ".join([os.path.basename(sys.executable), *sys.orig_argv[1:]]),
            "versions": versions, "cpu": {"model": cpu_model(), "count": os.cpu_count(),
                                           "torch_threads": torch.get_num_threads()},
            "load_avg": list(os.getloadavg())}
