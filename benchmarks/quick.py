@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     (out / "timing.json").write_text(json.dumps({
         "total_seconds": round(elapsed, 1), "methods": timing, "jobs": len(lanes), "lanes": lanes,
         "threads_per_lane": threads, "cores": cores, "load_avg_end": list(os.getloadavg()),
-        "cache": str(cache), "cache_empty_at_start": cache_empty}, indent=2))
+        "cache": str(cache), "cache_empty_at_start": cache_empty, "provenance": provenance(t_all)}, indent=2))
     print(summary.read_text())
     print(f"quick benchmark: {elapsed / 60:.1f} min in all; results in {out}/ (archive {archive_path})")
     return 0 if all(t["exit_code"] == 0 for t in timing.values()) else 1
