@@ -116,6 +116,36 @@ def test_every_stored_verdict_is_registered_current_and_has_provenance():
                 assert "method" in comp or "baselines" in comp
 
 
+# results/ JSON that is not a benchmark's output: natkit's own run records (a run directory's run.json, its
+# models/ and export/ and the committed deploy example), the progressive run stores (each run keyed by the
+# hash of the code that made it) and the tabular benchmark's disclosed superseded attempt (results/tabular/README.md)
+_NOT_OUTPUTS = ("/runs/", "/models/", "/export/", "/deploy_example/", "progressive/runs.json",
+                "progressive/fashion-mnist/runs.json", "tabular/first_attempt/")
+
+
+def _commit_of(doc):
+    if not isinstance(doc, dict):
+        return None
+    for key in ("provenance", "stamp"):
+        if isinstance(doc.get(key), dict):
+            return doc[key].get("commit")
+    return doc.get("commit")
+
+
+def test_every_benchmark_output_names_a_commit_of_this_repository():
+    seen = 0
+    for path in sorted((ROOT / "results").rglob("*.json")):
+        rel = path.relative_to(ROOT).as_posix()
+        if path.name == "claims.json" or any(s in "/" + rel for s in _NOT_OUTPUTS):
+            continue  # claims.json: each verdict carries its own provenance (checked above)
+        commit = _commit_of(json.loads(path.read_text()))
+        assert commit, f"{rel} has no provenance"
+        known = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=ROOT).returncode == 0
+        assert known, (rel, commit)
+        seen += 1
+    assert seen > 40
+
+
 def test_readme_tables_and_claims_md_are_generated_from_results():
     assert readme_table.main(["--check"]) == 0
     text = (ROOT / "README.md").read_text()

@@ -84,7 +84,7 @@ def write_report(results, out: Path, *, root: Path, seconds: float, started: flo
                      else str(p))
     plot = out / "compression.png"
     _plot(summary, plot, label_of(results))
-    rob = _robustness(results, out)
+    rob = _robustness(results, out, started)
     claims = [_claim_compression(results, rel(plot)), *_claims_ahead(summary, results, rel(plot)),
               _claim_robust(results, rob, rel(out / "robustness.png"))]
     seed_text = (f"; seeds {', '.join(map(str, seeds))} (each seed: its own {target_of(results)} split, source pretraining "
@@ -97,16 +97,19 @@ def write_report(results, out: Path, *, root: Path, seconds: float, started: flo
                                                                                       "n_test", "levels", "comparisons",
                                                                                       "seconds")} for r in results],
                                                       "config": results[0]["config"], "args": results[0]["args"],
-                                                      "provenance": {
-                                                          **provenance(started), "derived_from": "seeds/seed*.json",
-                                                          "runs_predate_provenance": any(
-                                                              "provenance" not in r for r in results)}},
+                                                      "provenance": _derived(results, started)},
                                                      indent=2, default=str))
     (out / "compression.md").write_text(_markdown(results, summary, claims, seconds, rob["rows"]))
     for c in claims:
         print(f"{'HOLDS' if c['holds'] else 'FAILS'}: {c['claim']}\n  ours: {c['ours']}\n  baseline: {c['baseline']}",
               flush=True)
     return doc
+
+
+def _derived(results, started) -> dict:
+    """Provenance of a file rebuilt from the seed files: this process, and whether any seed predates provenance."""
+    return {**provenance(started), "derived_from": "seeds/seed*.json",
+            "runs_predate_provenance": any("provenance" not in r for r in results)}
 
 
 def _noise(results) -> str:
@@ -180,8 +183,9 @@ def significance(above: list, below: list) -> str:
     return "; ".join(parts) or "no paired 95% interval excludes 0"
 
 
-def _robustness(results, out) -> dict:
-    """Accuracy under noise / FGSM averaged over seeds, models renamed by role."""
+def _robustness(results, out, started=None) -> dict:
+    """Accuracy under noise / FGSM averaged over seeds, models renamed by role: robustness.json (the rows and
+    the provenance of this rebuild), robustness.md and robustness.png."""
     from natkit.methods.lda import robust as lda_robust
 
     roles = ["unpruned", "LDA-pruned (result)", "L1-pruned (same widths)"]
@@ -192,7 +196,11 @@ def _robustness(results, out) -> dict:
             acc.setdefault((rename[row["model"]], row["attack"], row["strength"]), []).append(row["accuracy"])
     rows = [{"model": m, "attack": a, "strength": s, "accuracy": float(np.mean(v)), "per_seed": v}
             for (m, a, s), v in acc.items()]
-    lda_robust.write_robustness(rows, out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "robustness.json").write_text(json.dumps({"rows": rows, "provenance": _derived(results, started)},
+                                                    indent=2, default=str))
+    (out / "robustness.md").write_text(lda_robust.table_markdown(rows) + "\n")
+    lda_robust.plot_robustness(rows, out / "robustness.png")
     return {"rows": rows, "acc": acc}
 
 
