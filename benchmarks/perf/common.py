@@ -28,7 +28,7 @@ def stamp(t_start: float | None = None) -> dict:
     import numpy
     import torch
 
-    from natkit.report.provenance import code_state
+    from natkit.report.provenance import AT_START
 
     versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
     for name in ("distributed", "pymoo"):
@@ -36,9 +36,10 @@ def stamp(t_start: float | None = None) -> dict:
             versions[name] = __import__(name).__version__
         except ImportError:
             pass
-    # commit and dirty flag by the rule of every provenance (results/ excluded: results written by other
-    # benchmarks in the same tree do not make this run's code dirty)
-    out = {**code_state(ROOT), "command": " ".join([os.path.basename(sys.executable), *sys.orig_argv[1:]]),
+    # commit and dirty flag by the rule of every provenance: the code as it was when the process started
+    # (a commit made during a long run is not credited with it; results/ excluded: results written by
+    # other benchmarks in the same tree do not make this run's code dirty)
+    out = {**AT_START, "command": " ".join([os.path.basename(sys.executable), *sys.orig_argv[1:]]),
            "versions": versions, "cpu": {"model": cpu_model(), "count": os.cpu_count(),
                                           "torch_threads": torch.get_num_threads()},
            "load_avg": list(os.getloadavg())}
