@@ -30,8 +30,10 @@ def derive() -> list:
         removed, loss = [], []
         for r in results:
             t = next((t for t in r["schedule"] if t["round"] == r["result_round"]), None)
+            # no round within the val tolerance: the schedule's result is the unpruned network (nothing
+            # removed, no loss), counted as such on both parts of the rule
             removed.append(t["params_removed"] if t else 0.0)
-            loss.append(100 * (r["base_test_acc"] - t["test_acc"]) if t else float("nan"))
+            loss.append(100 * (r["base_test_acc"] - t["test_acc"]) if t else 0.0)
         ls = stats.paired_diffs(loss)
         out.append(verdict("lda.compression.target", {"removed_mean": stats.summarize(removed).mean,
                                                       "loss_ci_high": ls.hi}, key=task, source=src, data=first,
