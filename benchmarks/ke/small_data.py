@@ -15,6 +15,10 @@ For each task and seed:
 Writes, per configuration tag ``N{generations}_e{epochs}`` (plus ``_<model>`` for a net other than vgg_small),
 ``results/ke/small_data_<tag>.json`` (every number), ``small_data_<tag>.md``, ``generations_<tag>.png`` and
 ``slim_vs_scratch_<tag>.png``; ``claims.json`` gathers the claims of every stored configuration. ``--render JSON`` redraws one from its stored numbers.
+Resumable per seed: every finished (task, seed) run goes into ``small_data_<tag>.partial.json`` at once, and a
+run stored with the same settings (in that file or in the finished ``small_data_<tag>.json``) is reused, so an
+interrupted run continues where it stopped and ``--seeds 5`` after a 3-seed run trains only seeds 3 and 4;
+each run records its own provenance.
 Committed configurations (vgg_small): N=6 x e=3 (short generations; the default, ~2.5 minutes), N=5 x e=30
 (long generations, closer to the paper's train-to-convergence regime) and N=10 x e=15 (more generations at
 the same total epochs), ~25 minutes each; resnet_small at N=10 x e=15 (a residual net, as in the paper).
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -40,7 +45,7 @@ from natkit.methods.ke.split import scaled_arch
 from natkit.nets import build_from_arch, create_model
 from natkit.train import TrainConfig, calibration_batches, evaluate, recalibrate_bn, train
 from natkit.report import stats
-from natkit.report.provenance import stamp
+from natkit.report.provenance import provenance, stamp
 from natkit.utils.seed import derive_seed
 
 
@@ -268,27 +273,71 @@ def main(argv=None):
         stored = json.loads(Path(args.render).read_text())
         args = argparse.Namespace(**{**vars(args), **stored["settings"], "out": str(out), "render": args.render})
         runs, elapsed = stored["runs"], stored["elapsed_s"]
-    else:
-        log = lambda m: print(m, flush=True)  # noqa: E731
-        t0 = time.time()
-        runs = []
-        for spec in args.tasks.split(","):
-            for seed in range(args.seeds):
-                runs.append(one_seed(spec, seed, args, log))
-        elapsed = time.time() - t0
     tag = (("pilot_" if args.pilot else "") + f"N{args.generations}_e{args.epochs}"
            + ("" if args.model == "vgg_small" else f"_{args.model}"))
+    if not args.render:
+        log = lambda m: print(m, flush=True)  # noqa: E731
+        runs = resume_runs(out, tag, args, log)
+        for spec in args.tasks.split(","):
+            for seed in range(args.seeds):
+                if any(r["task"] == spec and r["seed"] == seed for r in runs):
+                    continue
+                t_seed = time.time()
+                run = one_seed(spec, seed, args, log)
+                runs.append({**run, "provenance": provenance(t_seed)})
+                write_json(out / f"small_data_{tag}.partial.json", {"settings": _same(vars(args)), "runs": runs})
+        tasks = args.tasks.split(",")
+        runs = sorted((r for r in runs if r["task"] in tasks and r["seed"] < args.seeds),
+                      key=lambda r: (tasks.index(r["task"]), r["seed"]))
+        elapsed = sum(sum(r["seconds"].values()) for r in runs)  # training time of the runs, reused ones included
     summary, claims = summarise(runs, args, tag)
     plot(runs, summary, args, out, tag)
-    (out / f"small_data_{tag}.json").write_text(json.dumps(stamp({
+    write_json(out / f"small_data_{tag}.json", stamp({
         "settings": {k: v for k, v in vars(args).items() if k != "render"}, "elapsed_s": elapsed,
         "threads": torch.get_num_threads(), "summary": summary, "runs": runs},
-        **(_rendered_from(args.render, stored) if args.render else {})),
-        indent=2))
+        **(_rendered_from(args.render, stored) if args.render else {})))
     (out / f"small_data_{tag}.md").write_text(markdown(summary, claims, args, elapsed))
+    (out / f"small_data_{tag}.partial.json").unlink(missing_ok=True)
     if not args.pilot:
         write_claims(out)
     print(markdown(summary, claims, args, elapsed))
+
+
+# settings that do not change a run's numbers: a stored run is reused when everything else is equal
+_NOT_RUN_SETTINGS = ("out", "render", "seeds", "tasks")
+
+
+def _same(settings: dict) -> dict:
+    return {k: v for k, v in settings.items() if k not in _NOT_RUN_SETTINGS}
+
+
+def resume_runs(out: Path, tag: str, args, log) -> list:
+    """Runs already made with these settings, one per (task, seed): from the finished file of this
+    configuration and from the partial file an interrupted run leaves (written after every seed), so that
+    ``--seeds 5`` after a 3-seed run trains only seeds 3 and 4. A run taken from a finished file that predates
+    per-run provenance gets that file's provenance."""
+    runs = {}
+    for path in (out / f"small_data_{tag}.json", out / f"small_data_{tag}.partial.json"):
+        if not path.is_file():
+            continue
+        stored = json.loads(path.read_text())
+        if _same(stored["settings"]) != _same(vars(args)):
+            log(f"  {path.name}: stored with other settings, not reused")
+            continue
+        prov = stored.get("provenance")
+        for r in stored["runs"]:
+            key = (r["task"], r["seed"])
+            if key not in runs:
+                runs[key] = r if "provenance" in r or not prov else {**r, "provenance": prov}
+    if runs:
+        log(f"  reusing {len(runs)} stored run(s): " + ", ".join(f"{t} seed {s}" for t, s in sorted(runs)))
+    return list(runs.values())
+
+
+def write_json(path: Path, data) -> None:
+    tmp = path.with_suffix(".tmp")  # never truncate a file holding finished runs in place
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
 
 
 def write_claims(out: Path) -> None:
