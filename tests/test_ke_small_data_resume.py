@@ -19,7 +19,8 @@ def _run(task, seed):
 def test_runs_of_the_finished_and_the_partial_file_are_reused_with_their_provenance(tmp_path):
     settings = {k: v for k, v in vars(_args(seeds=3)).items() if k != "render"}
     (tmp_path / "small_data_N2_e1.json").write_text(json.dumps(
-        {"settings": settings, "runs": [_run("digits", s) for s in range(3)], "provenance": {"commit": "abc"}}))
+        {"settings": settings, "runs": [_run("digits", s) for s in range(3)],
+         "provenance": {"commit": "render", "derived_from": "x.json", "run_provenance": {"commit": "abc"}}}))
     (tmp_path / "small_data_N2_e1.partial.json").write_text(json.dumps(
         {"settings": K._same(settings), "runs": [{**_run("digits", 3), "provenance": {"commit": "def"}}]}))
     runs = K.resume_runs(tmp_path, "N2_e1", _args(seeds=5), lambda m: None)

@@ -315,7 +315,8 @@ def resume_runs(out: Path, tag: str, args, log) -> list:
     """Runs already made with these settings, one per (task, seed): from the finished file of this
     configuration and from the partial file an interrupted run leaves (written after every seed), so that
     ``--seeds 5`` after a 3-seed run trains only seeds 3 and 4. A run taken from a finished file that predates
-    per-run provenance gets that file's provenance."""
+    per-run provenance gets the provenance of the run that trained it (of a re-rendered file: its
+    ``run_provenance``)."""
     runs = {}
     for path in (out / f"small_data_{tag}.json", out / f"small_data_{tag}.partial.json"):
         if not path.is_file():
@@ -324,7 +325,9 @@ def resume_runs(out: Path, tag: str, args, log) -> list:
         if _same(stored["settings"]) != _same(vars(args)):
             log(f"  {path.name}: stored with other settings, not reused")
             continue
-        prov = stored.get("provenance")
+        prov = stored.get("provenance") or {}
+        # a re-rendered file's own provenance is the render's; the training run's is its run_provenance
+        prov = prov.get("run_provenance") or ({} if "derived_from" in prov else prov)
         for r in stored["runs"]:
             key = (r["task"], r["seed"])
             if key not in runs:
