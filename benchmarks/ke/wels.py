@@ -33,7 +33,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(ROOT / "results" / "ke"))
     p.add_argument("--task", default="digits")
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--generations", type=int, default=4)
     p.add_argument("--epochs", type=int, default=7)
     p.add_argument("--split-rate", type=float, default=0.5)
