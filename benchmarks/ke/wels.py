@@ -3,7 +3,7 @@
 The paper reports that the convolution-aware split (KELS) evolves a better dense network than the
 weight-level split (WELS, a Bernoulli(s) mask per weight); WELS also yields no slim network.
 Setting: `digits` (1,151 training images, 8 px), vgg_small from scratch, s = 0.5, N generations of e
-epochs, 3 seeds; test error of the dense network after generation N (and generation 1 as reference).
+epochs, 5 seeds; test error of the dense network after generation N (and generation 1 as reference).
 ~2-4 minutes on one contended core. Writes results/ke/wels.json, results/ke/wels.md, results/ke/wels.png.
 """
 
