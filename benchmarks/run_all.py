@@ -61,7 +61,7 @@ RUNS = [
     ("benchmarks.ke.small_data", ["--model", "resnet_small", "--generations", "10", "--epochs", "15"],
      ["results/ke/*_N10_e15_resnet_small.*"]),
     ("benchmarks.ke.wels", [], ["results/ke/wels.*"]),
-    ("benchmarks.ke.search", [], ["results/ke/search*"]),
+    ("benchmarks.ke.search", [], ["results/ke/search.*", "results/ke/search_front.png", "results/ke/search_seeds/*"]),
     ("benchmarks.lda.search", [], ["results/lda/search.*"]),
     ("benchmarks.lda.compression", ["--task", "fashion-mnist", "--samples-per-class", "300", "--out",
                                     "results/lda/fashion-mnist", "--seeds", "0,1,2,3,4,5,6,7,8,9"],

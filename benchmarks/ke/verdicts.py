@@ -55,13 +55,17 @@ def derive() -> list:
     src = "results/ke/search.json"
     d = load(src)
     if d:
-        m = d["methods"]
-        other = next(k for k in m if k != "ke")
-        diff = m["ke"]["hv"] - m[other]["hv"]
-        out.append(verdict("ke.search_vs_width", {"hv_diff": diff}, source=src, data=d, n=1,
-                           effect=f"HV {m['ke']['hv']:.4f} vs {other} {m[other]['hv']:.4f} ({diff:+.4f}), one seed",
-                           compute={"method": {"epochs": m["ke"].get("train_epochs")},
-                                    "baselines": {other: {"epochs": m[other].get("train_epochs")}}},
+        runs = d["runs"]
+        ke = [r["methods"]["ke"] for r in runs]
+        width = [r["methods"]["width"] for r in runs]
+        p = stats.paired([m["hv"] for m in ke], [m["hv"] for m in width])
+        epochs = lambda ms: sorted({m["train_epochs"] for m in ms})
+        out.append(verdict("ke.search_vs_width", pvals(p), source=src, data=d, n=p.n,
+                           effect="HV " + p.fmt(digits=4, unit=""),
+                           ours=f"KE HV {stats.summarize([m['hv'] for m in ke]).fmt(digits=4)}",
+                           baseline=f"width HV {stats.summarize([m['hv'] for m in width]).fmt(digits=4)}",
+                           setting=f"{d['task']}, seeds {d['seeds']}",
+                           compute={"method": {"epochs": epochs(ke)}, "baselines": {"width": {"epochs": epochs(width)}}},
                            plot="results/ke/search_front.png"))
     return out
 

@@ -7,8 +7,9 @@ target digits), over several seeds (mean ± sd, ddof=1, of the per-seed means).
   classifier head is trained on digits, for the same warm-up epochs (the loop never adapts).
 - From scratch: every subnet on NAT's final front, rebuilt with fresh weights and trained
   standalone on digits for as many epochs as NAT spent adapting (warm-up + all iterations).
-Matched MACs: for each NAT front subnet, the no-adaptation front's best test error among subnets
-with at most its MACs, and the scratch error of the very same architecture.
+Matched MACs: for each NAT front subnet, the test error of the no-adaptation front member with the
+lowest validation error among those with at most its MACs, and the scratch error of the very same
+architecture.
 - NAT + fine-tuning (the issue's optional Deliver-6 step): the same NAT front subnets, extracted
   with BN recalibrated, fine-tuned standalone for ``--finetune`` epochs (lr 0.01 and the target
   batch size of the adaptation and the scratch training, as ``finetune_front``). Its baseline is
@@ -17,21 +18,22 @@ with at most its MACs, and the scratch error of the very same architecture.
   run of the earlier session had the scratch subnets ahead of the weight-shared ones: the shared
   weights serve every subnet at once, while a scratch subnet gets all its steps to itself.
 Each seed writes results/nat/transfer_seeds/seed<N>.json as it finishes; the summary aggregates
-the seeds asked for. 2-4 minutes per seed once the source and warm-up supernets are cached
+the seeds asked for (default 0-4, the registry's ``nat.transfer.*`` seeds). ``--resume`` keeps the
+per-seed files already written with the same settings and runs only the missing seeds. 2-4 minutes per seed once the source and warm-up supernets are cached
 (they are shared with benchmarks.nat.search), longer when they must be trained first.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-import json
-
-from benchmarks.nat.common import RESULTS, copy_net, make_ctx, target_supernet, write_result
+from benchmarks.nat.common import ROOT, RESULTS, copy_net, make_ctx, target_supernet, write_result
 from natkit.core.archive import nondominated
 from natkit.data import load_task
 from natkit.methods.nat.method import NATLoop, finetune_subnet, load_nat_space
@@ -109,8 +111,8 @@ def run_seed(seed: int, max_scratch: int, finetune: float) -> dict:
               flush=True)
     for r in nat_rows + frozen_rows:
         r.pop("arch", None)
-    return {"seed": seed, "epochs": epochs, "finetune_epochs": finetune, "batch_size": int(nat["batch_size"]),
-            "rows": rows, "nat_front": nat_rows,
+    return {"seed": seed, "epochs": epochs, "finetune_epochs": finetune, "max_scratch": max_scratch,
+            "batch_size": int(nat["batch_size"]), "rows": rows, "nat_front": nat_rows,
             "no_adaptation_front": frozen_rows, "seconds": time.time() - t0}
 
 
@@ -230,12 +232,24 @@ def summarise(runs: list[dict], started: float | None = None) -> None:
     print("\n".join(md))
 
 
+def reusable(path: Path, max_scratch: int, finetune: float) -> dict | None:
+    """A finished per-seed file made with these settings (``--resume``), else None. Files written before
+    ``max_scratch`` was recorded used the default, 6."""
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    same = data.get("finetune_epochs") == finetune and data.get("max_scratch", 6) == max_scratch
+    return data if same and "provenance" in data else None
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--max-scratch", type=int, default=6)
     ap.add_argument("--finetune", type=float, default=1.0, help="fine-tuning epochs of the NAT subnets")
     ap.add_argument("--summarise-only", action="store_true", help="aggregate the per-seed files already written")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the per-seed files already written with the same settings, run only the missing seeds")
     args = ap.parse_args()
     started = time.time()
     torch.set_num_threads(1)
@@ -248,9 +262,15 @@ def main():
             if path.is_file():
                 runs.append(json.loads(path.read_text()))
             continue
-        data = run_seed(seed, args.max_scratch, args.finetune)
-        data["provenance"] = provenance(started)
-        path.write_text(json.dumps(data, indent=2, default=float))
+        data = reusable(path, args.max_scratch, args.finetune) if args.resume else None
+        if data is not None:
+            print(f"seed {seed}: reusing {path.relative_to(ROOT)} ({data['provenance']['commit'][:7]})", flush=True)
+        else:
+            data = run_seed(seed, args.max_scratch, args.finetune)
+            data["provenance"] = provenance(started)
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(data, indent=2, default=float))
+            tmp.replace(path)
         runs.append(data)
         summarise(runs, started)
     if args.summarise_only and runs:
