@@ -33,7 +33,7 @@ RUNS = [
     ("benchmarks.nat.counting", [], ["results/nat/counting.*"]),
     ("benchmarks.nat.eval_cost", [], ["results/nat/eval_cost.*"]),
     ("benchmarks.nat.search", ["--seeds", "0", "1", "2", "3", "4"], ["results/nat/search.*", "results/nat/search_seeds/*"]),
-    ("benchmarks.nat.surrogates", [], ["results/nat/surrogates.*"]),
+    ("benchmarks.nat.surrogates", [], ["results/nat/surrogates.*", "results/nat/surrogates_seeds/*"]),
     ("benchmarks.nat.transfer", [], ["results/nat/transfer.*", "results/nat/transfer_seeds/*"]),
     ("benchmarks.tascnet.transfer", [], ["results/tascnet/transfer*", "results/tascnet/stage2_vs_l1_*.png",
                                         "results/tascnet/archive_*.sqlite"]),

@@ -31,6 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 
 from benchmarks.ke.small_data import write_claims
+from benchmarks.perf.common import write_json
 from natkit.core.archive import Archive
 from natkit.core.search import hypervolume
 from natkit.report import stats
@@ -149,9 +150,7 @@ def main(argv=None):
         data = reusable(path, args) if args.resume else None
         if data is None:
             data = run_seed(args, seed, per_seed / f"seed{seed}.sqlite")
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(data, indent=2, default=str))
-            tmp.replace(path)
+            write_json(path, data)
         else:
             print(f"seed {seed}: reusing {path} ({data['provenance']['commit'][:7]})", flush=True)
         runs.append(data)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -38,6 +37,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 
+from benchmarks.perf.common import write_json  # atomic: never truncates a file holding finished runs
 from natkit.data import load_task
 from natkit.measure import measure
 from natkit.methods.ke.method import evolve, slim_baseline
@@ -335,12 +335,6 @@ def resume_runs(out: Path, tag: str, args, log) -> list:
     if runs:
         log(f"  reusing {len(runs)} stored run(s): " + ", ".join(f"{t} seed {s}" for t, s in sorted(runs)))
     return list(runs.values())
-
-
-def write_json(path: Path, data) -> None:
-    tmp = path.with_suffix(".tmp")  # never truncate a file holding finished runs in place
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def write_claims(out: Path) -> None:

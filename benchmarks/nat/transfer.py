@@ -44,6 +44,7 @@ from natkit.report import stats
 from natkit.report.provenance import provenance
 from natkit.utils.seed import seed_everything
 from benchmarks.nat.search import BENCH
+from benchmarks.perf.common import write_json
 
 
 def front_test_errors(loop, task, seed):
@@ -268,9 +269,7 @@ def main():
         else:
             data = run_seed(seed, args.max_scratch, args.finetune)
             data["provenance"] = provenance(started)
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(data, indent=2, default=float))
-            tmp.replace(path)
+            write_json(path, data, default=float)
         runs.append(data)
         summarise(runs, started)
     if args.summarise_only and runs:

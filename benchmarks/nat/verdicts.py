@@ -78,13 +78,18 @@ def _surrogates(out):
     d = load(src)
     if not d:
         return
-    table = d["table"]
-    single = {k: v["kendall"][0] for k, v in table.items() if k != "adaptive"}
-    best = max(single, key=single.get)
-    gap = table["adaptive"]["kendall"][0] - single[best]
-    out.append(verdict("nat.surrogates.adaptive", {"gap": gap}, source=src, data=d, n=None,
-                       effect=f"adaptive tau {table['adaptive']['kendall'][0]:.3f} vs best single ({best}) "
-                              f"{single[best]:.3f}: gap {gap:+.3f}", plot=PLOT.format("surrogates")))
+    best = d["best_single"]
+    tau = {name: [r["table"][name]["kendall"][0] for r in d["runs"]] for name in ("adaptive", best)}
+    p = stats.paired(tau["adaptive"], tau[best])
+    out.append(verdict("nat.surrogates.adaptive", pvals(p), source=src, data=d, n=p.n,
+                       effect=f"Kendall tau {p.fmt(digits=3, unit='')}",
+                       ours=f"adaptive tau {stats.summarize(tau['adaptive']).fmt(digits=3)}",
+                       baseline=f"best single family over seeds ({best}) tau {stats.summarize(tau[best]).fmt(digits=3)}",
+                       setting=f"digits, nat_small, seeds {d['seeds']}, {d['runs'][0]['n']} real evaluations and "
+                               f"{d['runs'][0]['settings']['splits']} splits per seed",
+                       compute={"method": {"real_evaluations": d["runs"][0]["n"]},
+                                "baselines": {best: {"real_evaluations": d["runs"][0]["n"]}}},
+                       plot=PLOT.format("surrogates")))
 
 
 def _transfer(out):

@@ -58,10 +58,12 @@ def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def write_json(path: Path, data) -> Path:
+def write_json(path: Path, data, default=str) -> Path:
+    """``data`` as JSON at ``path``, atomically (a file holding finished runs is never truncated in place);
+    ``default`` converts what JSON cannot hold (``float`` for numpy scalars)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.write_text(json.dumps(data, indent=2, default=default))
     os.replace(tmp, path)
     return path
 
