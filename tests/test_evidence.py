@@ -91,6 +91,30 @@ def test_registry_entries_are_complete():
         assert cid.startswith(e["method"] + "."), cid
         if e["kind"] == "claim":
             assert e.get("rule") and (e.get("baselines") or e["split"] == "-" or e.get("note")), cid
+            assert e.get("compute") and isinstance(e.get("baselines"), list), cid  # what each side is given
+
+
+def test_a_verdict_records_the_compute_it_did_not_measure_from_the_registry(tmp_path):
+    p = tmp_path / "claims.toml"
+    p.write_text('''[[claim]]
+id = "m.a"
+method = "m"
+kind = "claim"
+statement = "s"
+statistic = "t"
+split = "test"
+rule = "ci_low > 0"
+compute = { epochs = 4 }
+baselines = [{ name = "scratch", epochs = 6, unequal = "the baseline gets the extra" }]
+seeds = [0, 1]
+''')
+    reg = load_registry(p)
+    filled = judge("m.a", {"ci_low": 1.0}, registry=reg, effect="e", n=2).compute
+    assert filled == {"method": {"epochs": 4}, "baselines": {"scratch": {"epochs": 6, "unequal": "the baseline gets the extra"}},
+                      "from_registry": ["method", "baselines"]}
+    measured = judge("m.a", {"ci_low": 1.0}, registry=reg, effect="e", n=2, compute={"method": {"epochs": 5}}).compute
+    assert measured["method"] == {"epochs": 5} and measured["baselines"]["scratch"]["epochs"] == 6
+    assert measured["from_registry"] == ["baselines"]
 
 
 def test_provenance_names_commit_command_versions_cpu_and_time():
@@ -112,8 +136,9 @@ def test_every_stored_verdict_is_registered_current_and_has_provenance():
             known = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=ROOT).returncode == 0
             assert known, (path, c["tag"], commit)
             comp = c.get("compute") or {}
-            if c["kind"] == "claim" and comp:
-                assert "method" in comp or "baselines" in comp
+            if c["kind"] == "claim":  # what the method and every baseline were given (measured, else registered)
+                assert comp.get("method"), (path, c["tag"])
+                assert comp.get("baselines") or reg[c["id"]].get("baselines") == [], (path, c["tag"])
 
 
 # results/ JSON that is not a benchmark's output: natkit's own run records (the run directories of the demo

@@ -110,6 +110,23 @@ class ClaimResult:
         return asdict(self)
 
 
+def with_registered_compute(measured: dict | None, entry: dict) -> dict:
+    """A claim's compute: what the benchmark measured (``{"method": ..., "baselines": ...}``), each part it
+    did not measure taken from the registry entry (its ``compute`` and ``baselines``) and named in
+    ``from_registry``, so every stored verdict says what the method and each baseline were given."""
+    out = dict(measured or {})
+    filled = []
+    if not out.get("method") and entry.get("compute"):
+        out["method"] = dict(entry["compute"])
+        filled.append("method")
+    if not out.get("baselines") and entry.get("baselines"):
+        out["baselines"] = {b["name"]: {k: v for k, v in b.items() if k != "name"} for b in entry["baselines"]}
+        filled.append("baselines")
+    if filled:
+        out["from_registry"] = filled
+    return out
+
+
 def judge(claim_id: str, values: dict, *, key: str = "", registry: dict | None = None, **fields) -> ClaimResult:
     """The verdict of registered claim ``claim_id`` on ``values`` (the quantities its rule names);
     ``key``: which of the entry's ``settings`` this is (required when it has settings)."""
@@ -125,6 +142,8 @@ def judge(claim_id: str, values: dict, *, key: str = "", registry: dict | None =
     rule = entry.get("rule") or None
     holds = evaluate_rule(rule, values) if rule else None
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
+    if entry["kind"] == "claim":
+        fields["compute"] = with_registered_compute(fields.get("compute"), entry)
     return ClaimResult(tag=f"{claim_id}@{key}" if key else claim_id, id=claim_id, method=entry["method"], kind=entry["kind"], statement=entry["statement"],
                        rule=rule, holds=holds, values=clean, registry_sha256=entry_sha256(entry), **fields)
 
