@@ -161,7 +161,9 @@ def judge_part(kind: str, ratios: dict, *, ratios_per_round: dict, images_per_s:
               if worst else "no case measured")
     return judge(CLAIM_IDS[kind], values, effect=effect, n=None, note=note, source=source,
                  setting=f"Fashion-MNIST, {images} images, {threads} torch thread(s), {rounds} interleaved rounds",
-                 ours="natkit images/s", baseline="plain PyTorch images/s", provenance=prov)
+                 ours="natkit images/s", baseline="plain PyTorch images/s", provenance=prov,
+                 compute={"method": {"images": images, "rounds": rounds, "threads": threads},
+                          "baselines": {"plain PyTorch": {"images": images, "rounds": rounds, "threads": threads}}})
 
 
 def write_claims(out: Path, rows, meta, parts, t_start: float, source_name: str) -> list[ClaimResult]:
