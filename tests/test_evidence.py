@@ -51,7 +51,7 @@ def test_rules_parse_and_evaluate():
         parse_rule("mean is large")
 
 
-def _registry(tmp_path, rule="ci_low > 0"):
+def _registry(tmp_path, rule="ci_low > 0", extra=""):
     p = tmp_path / "claims.toml"
     p.write_text(f'''[[claim]]
 id = "m.a"
@@ -63,7 +63,7 @@ split = "test"
 rule = "{rule}"
 seeds = [0, 1]
 settings = ["x", "y"]
-''')
+{extra}''')
     return load_registry(p)
 
 
@@ -95,26 +95,37 @@ def test_registry_entries_are_complete():
 
 
 def test_a_verdict_records_the_compute_it_did_not_measure_from_the_registry(tmp_path):
-    p = tmp_path / "claims.toml"
-    p.write_text('''[[claim]]
-id = "m.a"
-method = "m"
-kind = "claim"
-statement = "s"
-statistic = "t"
-split = "test"
-rule = "ci_low > 0"
-compute = { epochs = 4 }
-baselines = [{ name = "scratch", epochs = 6, unequal = "the baseline gets the extra" }]
-seeds = [0, 1]
-''')
-    reg = load_registry(p)
-    filled = judge("m.a", {"ci_low": 1.0}, registry=reg, effect="e", n=2).compute
-    assert filled == {"method": {"epochs": 4}, "baselines": {"scratch": {"epochs": 6, "unequal": "the baseline gets the extra"}},
+    reg = _registry(tmp_path, extra='compute = { epochs = 4 }\n'
+                                   'baselines = [{ name = "scratch", epochs = 6, unequal = "the baseline gets the extra" }]\n')
+    filled = judge("m.a", {"ci_low": 1.0}, key="x", registry=reg, effect="e", n=2).compute
+    assert filled == {"method": {"epochs": 4},
+                      "baselines": {"scratch": {"epochs": 6, "unequal": "the baseline gets the extra"}},
                       "from_registry": ["method", "baselines"]}
-    measured = judge("m.a", {"ci_low": 1.0}, registry=reg, effect="e", n=2, compute={"method": {"epochs": 5}}).compute
+    measured = judge("m.a", {"ci_low": 1.0}, key="x", registry=reg, effect="e", n=2,
+                     compute={"method": {"epochs": 5}}).compute
     assert measured["method"] == {"epochs": 5} and measured["baselines"]["scratch"]["epochs"] == 6
     assert measured["from_registry"] == ["baselines"]
+
+
+def test_a_verdict_on_other_seeds_than_registered_is_no_verdict(tmp_path):
+    reg = _registry(tmp_path)  # seeds [0, 1]
+    assert judge("m.a", {"ci_low": 1.0}, key="x", registry=reg, effect="e", n=2, seeds=[1, 0]).holds is True
+    fewer = judge("m.a", {"ci_low": 1.0}, key="x", registry=reg, effect="e", n=1, seeds=[0])
+    assert fewer.holds is None and "registered seeds [1] are not in the data" in fewer.effect
+    more = judge("m.a", {"ci_low": 1.0}, key="x", registry=reg, effect="e", n=3, seeds=[0, 1, 2])
+    assert more.holds is None and "seeds [2] are not registered" in more.effect
+
+
+def test_multi_seed_verdicts_name_their_seeds_and_judge_only_the_registered_ones():
+    reg = load_registry(REGISTRY)
+    for path in sorted((ROOT / "results").glob("*/claims.json")):
+        for c in json.loads(path.read_text())["claims"]:
+            seeds = reg[c["id"]].get("seeds")
+            if c["kind"] != "claim" or not isinstance(seeds, list) or len(seeds) < 2:
+                continue
+            assert c.get("seeds") is not None, (path, c["tag"])
+            if c["holds"] is not None:
+                assert sorted(c["seeds"]) == sorted(seeds), (path, c["tag"], c["seeds"])
 
 
 def test_provenance_names_commit_command_versions_cpu_and_time():

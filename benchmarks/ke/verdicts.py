@@ -34,7 +34,8 @@ def derive() -> list:
                     setting=f"{task}, {st.get('model', 'vgg_small')}, KELS s={st['split_rate']}, N={N} x e={e}",
                     compute={"method": {"epochs": N * e},
                              "baselines": {"baseline": {"epochs": e if cid == "ke.dense_vs_gen1" else N * e}}},
-                    plot=f"results/ke/{'generations' if 'dense' in cid else 'slim_vs_scratch'}_{tag}.png"))
+                    plot=f"results/ke/{'generations' if 'dense' in cid else 'slim_vs_scratch'}_{tag}.png",
+                    seeds=[r["seed"] for r in runs]))
         if tag in ("N10_e15", "N10_e15_resnet_small"):
             r0 = d["runs"][0]
             mc = 1 - r0["slim_cost"]["macs"] / r0["dense_cost"]["macs"]
@@ -51,7 +52,7 @@ def derive() -> list:
         out.append(verdict("ke.kels_vs_wels", pvals(p), source=src, data=d, n=p.n, effect="accuracy " + p.fmt(),
                            ours=f"KELS test error {stats.summarize(kels).fmt(scale=100, unit='%')}",
                            baseline=f"WELS test error {stats.summarize(wels).fmt(scale=100, unit='%')}",
-                           plot="results/ke/wels.png"))
+                           plot="results/ke/wels.png", seeds=list(range(d["settings"]["seeds"]))))
     src = "results/ke/search.json"
     d = load(src)
     if d:
@@ -59,14 +60,15 @@ def derive() -> list:
         ke = [r["methods"]["ke"] for r in runs]
         width = [r["methods"]["width"] for r in runs]
         p = stats.paired([m["hv"] for m in ke], [m["hv"] for m in width])
-        epochs = lambda ms: sorted({m["train_epochs"] for m in ms})
+        epochs = lambda ms: [m["train_epochs"] for m in ms]  # per seed, in the order of d["seeds"]
         out.append(verdict("ke.search_vs_width", pvals(p), source=src, data=d, n=p.n,
                            effect="HV " + p.fmt(digits=4, unit=""),
                            ours=f"KE HV {stats.summarize([m['hv'] for m in ke]).fmt(digits=4)}",
                            baseline=f"width HV {stats.summarize([m['hv'] for m in width]).fmt(digits=4)}",
                            setting=f"{d['task']}, seeds {d['seeds']}",
-                           compute={"method": {"epochs": epochs(ke)}, "baselines": {"width": {"epochs": epochs(width)}}},
-                           plot="results/ke/search_front.png"))
+                           compute={"seeds": d["seeds"], "method": {"epochs": epochs(ke)},
+                                    "baselines": {"width": {"epochs": epochs(width)}}},
+                           plot="results/ke/search_front.png", seeds=d["seeds"]))
     return out
 
 

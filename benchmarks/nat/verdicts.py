@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from natkit.report import stats
-from natkit.report.claims import load_registry
 
 from benchmarks.verdicts import load, pvals, update as _update, verdict
 
@@ -60,12 +59,7 @@ def _search(out):
         comp = {a: {"real_evaluations": stats.summarize([per[str(s)]["arms"][a]["real_evaluations"] for s in seeds]).mean,
                     "adapt_epochs": per[str(seeds[0])]["arms"][a]["adapt_epochs"],
                     "warmup_epochs": per[str(seeds[0])].get("warmup_epochs")} for a in ("surrogate", arm)}
-        registered = set(load_registry()[cid]["seeds"])
-        missing = sorted(registered - set(seeds))
-        values = pvals(p) if not missing else {}  # fewer seeds than registered: report, do not judge
-        note = (f"partial: seeds {missing} of the registered {sorted(registered)} not run yet; no verdict until "
-                "they are" if missing else "")
-        out.append(verdict(cid, values, source=src, data=d, n=p.n, effect="HV " + p.fmt(digits=4, unit=""), note=note,
+        out.append(verdict(cid, pvals(p), source=src, data=d, n=p.n, effect="HV " + p.fmt(digits=4, unit=""), seeds=seeds,
                            ours=f"NAT HV {stats.summarize(nat).fmt(digits=4)}",
                            baseline=f"{arm} arm HV {stats.summarize(base).fmt(digits=4)}",
                            setting=f"fashion-mnist -> digits, nat_small, seeds {seeds}",
@@ -89,7 +83,7 @@ def _surrogates(out):
                                f"{d['runs'][0]['settings']['splits']} splits per seed",
                        compute={"method": {"real_evaluations": d["runs"][0]["n"]},
                                 "baselines": {best: {"real_evaluations": d["runs"][0]["n"]}}},
-                       plot=PLOT.format("surrogates")))
+                       plot=PLOT.format("surrogates"), seeds=d["seeds"]))
 
 
 def _transfer(out):
@@ -112,7 +106,8 @@ def _transfer(out):
         out.append(verdict(cid, pvals(p), source=src, data=d, n=p.n, effect="accuracy " + p.fmt(),
                            ours=f"test error {stats.summarize([m[ours] for m in means]).fmt(scale=100, unit='%')}",
                            baseline=f"{base} {stats.summarize([m[base] for m in means]).fmt(scale=100, unit='%')}",
-                           setting=f"fashion-mnist -> digits, nat_small, seeds {seeds}", plot=PLOT.format("transfer")))
+                           setting=f"fashion-mnist -> digits, nat_small, seeds {seeds}", plot=PLOT.format("transfer"),
+                           seeds=seeds))
 
 
 def derive() -> list:

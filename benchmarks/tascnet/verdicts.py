@@ -31,17 +31,9 @@ def _runs() -> dict:
     return runs
 
 
-def _registered(runs: dict, claim_id: str, registry: dict) -> tuple[list[int], list[int]]:
-    """(registered seeds with a stored run, registered seeds without one)."""
-    seeds = registry[claim_id]["seeds"]
-    return [s for s in seeds if s in runs], [s for s in seeds if s not in runs]
-
-
-def _missing(res, missing: list[int]):
-    if missing:
-        res.holds = None
-        res.effect = f"no verdict: registered seeds {missing} have no stored run; " + res.effect
-    return res
+def _registered(runs: dict, claim_id: str, registry: dict) -> list[int]:
+    """The registered seeds with a stored run (``judge`` gives no verdict when one is missing)."""
+    return [s for s in registry[claim_id]["seeds"] if s in runs]
 
 
 def derive() -> list:
@@ -61,7 +53,7 @@ def _transfer(runs, net, reg) -> list:
     out = []
     for cid, idx, name in (("tascnet.transfer.vs_deeper", 0, "deeper layers"),
                            ("tascnet.transfer.vs_all_layers", 1, "all layers")):
-        seeds, missing = _registered(runs, cid, reg)
+        seeds = _registered(runs, cid, reg)
         per = [runs[s][1]["nets"][net] for s in seeds if net in runs[s][1]["nets"]]
         if not per or len(per) != len(seeds):
             continue
@@ -72,7 +64,7 @@ def _transfer(runs, net, reg) -> list:
         base = [100 * r["conventional"][idx]["test_acc"] for r in per]
         p = stats.paired(ours, base)
         wall = [r["search_seconds"] / max(r["conventional"][idx]["seconds"], 1e-9) for r in per]
-        out.append(_missing(verdict(
+        out.append(verdict(
             cid, {**pvals(p), "params_cut_min": pcut, "macs_cut_min": mcut}, key=net, source=src,
             data=runs[seeds[0]][1], n=p.n,
             effect="accuracy " + p.fmt() + f"; params -{100 * pcut:.0f}%, MACs -{100 * mcut:.0f}% or more",
@@ -85,13 +77,13 @@ def _transfer(runs, net, reg) -> list:
                                           "seconds_mean": stats.summarize(
                                               [r["conventional"][idx]["seconds"] for r in per]).mean,
                                           "method_wall_time_ratio": stats.summarize(wall).mean}}},
-            plot=f"results/tascnet/transfer_{net}.png"), missing))
+            plot=f"results/tascnet/transfer_{net}.png", seeds=seeds))
     return out
 
 
 def _width(runs, net, reg) -> list:
     cid = "tascnet.vs_width_same_wall_time"
-    seeds, missing = _registered(runs, cid, reg)
+    seeds = _registered(runs, cid, reg)
     have = [s for s in seeds if (runs[s][1]["nets"].get(net) or {}).get("width_same_time")]
     src = ", ".join(runs[s][0] for s in have) or "results/tascnet/transfer.json"
     data = runs[have[0]][1] if have else runs[min(runs)][1]
@@ -100,7 +92,6 @@ def _width(runs, net, reg) -> list:
                       effect="not run: no stored run has a width search given TASCNet's wall time")
         res.holds = None
         return [res]
-    missing = missing + [s for s in seeds if s not in have and s not in missing]
     per = {s: runs[s][1]["nets"][net] for s in have}
     paired = [s for s in have if (per[s]["width_same_time"].get("member") or {}).get("test_acc") is not None]
     absent = [s for s in have if s not in paired]
@@ -123,13 +114,13 @@ def _width(runs, net, reg) -> list:
                      "overrun_max": max(x["overrun"] for x in w),
                      "real_evaluations_mean": stats.summarize([x["real_evaluations"] for x in w]).mean,
                      "epochs_per_candidate": w[0]["options"].get("epochs")}}},
-        plot=f"results/tascnet/transfer_{net}.png")
-    return [_missing(res, missing)]
+        plot=f"results/tascnet/transfer_{net}.png", seeds=have)
+    return [res]
 
 
 def _l1(runs, net, reg) -> list:
     cid = "tascnet.stage2_vs_l1"
-    seeds, missing = _registered(runs, cid, reg)
+    seeds = _registered(runs, cid, reg)
     rows = [q for s in seeds for q in (runs[s][1]["nets"].get(net) or {}).get("stage2_vs_l1") or []]
     pairs = [q for q in rows if "l1_test_acc" in q]
     if not pairs:
@@ -150,10 +141,10 @@ def _l1(runs, net, reg) -> list:
         effect += f"; {unmatched} member(s) L1 could not match within 1% were not compared"
     res = verdict(cid, values, key=net, source=src, data=runs[seeds[0]][1], n=p.n, effect=effect,
                   setting=f"{net}, {len(pairs)} stage-2 members over seeds {seeds}",
-                  plot=f"results/tascnet/stage2_vs_l1_{net}.png")
+                  plot=f"results/tascnet/stage2_vs_l1_{net}.png", seeds=seeds)
     if not matched:
         res.holds = None
-    return [_missing(res, missing)]
+    return [res]
 
 
 def update():
