@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from natkit.report import stats
-from natkit.report.claims import ClaimResult, judge, load_registry, stale_rules, write_claims
+from natkit.report.claims import ClaimResult, judge as _judge, load_registry, stale_rules, write_claims
 from natkit.report.provenance import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +49,48 @@ def source_provenance(data: dict | None, rel: str) -> dict:
 def pvals(p: stats.Paired, prefix: str = "") -> dict:
     """The quantities a rule may name, from a paired difference."""
     return {f"{prefix}mean": p.mean, f"{prefix}ci_low": p.lo, f"{prefix}ci_high": p.hi, f"{prefix}n": p.n}
+
+
+def with_registered_compute(measured: dict | None, entry: dict) -> dict:
+    """A claim's compute: what the benchmark measured (``{"method": ..., "baselines": ...}``), each part it
+    did not measure taken from the registry entry (its ``compute`` and ``baselines``) and named in
+    ``from_registry``, so every stored verdict says what the method and each baseline were given."""
+    out = dict(measured or {})
+    filled = []
+    if not out.get("method") and entry.get("compute"):
+        out["method"] = dict(entry["compute"])
+        filled.append("method")
+    if not out.get("baselines") and entry.get("baselines"):
+        out["baselines"] = {b["name"]: {k: v for k, v in b.items() if k != "name"} for b in entry["baselines"]}
+        filled.append("baselines")
+    if filled:
+        out["from_registry"] = filled
+    return out
+
+
+def judge(claim_id: str, values: dict, *, key: str = "", registry: dict | None = None, seeds=None,
+          **fields) -> ClaimResult:
+    """natkit's ``judge`` under this project's evidence rules. A claim's verdict records the compute of the
+    method and of each baseline (measured, else registered: ``with_registered_compute``) and, given
+    ``seeds`` (the seeds the statistic used), those seeds in ``compute["seeds"]``; data that covers other
+    seeds than the entry registers, fewer or more, gets no verdict."""
+    reg = registry if registry is not None else load_registry()
+    entry = reg.get(claim_id)
+    if entry is not None and entry["kind"] == "claim":
+        fields["compute"] = with_registered_compute(fields.get("compute"), entry)
+        if seeds is not None:
+            fields["compute"]["seeds"] = list(seeds)
+    res = _judge(claim_id, values, key=key, registry=reg, **fields)
+    registered = entry.get("seeds")
+    if seeds is not None and isinstance(registered, list) and sorted(seeds) != sorted(registered):
+        # judged only on the seeds registered before the run: fewer is not enough, more is not allowed
+        missing = sorted(set(registered) - set(seeds))
+        extra = sorted(set(seeds) - set(registered))
+        why = "; ".join(x for x in (f"registered seeds {missing} are not in the data" if missing else "",
+                                    f"seeds {extra} are not registered" if extra else "") if x)
+        res.holds = None
+        res.effect = f"no verdict: {why}; {res.effect}"
+    return res
 
 
 def verdict(claim_id: str, values: dict, *, source: str, data: dict | None, key: str = "", **fields) -> ClaimResult:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from benchmarks import readme_table
+from benchmarks import readme_table, verdicts
 from natkit.errors import ConfigError
 from natkit.report import stats
 from natkit.report.claims import (REGISTRY, entry_sha256, evaluate_rule, judge, load_registry, parse_rule,
@@ -97,22 +97,23 @@ def test_registry_entries_are_complete():
 def test_a_verdict_records_the_compute_it_did_not_measure_from_the_registry(tmp_path):
     reg = _registry(tmp_path, extra='compute = { epochs = 4 }\n'
                                    'baselines = [{ name = "scratch", epochs = 6, unequal = "the baseline gets the extra" }]\n')
-    filled = judge("m.a", {"ci_low": 1.0}, key="x", registry=reg, effect="e", n=2).compute
+    filled = verdicts.judge("m.a", {"ci_low": 1.0}, key="x", registry=reg, effect="e", n=2).compute
     assert filled == {"method": {"epochs": 4},
                       "baselines": {"scratch": {"epochs": 6, "unequal": "the baseline gets the extra"}},
                       "from_registry": ["method", "baselines"]}
-    measured = judge("m.a", {"ci_low": 1.0}, key="x", registry=reg, effect="e", n=2,
-                     compute={"method": {"epochs": 5}}).compute
+    measured = verdicts.judge("m.a", {"ci_low": 1.0}, key="x", registry=reg, effect="e", n=2,
+                              compute={"method": {"epochs": 5}}).compute
     assert measured["method"] == {"epochs": 5} and measured["baselines"]["scratch"]["epochs"] == 6
     assert measured["from_registry"] == ["baselines"]
 
 
 def test_a_verdict_on_other_seeds_than_registered_is_no_verdict(tmp_path):
     reg = _registry(tmp_path)  # seeds [0, 1]
-    assert judge("m.a", {"ci_low": 1.0}, key="x", registry=reg, effect="e", n=2, seeds=[1, 0]).holds is True
-    fewer = judge("m.a", {"ci_low": 1.0}, key="x", registry=reg, effect="e", n=1, seeds=[0])
+    ok = verdicts.judge("m.a", {"ci_low": 1.0}, key="x", registry=reg, effect="e", n=2, seeds=[1, 0])
+    assert ok.holds is True and ok.compute["seeds"] == [1, 0]
+    fewer = verdicts.judge("m.a", {"ci_low": 1.0}, key="x", registry=reg, effect="e", n=1, seeds=[0])
     assert fewer.holds is None and "registered seeds [1] are not in the data" in fewer.effect
-    more = judge("m.a", {"ci_low": 1.0}, key="x", registry=reg, effect="e", n=3, seeds=[0, 1, 2])
+    more = verdicts.judge("m.a", {"ci_low": 1.0}, key="x", registry=reg, effect="e", n=3, seeds=[0, 1, 2])
     assert more.holds is None and "seeds [2] are not registered" in more.effect
 
 
@@ -123,9 +124,10 @@ def test_multi_seed_verdicts_name_their_seeds_and_judge_only_the_registered_ones
             seeds = reg[c["id"]].get("seeds")
             if c["kind"] != "claim" or not isinstance(seeds, list) or len(seeds) < 2:
                 continue
-            assert c.get("seeds") is not None, (path, c["tag"])
+            used = (c.get("compute") or {}).get("seeds")
+            assert used is not None, (path, c["tag"])
             if c["holds"] is not None:
-                assert sorted(c["seeds"]) == sorted(seeds), (path, c["tag"], c["seeds"])
+                assert sorted(used) == sorted(seeds), (path, c["tag"], used)
 
 
 def test_provenance_names_commit_command_versions_cpu_and_time():

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.verdicts import run_provenance
-from natkit.report.claims import judge, write_claims
+from benchmarks.verdicts import judge, run_provenance
+from natkit.report.claims import write_claims
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "results" / "hardware"

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.perf.common import ROOT, median, stamp, write_json
-from natkit.report.claims import ClaimResult, judge
+from benchmarks.verdicts import judge
+from natkit.report.claims import ClaimResult
 from natkit.report.claims import write_claims as write_claims_file
 from natkit.report.provenance import provenance
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from natkit.report.claims import ClaimResult, judge, load_registry, write_claims
+from benchmarks.verdicts import judge
+from natkit.report.claims import ClaimResult, load_registry, write_claims
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = "results/tabular/results.json"

@@ -104,28 +104,10 @@ class ClaimResult:
     plot: str | None = None
     registry_sha256: str = ""
     source: str = ""  # the results file the numbers come from
-    seeds: list | None = None  # the seeds (units) the statistic used, when the benchmark says
     provenance: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def with_registered_compute(measured: dict | None, entry: dict) -> dict:
-    """A claim's compute: what the benchmark measured (``{"method": ..., "baselines": ...}``), each part it
-    did not measure taken from the registry entry (its ``compute`` and ``baselines``) and named in
-    ``from_registry``, so every stored verdict says what the method and each baseline were given."""
-    out = dict(measured or {})
-    filled = []
-    if not out.get("method") and entry.get("compute"):
-        out["method"] = dict(entry["compute"])
-        filled.append("method")
-    if not out.get("baselines") and entry.get("baselines"):
-        out["baselines"] = {b["name"]: {k: v for k, v in b.items() if k != "name"} for b in entry["baselines"]}
-        filled.append("baselines")
-    if filled:
-        out["from_registry"] = filled
-    return out
 
 
 def judge(claim_id: str, values: dict, *, key: str = "", registry: dict | None = None, **fields) -> ClaimResult:
@@ -142,18 +124,7 @@ def judge(claim_id: str, values: dict, *, key: str = "", registry: dict | None =
         raise ConfigError(f"claim {claim_id} has no settings; got {key!r}")
     rule = entry.get("rule") or None
     holds = evaluate_rule(rule, values) if rule else None
-    used, registered = fields.get("seeds"), entry.get("seeds")
-    if used is not None and isinstance(registered, list) and sorted(used) != sorted(registered):
-        # judged only on the seeds registered before the run: fewer is not enough, more is not allowed
-        missing = sorted(set(registered) - set(used))
-        extra = sorted(set(used) - set(registered))
-        why = "; ".join(x for x in (f"registered seeds {missing} are not in the data" if missing else "",
-                                    f"seeds {extra} are not registered" if extra else "") if x)
-        holds = None
-        fields["effect"] = f"no verdict: {why}; " + fields.get("effect", "")
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
-    if entry["kind"] == "claim":
-        fields["compute"] = with_registered_compute(fields.get("compute"), entry)
     return ClaimResult(tag=f"{claim_id}@{key}" if key else claim_id, id=claim_id, method=entry["method"], kind=entry["kind"], statement=entry["statement"],
                        rule=rule, holds=holds, values=clean, registry_sha256=entry_sha256(entry), **fields)
 
