@@ -155,7 +155,9 @@ def test_sigkill_at_random_moments_then_resume_repeats_nothing(tmp_path, method)
 
 @pytest.mark.slow
 def test_two_same_seed_processes_evaluate_each_candidate_once(tmp_path):
-    res = _figures().concurrency_scenario(tmp_path, max_batches=6, rounds=1)
+    # evaluations long enough that the second process starts before the first has done them all, even on a
+    # loaded CI host (max_batches=6 let one process finish everything first under pytest-xdist load)
+    res = _figures().concurrency_scenario(tmp_path, max_batches=20, rounds=1)
     assert res["exit_codes"] == [[0, 0]], res
     assert res["rows"] == res["distinct"] == res["solo_rows"], res
     assert all(n > 0 for n in res["evaluated_per_process"][0]), res  # the pair split the work
