@@ -1,5 +1,8 @@
 """The progressive process on a tiny VGG and a synthetic task (seconds)."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -187,21 +190,34 @@ def test_method_options_are_checked(task, tmp_path, options, match, make_ctx):
         make_ctx("progressive", task, options=options)
 
 
-def test_default_options_use_the_benchmarked_criterion(task, tmp_path, make_ctx):
+def test_default_options_use_the_default_criterion(task, tmp_path, make_ctx):
     ctx = make_ctx("progressive", task, options={"epochs": "2", "lr": "0.02"})
     s = P.settings_from(ctx)
     assert s["relevance"] == PR.DEFAULT_CRITERION and s["epochs"] == 2.0 and s["lr"] == 0.02
 
 
-def test_defaults_are_the_digits_benchmarks_choices():
-    """The method's defaults are what the committed digits benchmark chose on validation: the lr
-    (lr.json), the criterion (criteria.json) and the BatchNorm reading of frozen layers (bn.json)."""
-    import json
-    from pathlib import Path
+_RES = Path(__file__).resolve().parents[1] / "results" / "progressive"
+_DEVIATION = ("known deviation, open on issue 18: the final-code digits rerun chose relevance apoz and frozen "
+              "BatchNorm statistics on validation; natkit's defaults (discriminative, update) are the earlier run's "
+              "choices and are not changed yet (see progressive.choice.* in benchmarks/claims.toml)")
 
-    res = Path(__file__).resolve().parents[1] / "results" / "progressive"
-    assert P.OPTION_DEFAULTS["lr"] == json.loads((res / "lr.json").read_text())["chosen"]["progressive"]
-    assert PR.DEFAULT_CRITERION == json.loads((res / "criteria.json").read_text())["best"]
-    runs = json.loads((res / "bn.json").read_text())["runs"]
+
+def test_default_lr_is_the_digits_benchmarks_choice():
+    """The method's default lr is what the committed digits benchmark chose on validation (lr.json)."""
+    assert P.OPTION_DEFAULTS["lr"] == json.loads((_RES / "lr.json").read_text())["chosen"]["progressive"]
+
+
+@pytest.mark.xfail(strict=True, reason=_DEVIATION)
+def test_default_criterion_is_the_digits_benchmarks_choice():
+    """natkit's default criterion should be the committed digits benchmark's validation choice (criteria.json).
+    Strict: once the default and the committed choice agree again, this mark must go."""
+    assert PR.DEFAULT_CRITERION == json.loads((_RES / "criteria.json").read_text())["best"]
+
+
+@pytest.mark.xfail(strict=True, reason=_DEVIATION)
+def test_default_bn_stats_is_the_digits_benchmarks_choice():
+    """natkit's BatchNorm reading of frozen layers should be the lower-validation-error one of the committed
+    digits bn.json. Strict, as above."""
+    runs = json.loads((_RES / "bn.json").read_text())["runs"]
     val = {b: np.mean([r["val_error"] for r in runs if r["bn_stats"] == b]) for b in ("frozen", "update")}
     assert PR.DEFAULT_BN_STATS == min(val, key=val.get)
