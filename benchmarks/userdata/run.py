@@ -51,7 +51,11 @@ def stamp(argv) -> dict:
 def run_method(method: str, task_spec: str, out: Path, mode: str, seed: int, timeout: int, reuse=False) -> dict:
     run_dir = out / "runs" / f"{method}-{mode}"
     done = run_dir / "done.json"
-    if reuse and done.is_file():  # a finished run of an earlier launch (its commit is in done.json)
+    # a finished run of an earlier launch (its commit is in done.json), reused only with its stored models: they
+    # are not committed, so in a fresh checkout the run could not export its front and is made again
+    if reuse and done.is_file() and not (run_dir / "models").is_dir():
+        print(f"{method}-{mode}: no stored models (a fresh checkout?), so not reused: it runs again", flush=True)
+    elif reuse and done.is_file():
         prev = json.loads(done.read_text())
         return {**prev, **inspect(run_dir, (run_dir / "log.txt").read_text()), "reused": True}
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: an earlier launch's rows must not share its archive
@@ -133,7 +137,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per method run")
     ap.add_argument("--jobs", type=int, default=1, help="method runs at once (each a process, 1 torch thread)")
-    ap.add_argument("--reuse", action="store_true", help="keep method runs an earlier launch finished")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep method runs an earlier launch finished (only those whose stored models are still there)")
     args = ap.parse_args(argv)
     import torch
 
