@@ -10,7 +10,6 @@ import benchmarks.userdata.run as U
 
 def _fake(monkeypatch):
     calls = []
-
     real = subprocess.run
 
     def run(cmd, **kw):

@@ -51,13 +51,13 @@ def stamp(argv) -> dict:
 def run_method(method: str, task_spec: str, out: Path, mode: str, seed: int, timeout: int, reuse=False) -> dict:
     run_dir = out / "runs" / f"{method}-{mode}"
     done = run_dir / "done.json"
-    # a finished run of an earlier launch (its commit is in done.json), reused only with its stored models: they
-    # are not committed, so in a fresh checkout the run could not export its front and is made again
-    if reuse and done.is_file() and not (run_dir / "models").is_dir():
+    if reuse and done.is_file():  # a finished run of an earlier launch (its commit is in done.json)
+        # reused only with its stored models: they are not committed, so in a fresh checkout the run could not
+        # export its front, and it is made again
+        if (run_dir / "models").is_dir():
+            prev = json.loads(done.read_text())
+            return {**prev, **inspect(run_dir, (run_dir / "log.txt").read_text()), "reused": True}
         print(f"{method}-{mode}: no stored models (a fresh checkout?), so not reused: it runs again", flush=True)
-    elif reuse and done.is_file():
-        prev = json.loads(done.read_text())
-        return {**prev, **inspect(run_dir, (run_dir / "log.txt").read_text()), "reused": True}
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: an earlier launch's rows must not share its archive
     cmd = [sys.executable, "-m", "natkit.cli", "search", method, "--task", task_spec, "--samples-per-class", "20",
            "--out", str(run_dir), "--seed", str(seed), "--threads", "1"] + (["--quick"] if mode == "quick" else [])
