@@ -197,9 +197,6 @@ def test_default_options_use_the_default_criterion(task, tmp_path, make_ctx):
 
 
 _RES = Path(__file__).resolve().parents[1] / "results" / "progressive"
-_DEVIATION = ("known deviation, open on issue 18: the final-code digits rerun chose relevance apoz and frozen "
-              "BatchNorm statistics on validation; natkit's defaults (discriminative, update) are the earlier run's "
-              "choices and are not changed yet (see progressive.choice.* in benchmarks/claims.toml)")
 
 
 def test_default_lr_is_the_digits_benchmarks_choice():
@@ -207,17 +204,23 @@ def test_default_lr_is_the_digits_benchmarks_choice():
     assert P.OPTION_DEFAULTS["lr"] == json.loads((_RES / "lr.json").read_text())["chosen"]["progressive"]
 
 
-@pytest.mark.xfail(strict=True, reason=_DEVIATION)
 def test_default_criterion_is_the_digits_benchmarks_choice():
-    """natkit's default criterion should be the committed digits benchmark's validation choice (criteria.json).
-    Strict: once the default and the committed choice agree again, this mark must go."""
+    """natkit's default criterion is the committed digits benchmark's validation choice (criteria.json)."""
     assert PR.DEFAULT_CRITERION == json.loads((_RES / "criteria.json").read_text())["best"]
 
 
-@pytest.mark.xfail(strict=True, reason=_DEVIATION)
 def test_default_bn_stats_is_the_digits_benchmarks_choice():
-    """natkit's BatchNorm reading of frozen layers should be the lower-validation-error one of the committed
-    digits bn.json. Strict, as above."""
+    """natkit's BatchNorm reading of frozen layers is the lower-validation-error one of the committed digits
+    bn.json."""
     runs = json.loads((_RES / "bn.json").read_text())["runs"]
     val = {b: np.mean([r["val_error"] for r in runs if r["bn_stats"] == b]) for b in ("frozen", "update")}
     assert PR.DEFAULT_BN_STATS == min(val, key=val.get)
+
+
+def test_lr_and_criterion_are_chosen_under_the_pinned_bn_reading():
+    """The committed lr and criterion choices were made under the benchmark's pinned BatchNorm reading, not
+    under whatever natkit's default (which the bn part sets) happens to be."""
+    from benchmarks.progressive.benchmark import CHOICE_BN
+
+    for name in ("lr.json", "criteria.json"):
+        assert json.loads((_RES / name).read_text())["setting"]["bn_stats"] == CHOICE_BN, name

@@ -8,7 +8,7 @@ of kernels in every conv layer, chosen so every layer's count is an integer and 
 
 Methods, all at equal total training epochs (6 conv layers x E, E = 3 by default):
 - ``progressive``    layer by layer; after each layer, retrain layers 1..l+1 for E epochs, later layers frozen
-                     (weights; their BatchNorm running statistics follow the new inputs, ``bn_stats=update``).
+                     (weights and, by natkit's default ``bn_stats=frozen``, BatchNorm running statistics).
 - ``global_retrain`` (a) same criterion and order, but each layer is eliminated in ``ACTIONS`` actions,
                      each followed by retraining the *entire* model for E / ACTIONS epochs.
 - ``one_shot``       (b) same criterion scored once on the trained model, all layers eliminated at once,
@@ -23,11 +23,15 @@ Parts (each stores its runs in results/progressive/runs.json, so a later part re
                 error over seeds and shares. Same grid and rule for every method.
 - ``criteria``  progressive with the four objective criteria at both shares, at progressive's chosen lr; the
                 default is the lowest mean validation error over seeds *and* shares (2 x seeds runs each).
-- ``compare``   all four methods at their chosen lr, with the chosen criterion; *test* error is reported.
-  The lr and the criterion were chosen with frozen BatchNorm statistics (the default until ``bn`` was run).
-- ``bn``        progressive with the frozen layers' BatchNorm statistics frozen vs. updated (``bn_stats=update``,
-                the default: their weights stay frozen, their running statistics follow the changed inputs), at
+- ``compare``   all four methods at their chosen lr, with the chosen criterion and natkit's default BatchNorm
+                reading; *test* error is reported.
+- ``bn``        progressive with the frozen layers' BatchNorm statistics frozen vs. updated (``bn_stats=update``:
+                their weights stay frozen, their running statistics follow the changed inputs), at
                 progressive's lr and criterion, both shares, all seeds.
+The lr and the criterion are chosen with the frozen layers' statistics updated (``CHOICE_BN``): the reading
+under which both choices were registered and made; the ``bn`` part then chooses the reading at that lr and
+criterion. The reading is pinned so that setting natkit's default to the ``bn`` choice does not move the lr
+and criterion choices made before it (a chain of choices, not a joint one over all three).
 
 Changes from the previous session (E = 1, base fine-tuned 6 epochs at 0.01, one lr 0.05 for all, criteria at
 share 0.5 only): the base was undertrained (every pruned+retrained baseline beat it), 1 epoch per layer does
@@ -77,6 +81,7 @@ ACTIONS = 2  # elimination actions per layer for baseline (a)
 LR_GRID = (0.01, 0.02, 0.05)
 LR_CRITERION = "mean_abs"  # criterion of progressive/(a)/(b) while their lr is chosen
 COST_ORDER = ["mean_abs", "apoz", "discriminative", "loss_increase"]  # cheapest first (tie-break of the default)
+CHOICE_BN = "update"  # progressive's BatchNorm reading while the lr and the criterion are chosen (see above)
 
 
 def log(msg):
@@ -263,24 +268,26 @@ def main(argv=None):
         rows, chosen, table = [], {}, {}
         for meth in METHODS:
             for lr in grid:
-                rs = [runs.get(meth, LR_CRITERION, sh, sd, lr) for sh in shares for sd in seeds]
+                rs = [runs.get(meth, LR_CRITERION, sh, sd, lr, bn_stats=CHOICE_BN) for sh in shares for sd in seeds]
                 rows += rs
                 table.setdefault(meth, {})[str(lr)] = {
                     "val_error": mean_val(rs), "test_error": float(np.mean([r["test_error"] for r in rs]))}
             chosen[meth] = float(min(grid, key=lambda lr: (table[meth][str(lr)]["val_error"], -lr)))
-        lr_path.write_text(json.dumps(stamp({"setting": setting, "criterion": LR_CRITERION, "table": table,
+        lr_path.write_text(json.dumps(stamp({"setting": {**setting, "bn_stats": CHOICE_BN}, "criterion": LR_CRITERION,
+                                             "table": table,
                                              "chosen": chosen, "rule": "lowest mean val error over seeds and "
                                              "shares (ties: the larger lr)"}), indent=2))
         log(f"lr chosen: {chosen}")
     lrs = json.loads(lr_path.read_text())["chosen"] if lr_path.is_file() else {m: s["lr"] for m in METHODS}
 
     if args.part in ("criteria", "all") and not args.from_dir:
-        rows = [runs.get("progressive", c, sh, sd, lrs["progressive"]) for c in criteria for sh in shares
-                for sd in seeds]
+        rows = [runs.get("progressive", c, sh, sd, lrs["progressive"], bn_stats=CHOICE_BN) for c in criteria
+                for sh in shares for sd in seeds]
         ranking = {c: mean_val([r for r in rows if r["criterion"] == c]) for c in criteria}
         # equal error counts tie (the float sums differ in the last digits); a tie goes to the cheaper criterion
         best = min(ranking, key=lambda c: (round(ranking[c], 9), COST_ORDER.index(c)))
-        crit_path.write_text(json.dumps(stamp({"setting": {**setting, "lr": lrs["progressive"]}, "runs": rows,
+        crit_path.write_text(json.dumps(stamp({"setting": {**setting, "lr": lrs["progressive"], "bn_stats": CHOICE_BN},
+                                               "runs": rows,
                                                "mean_val_error": ranking, "best": best,
                                                "plot": "results/progressive/criteria.png"}), indent=2))
         plot_criteria(rows, base_m, out / "criteria.png")

@@ -21,11 +21,11 @@ Options (``--option KEY=VALUE``; ``natkit search progressive --list-options`` pr
 - ``lr`` (float, default 0.05): retraining learning rate
 - ``finetune_lr`` (float, default 0.05): learning rate of the first fine-tuning
 - ``batch_size`` (int, default 64): batch size
-- ``bn_stats`` (str, default 'update'): BatchNorm statistics of frozen layers during retraining (update|frozen)
+- ``bn_stats`` (str, default 'frozen'): BatchNorm statistics of frozen layers during retraining (update|frozen)
 - ``score_images`` (int, default 256, quick 64): the fixed subset every relevance score is computed on
 - ``share_step`` (float, default 0.1): elimination share per level
 - ``max_level`` (int, default 8): largest level (shares 0, 0.1, ..., 0.8)
-- ``relevance`` (str, default 'discriminative'): relevance criterion, or human
+- ``relevance`` (str, default 'apoz'): relevance criterion, or human
 - ``decisions`` (str | none, default None): relevance=human: decision file (TOML or JSON)
 - ``projection`` (str, default 'pca'): human mode: kernel projection (pca|tsne)
 - ``images_per_class`` (int, default 2): human mode: columns of the activation sheet per class
