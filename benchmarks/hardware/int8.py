@@ -39,15 +39,21 @@ def main(argv=None):
     runs, out = Path(args.runs), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
+    prev = json.loads((out / "int8.json").read_text()) if (out / "int8.json").is_file() else {}
+    prev_commit = {r["method"]: r.get("search_commit", prev.get("commit")) for r in prev.get("rows", [])}
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
         d = runs / method
-        if not (d / "run.json").is_file() or "stats" not in json.loads((d / "run.json").read_text()):
+        reused = (d / "run.json").is_file() and "stats" in json.loads((d / "run.json").read_text())
+        if not reused:
             code = natkit(["search", method, "--task", "digits", "--source", "fashion-mnist", "--quick", "-q",
                            "--out", str(d), *args.search_args.split()])
             if code != 0:
                 rows.append({"method": method, "error": f"search exited {code}"})
                 continue
         ids = sorted(int(p.name) for p in (d / "models").iterdir() if (p / "arch.json").is_file())
+        # the commit whose code ran the search: this launch's, or for a search reused from an earlier launch
+        # (same --runs), the one the previous int8.json recorded for it (None when that is not known)
+        search_commit = prev_commit.get(method) if reused else state["commit"]
         for cid in ids:
             exp = d / "export" / str(cid)
             done = exp / "candidate.json"
@@ -59,7 +65,7 @@ def main(argv=None):
                 rows.append({"method": method, "id": cid, "error": f"export exited {code}"})
                 continue
             o, q = rec["onnx"], rec["int8"]
-            rows.append({"method": method, "id": cid, "arch": rec.get("arch", {}).get("name") if isinstance(rec.get("arch"), dict) else None,
+            rows.append({"method": method, "id": cid, "search_commit": search_commit, "arch": rec.get("arch", {}).get("name") if isinstance(rec.get("arch"), dict) else None,
                          "input_shape": o["input_shape"], "check_ok": o["check"]["ok"],
                          "max_abs_diff": o["check"]["max_abs_diff"], "check_images": o["check"]["images_source"],
                          "fp32_val_error": q["fp32"]["val_error"], "int8_val_error": q["val_error"],
@@ -86,6 +92,10 @@ def main(argv=None):
     md += ["", f"onnxruntime, 1 thread, batch 1; int8 = static QDQ quantization calibrated on 256 training images. "
            f"Commit {st['commit']}{' (dirty)' if st['dirty'] else ''}; `{st['command']}`; {st['cpu']}; load average "
            f"{st['loadavg_start']} -> {st['loadavg_end']}; {st['wall_s']} s."]
+    other = {r["method"]: r["search_commit"] for r in rows if r.get("search_commit", st["commit"]) != st["commit"]}
+    if other:  # searches reused from an earlier launch (same --runs): the code that made them
+        md += ["", "Searches reused from an earlier launch (same --runs), made at: "
+               + "; ".join(f"{m} {str(c)[:8]}" for m, c in other.items()) + "."]
     (out / "int8.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
