@@ -49,7 +49,8 @@ def audit(results: Path) -> dict[str, dict]:
         except (OSError, ValueError):
             continue
         for c in commits_in(data):
-            by_commit.setdefault(c, {"files": []})["files"].append(str(path.relative_to(ROOT)))
+            name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+            by_commit.setdefault(c, {"files": []})["files"].append(str(name))
     for c, row in by_commit.items():
         if git("cat-file", "-e", f"{c}^{{commit}}").returncode != 0:
             row["natkit_diff"] = None
