@@ -46,3 +46,11 @@ def test_a_finished_run_without_its_models_runs_again(tmp_path, monkeypatch):
     row = U.run_method("width", "npz:x.npz", tmp_path, "quick", 0, 60, reuse=True)
     assert "reused" not in row and len(calls) == 1 and "width" in calls[0]
     assert row["commit"] != "0" * 40
+
+
+def test_a_run_records_the_commit_it_started_at(tmp_path, monkeypatch):
+    """A commit made while a run is going must not be recorded as the run's code."""
+    calls = _fake(monkeypatch)
+    monkeypatch.setattr(U, "stamp", lambda argv: {"commit": ("b" if calls else "a") * 40})  # HEAD moves mid-run
+    row = U.run_method("width", "npz:x.npz", tmp_path, "quick", 0, 60)
+    assert len(calls) == 1 and row["commit"] == "a" * 40

@@ -61,7 +61,7 @@ def run_method(method: str, task_spec: str, out: Path, mode: str, seed: int, tim
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: an earlier launch's rows must not share its archive
     cmd = [sys.executable, "-m", "natkit.cli", "search", method, "--task", task_spec, "--samples-per-class", "20",
            "--out", str(run_dir), "--seed", str(seed), "--threads", "1"] + (["--quick"] if mode == "quick" else [])
-    t0 = time.time()
+    t0, commit = time.time(), stamp([])["commit"]  # the code that runs: HEAD when the run starts, not when it ends
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         code, log = proc.returncode, proc.stderr + proc.stdout
@@ -71,7 +71,7 @@ def run_method(method: str, task_spec: str, out: Path, mode: str, seed: int, tim
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "log.txt").write_text(log)
     row = {"method": method, "mode": mode, "exit_code": code, "seconds": round(seconds, 1),
-           "command": " ".join(["natkit"] + cmd[3:]), "commit": stamp([])["commit"]}
+           "command": " ".join(["natkit"] + cmd[3:]), "commit": commit}
     done.write_text(json.dumps(row))
     return {**row, **inspect(run_dir, log)}
 
