@@ -51,6 +51,6 @@ def test_a_finished_run_without_its_models_runs_again(tmp_path, monkeypatch):
 def test_a_run_records_the_commit_it_started_at(tmp_path, monkeypatch):
     """A commit made while a run is going must not be recorded as the run's code."""
     calls = _fake(monkeypatch)
-    monkeypatch.setattr(U, "stamp", lambda argv: {"commit": ("b" if calls else "a") * 40})  # HEAD moves mid-run
+    monkeypatch.setattr(U, "code_state", lambda root: {"commit": ("b" if calls else "a") * 40})  # HEAD moves mid-run
     row = U.run_method("width", "npz:x.npz", tmp_path, "quick", 0, 60)
     assert len(calls) == 1 and row["commit"] == "a" * 40

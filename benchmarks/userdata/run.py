@@ -29,22 +29,22 @@ import sys
 import time
 from pathlib import Path
 
+from natkit.report.provenance import code_state
+
+ROOT = Path(__file__).resolve().parents[2]
 METHODS = ["width", "random", "nat", "tascnet", "progressive", "ke", "lda"]
 
 
 def stamp(argv) -> dict:
     from natkit.core.archive import package_versions
 
-    root = Path(__file__).resolve().parents[2]
-    git = lambda *a: subprocess.run(["git", *a], cwd=root, capture_output=True, text=True).stdout.strip()  # noqa: E731
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else ""
     import torch
 
-    # dirty: source changes only (the benchmark's own outputs under results/ do not count)
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--", ".", ":!results")),
-            "command": "python -m benchmarks.userdata.run " + " ".join(argv), "versions": package_versions(),
-            "cpu": cpu, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    # dirty: tracked source changes only (the benchmark's own outputs under results/ do not count)
+    return {**code_state(ROOT), "command": "python -m benchmarks.userdata.run " + " ".join(argv),
+            "versions": package_versions(), "cpu": cpu, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "load_avg_at_start": os.getloadavg()}
 
 
@@ -61,7 +61,7 @@ def run_method(method: str, task_spec: str, out: Path, mode: str, seed: int, tim
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: an earlier launch's rows must not share its archive
     cmd = [sys.executable, "-m", "natkit.cli", "search", method, "--task", task_spec, "--samples-per-class", "20",
            "--out", str(run_dir), "--seed", str(seed), "--threads", "1"] + (["--quick"] if mode == "quick" else [])
-    t0, commit = time.time(), stamp([])["commit"]  # the code that runs: HEAD when the run starts, not when it ends
+    t0, commit = time.time(), code_state(ROOT)["commit"]  # the code that runs: HEAD when the run starts, not ends
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         code, log = proc.returncode, proc.stderr + proc.stdout
